@@ -1,0 +1,148 @@
+"""Actors. All share one interface: `Actor(obs_dim, act_dim, ...)`, `forward(obs) -> action` with
+obs normalised, shape [B, obs_dim], and action in [-1, 1], shape [B, act_dim] (the learner scales it
+to the action space).
+
+Spiking actors run time-major ([T, B, N]) and layer by layer: a layer's input is known for all T
+timesteps before the layer runs (no recurrence goes back a layer), so each layer is one matmul over
+T * B rows, then its neurons step through time. Neuron state lives in forward locals only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .neurons import clear_neuron_state, current_lif, make_surrogate
+
+
+def run_through_time(neuron: nn.Module, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step one layer of neurons through T timesteps of input current [T, B, N], from zero state.
+    Returns the spikes [T, B, N] and the final (post-reset) membrane [B, N]."""
+    syn = torch.zeros_like(current[0])
+    mem = torch.zeros_like(current[0])
+    spikes = []
+    for t in range(current.shape[0]):
+        spk, syn, mem = neuron(current[t], syn, mem)
+        spikes.append(spk)
+    return torch.stack(spikes), mem
+
+
+class SpikingLayers(nn.Module):
+    """Fully connected layers of current-based LIF neurons: [T, B, n_in] -> spikes [T, B, sizes[-1]]."""
+
+    def __init__(self, n_in: int, sizes: Sequence[int], neuron: dict, surrogate: dict, bias: bool = True):
+        super().__init__()
+        spike_fn = make_surrogate(**surrogate)
+        widths = [n_in, *sizes]
+        self.linears = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(widths, widths[1:]))
+        self.neurons = nn.ModuleList(current_lif(**neuron, surrogate=spike_fn) for _ in sizes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for linear, neuron in zip(self.linears, self.neurons):
+            x, _ = run_through_time(neuron, linear(x))
+        return x
+
+
+class PopulationDecoder(nn.Module):
+    """PopSAN's decoder: firing rate of each action's output population, one linear map per action
+    (a grouped linear layer, like Conv1d with groups=act_dim), then tanh."""
+
+    def __init__(self, act_dim: int, pop_dim: int):
+        super().__init__()
+        self.act_dim, self.pop_dim = act_dim, pop_dim
+        bound = 1.0 / math.sqrt(pop_dim)
+        self.weight = nn.Parameter(torch.empty(act_dim, pop_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(act_dim).uniform_(-bound, bound))
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        rate = spikes.mean(0).view(-1, self.act_dim, self.pop_dim)
+        return torch.tanh((rate * self.weight).sum(-1) + self.bias)
+
+
+class PopSpikingActor(nn.Module):
+    """PopSAN's population-coded spiking actor: population encoder -> LIF hidden layers -> LIF output
+    populations (out_pop_dim neurons per action) -> rate decoding. Neurons are snnTorch `Synaptic`
+    with PopSAN's constants by default (current decay 0.5, voltage decay 0.75, threshold 0.5,
+    rectangular surrogate of half-width 0.5)."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        encoder: Callable[[int], nn.Module],
+        hidden_sizes: Sequence[int] = (256, 256),
+        out_pop_dim: int = 10,
+        timesteps: int = 5,
+        neuron: dict | None = None,
+        surrogate: dict | None = None,
+    ):
+        super().__init__()
+        neuron = neuron or {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5}
+        surrogate = surrogate or {"name": "rectangular", "half_width": 0.5}
+        self.timesteps = timesteps
+        self.encoder = encoder(obs_dim)
+        self.snn = SpikingLayers(
+            self.encoder.num_outputs, [*hidden_sizes, act_dim * out_pop_dim], neuron, surrogate
+        )
+        self.decoder = PopulationDecoder(act_dim, out_pop_dim)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        action = self.decoder(self.snn(self.encoder(obs, self.timesteps)))
+        clear_neuron_state(self)
+        return action
+
+
+class DSRLSpikingActor(nn.Module):
+    """DSRL's spiking actor: two-neuron input coding -> bias-free LIF hidden layers -> a non-spiking
+    leaky readout whose membrane at the last timestep, through tanh, is the action. Weights are drawn
+    from N(0, 1/sqrt(fan_in))."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        encoder: Callable[[int], nn.Module],
+        hidden_sizes: Sequence[int] = (400, 300),
+        timesteps: int = 5,
+        neuron: dict | None = None,
+        surrogate: dict | None = None,
+    ):
+        super().__init__()
+        neuron = neuron or {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0}
+        surrogate = surrogate or {"name": "fast_sigmoid", "slope": 100.0}
+        self.timesteps = timesteps
+        self.encoder = encoder(obs_dim)
+        self.snn = SpikingLayers(self.encoder.num_outputs, hidden_sizes, neuron, surrogate, bias=False)
+        self.readout = nn.Linear(hidden_sizes[-1], act_dim, bias=False)
+        self.readout_neuron = current_lif(**neuron, surrogate=make_surrogate(**surrogate), spiking=False)
+        for linear in [*self.snn.linears, self.readout]:
+            nn.init.normal_(linear.weight, 0.0, 1.0 / math.sqrt(linear.in_features))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        spikes = self.snn(self.encoder(obs, self.timesteps))
+        _, membrane = run_through_time(self.readout_neuron, self.readout(spikes))
+        clear_neuron_state(self)
+        return torch.tanh(membrane)
+
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class MLPActor(nn.Module):
+    """The ANN baseline: a ReLU MLP with a tanh output (TD3's deterministic actor)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden_sizes, act_dim])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))

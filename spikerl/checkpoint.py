@@ -1,0 +1,50 @@
+"""Checkpoints: written atomically, read without running code from the file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message is one line for the user."""
+
+
+def save_atomic(state: dict, path: str | Path) -> Path:
+    """Write to a temporary file in the same folder, fsync it, then rename over `path`: a crash at
+    any moment leaves either the old checkpoint or the new one, never a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load(path: str | Path) -> dict:
+    """Load a checkpoint with `weights_only=True` (tensors and plain containers only)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which, in one line
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}") from exc
+    if not isinstance(state, dict) or "meta" not in state:
+        raise CheckpointError(f"{path} is not a SpikeRL checkpoint")
+    return state

@@ -1,0 +1,105 @@
+"""Observation encoders: turn a normalised observation [B, D] into input for T timesteps, [T, B, N].
+
+Every encoder has `num_outputs` (N) and `forward(obs, timesteps)`; the spiking actors are built with
+an encoder factory (`encoder(obs_dim) -> Encoder`) so that the encoder is a config choice.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class _ThresholdStraightThrough(torch.autograd.Function):
+    """Spike when x > threshold; the gradient passes straight through (PopSAN's encoder pseudo-grad)."""
+
+    @staticmethod
+    def forward(ctx, x, threshold):
+        return (x > threshold).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, None
+
+
+class _BernoulliStraightThrough(torch.autograd.Function):
+    """Spike with probability x (x in [0, 1]); the gradient passes straight through."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return (torch.rand_like(x) < x).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output
+
+
+class PopulationEncoder(nn.Module):
+    """PopSAN's population coding: each observation dim drives `pop_dim` Gaussian receptive fields.
+
+    activation a = exp(-(o - mean)^2 / (2 std^2)), means evenly spaced over `mean_range`, both means
+    and stds learnable. `spikes="regular"`: deterministic spikes from integrating a each step, firing
+    above `threshold` and subtracting it; `spikes="poisson"`: a Bernoulli spike with probability a.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        pop_dim: int = 10,
+        mean_range: tuple[float, float] = (-3.0, 3.0),
+        std: float = math.sqrt(0.15),
+        spikes: str = "regular",
+        threshold: float = 0.999,
+    ):
+        super().__init__()
+        if spikes not in ("regular", "poisson"):
+            raise ValueError(f"encoder spikes must be 'regular' or 'poisson', got {spikes!r}")
+        if pop_dim < 2:
+            raise ValueError(f"encoder pop_dim must be at least 2, got {pop_dim}")
+        self.obs_dim, self.pop_dim = obs_dim, pop_dim
+        self.spikes, self.threshold = spikes, float(threshold)
+        lo, hi = mean_range
+        means = torch.linspace(lo, hi, pop_dim).repeat(obs_dim, 1)
+        self.mean = nn.Parameter(means.unsqueeze(0))  # [1, D, P]
+        self.std = nn.Parameter(torch.full((1, obs_dim, pop_dim), float(std)))
+
+    @property
+    def num_outputs(self) -> int:
+        return self.obs_dim * self.pop_dim
+
+    def activation(self, obs: torch.Tensor) -> torch.Tensor:
+        """Receptive-field activation [B, D * P] in (0, 1]."""
+        a = torch.exp(-0.5 * (obs.unsqueeze(-1) - self.mean) ** 2 / self.std**2)
+        return a.reshape(obs.shape[0], -1)
+
+    def forward(self, obs: torch.Tensor, timesteps: int) -> torch.Tensor:
+        act = self.activation(obs)
+        if self.spikes == "poisson":
+            return torch.stack([_BernoulliStraightThrough.apply(act) for _ in range(timesteps)])
+        volt = torch.zeros_like(act)
+        out = []
+        for _ in range(timesteps):
+            volt = volt + act
+            spike = _ThresholdStraightThrough.apply(volt, self.threshold)
+            volt = volt - spike * self.threshold
+            out.append(spike)
+        return torch.stack(out)
+
+
+class TwoNeuronEncoder(nn.Module):
+    """DSRL's encoding: two input neurons per dim carrying the positive and the negative part of the
+    (already max-abs normalised) observation, as a constant input current at every timestep."""
+
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.obs_dim = obs_dim
+
+    @property
+    def num_outputs(self) -> int:
+        return 2 * self.obs_dim
+
+    def forward(self, obs: torch.Tensor, timesteps: int) -> torch.Tensor:
+        current = torch.cat([obs.clamp(min=0), (-obs).clamp(min=0)], dim=-1)
+        return current.unsqueeze(0).expand(timesteps, *current.shape)

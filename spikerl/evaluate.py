@@ -1,0 +1,71 @@
+"""Evaluate a saved actor: `python -m spikerl.evaluate <run folder or checkpoint> [--episodes N]`.
+
+The actor is rebuilt from the spec stored in the checkpoint, with the observation normaliser saved
+beside it, and run deterministically. With the default seed the episodes are the ones the training
+run's own evaluations used, so the final evaluation's returns are reproduced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .evaluation import evaluate_policy
+from .normalizer import ObsNormalizer
+from .precision import Precision
+
+
+def load_policy(state: dict):
+    """The deterministic policy (raw obs tensor -> action in [-1, 1]) saved in a checkpoint."""
+    from hydra.utils import instantiate
+
+    meta = state["meta"]
+    actor = instantiate(meta["actor_spec"], obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])
+    try:
+        actor.load_state_dict(state["learner"]["actor"])
+    except RuntimeError as exc:
+        raise checkpoint.CheckpointError(
+            f"checkpoint weights do not fit its actor spec: {str(exc).splitlines()[0]}") from None
+    actor.eval()
+    normalizer = ObsNormalizer(meta["obs_dim"])
+    normalizer.load_state_dict(state["normalizer"])
+    precision = Precision(meta["precision"]) if meta["precision"] != "fp16" else Precision("fp32")
+
+    @torch.inference_mode()
+    def policy(raw_obs: torch.Tensor) -> torch.Tensor:
+        with precision.autocast():
+            return actor(normalizer(raw_obs)).float()
+
+    return policy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m spikerl.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="a run folder (uses checkpoints/last.pt) or a checkpoint file")
+    parser.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="first episode's reset seed (default: the training run's evaluation seed)")
+    args = parser.parse_args(argv)
+    if args.episodes <= 0:
+        parser.error("--episodes must be positive")
+    try:
+        state = checkpoint.load(args.path)
+        meta = state["meta"]
+        policy = load_policy(state)
+    except checkpoint.CheckpointError as exc:
+        print(f"spikerl.evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    seed = meta["seed"] + 10_000 if args.seed is None else args.seed
+    returns = evaluate_policy(policy, meta["env_id"], args.episodes, seed, meta.get("max_episode_steps"))
+    step = state["counters"]["env_steps"]
+    print(f"{meta['method']} / {meta['actor_name']} on {meta['env_id']} after {step:,} env steps: "
+          f"return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {args.episodes} episodes (seed {seed})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

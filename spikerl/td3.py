@@ -1,0 +1,149 @@
+"""TD3 (Fujimoto et al., 2018) for any actor with the common interface.
+
+The losses are pure functions of their networks and a batch, so they can be tested in isolation;
+`TD3` owns the networks, their targets and optimizers, and the update schedule (policy delay,
+soft target updates). Actions are in [-1, 1] throughout; noise scales are fractions of that range.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .neurons import clear_neuron_state
+from .precision import Precision
+from .replay import Batch
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A target network: a deep copy with gradients off."""
+    clear_neuron_state(module)
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def td_target(
+    batch: Batch,
+    actor_target: nn.Module,
+    critic_target: nn.Module,
+    gamma: float,
+    target_noise: float,
+    noise_clip: float,
+    precision: Precision,
+) -> torch.Tensor:
+    """r + gamma * (1 - terminated) * min(Q1', Q2')(s', clip(pi'(s') + clip(eps), -1, 1)).
+
+    Only `terminated` stops the bootstrap: a time-limit truncation keeps it. The target is fp32 even
+    when the networks run under autocast."""
+    with precision.autocast():
+        next_act = actor_target(batch.next_obs).float()
+    noise = (torch.randn_like(next_act) * target_noise).clamp(-noise_clip, noise_clip)
+    next_act = (next_act + noise).clamp(-1.0, 1.0)
+    with precision.autocast():
+        q1, q2 = critic_target(batch.next_obs, next_act)
+    next_q = torch.min(q1.float(), q2.float())
+    return batch.rew + gamma * (1.0 - batch.terminated) * next_q
+
+
+def critic_loss(critic: nn.Module, batch: Batch, target: torch.Tensor, precision: Precision):
+    """Mean squared TD error of both critics; returns (loss, mean Q1)."""
+    with precision.autocast():
+        q1, q2 = critic(batch.obs, batch.act)
+    q1, q2 = q1.float(), q2.float()
+    loss = ((q1 - target) ** 2).mean() + ((q2 - target) ** 2).mean()
+    return loss, q1.detach().mean()
+
+
+def actor_loss(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """-Q1(s, pi(s)). The critic's parameters are frozen while it is evaluated, so this loss leaves
+    no gradient on the critic; gradients flow through the critic's input into the actor only."""
+    critic.requires_grad_(False)
+    try:
+        with precision.autocast():
+            q = critic.q1_value(obs, actor(obs))
+        return -q.float().mean()
+    finally:
+        critic.requires_grad_(True)
+
+
+class TD3:
+    def __init__(
+        self,
+        actor: nn.Module,
+        critic: nn.Module,
+        *,
+        actor_lr: float,
+        critic_lr: float,
+        gamma: float,
+        polyak: float,
+        policy_delay: int,
+        target_noise: float,
+        noise_clip: float,
+        precision: Precision | None = None,
+    ):
+        self.actor, self.critic = actor, critic
+        self.actor_target = frozen_copy(actor)
+        self.critic_target = frozen_copy(critic)
+        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr)
+        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
+        self.gamma, self.polyak, self.policy_delay = gamma, polyak, policy_delay
+        self.target_noise, self.noise_clip = target_noise, noise_clip
+        self.precision = precision or Precision("fp32")
+        self.updates = 0
+
+    @torch.inference_mode()
+    def act(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic action for normalised observations (no exploration noise)."""
+        with self.precision.autocast():
+            return self.actor(obs).float()
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """One TD3 iteration: a critic step, and every `policy_delay` iterations an actor step and
+        soft target updates."""
+        target = td_target(
+            batch, self.actor_target, self.critic_target, self.gamma, self.target_noise,
+            self.noise_clip, self.precision,
+        )
+        loss_q, q_mean = critic_loss(self.critic, batch, target, self.precision)
+        self.precision.step(loss_q, self.critic_opt)
+        metrics = {"loss/critic": loss_q.item(), "train/q_mean": q_mean.item()}
+        self.updates += 1
+        if self.updates % self.policy_delay == 0:
+            loss_pi = actor_loss(self.actor, self.critic, batch.obs, self.precision)
+            self.precision.step(loss_pi, self.actor_opt)
+            self.soft_update()
+            metrics["loss/actor"] = loss_pi.item()
+        self.precision.end_iteration()
+        return metrics
+
+    @torch.no_grad()
+    def soft_update(self) -> None:
+        """target <- polyak * target + (1 - polyak) * online, for actor and critic."""
+        for online, target in ((self.actor, self.actor_target), (self.critic, self.critic_target)):
+            torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), 1.0 - self.polyak)
+
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "precision": self.precision.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.actor_target.load_state_dict(state["actor_target"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.precision.load_state_dict(state["precision"])
+        self.updates = int(state["updates"])

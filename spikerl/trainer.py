@@ -1,0 +1,194 @@
+"""The off-policy training loop: collect with a vector env, update on PopSAN's schedule, evaluate,
+log, checkpoint. The algorithm lives in the learner (`TD3`); this loop knows only `act`, `update`,
+`state_dict` and `load_state_dict`."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .envs import ActionScaler, make_vec_env, real_next_obs
+from .evaluation import evaluate_policy
+from .metrics import MetricsWriter, RunningMeans
+from .normalizer import ObsNormalizer
+from .replay import ReplayBuffer
+from .td3 import TD3
+
+
+class EnvFault(RuntimeError):
+    """The environment returned something that must not be learned from."""
+
+
+@dataclass
+class TrainSettings:
+    env_id: str
+    total_steps: int
+    start_steps: int
+    update_after: int
+    update_every: int
+    gradient_steps: int
+    batch_size: int
+    replay_size: int
+    act_noise: float
+    eval_every: int
+    eval_episodes: int
+    checkpoint_every: int
+    log_every: int
+    seed: int
+    num_envs: int = 1
+    max_episode_steps: int | None = None
+    progress: bool = True
+
+
+def crossed(before: int, after: int, every: int) -> bool:
+    """Whether a multiple of `every` lies in (before, after]."""
+    return every > 0 and after // every > before // every
+
+
+class Trainer:
+    def __init__(
+        self,
+        learner: TD3,
+        normalizer: ObsNormalizer,
+        settings: TrainSettings,
+        run_dir: str | Path,
+        meta: dict,
+    ):
+        self.learner, self.normalizer, self.s = learner, normalizer, settings
+        self.run_dir = Path(run_dir)
+        self.meta = meta  # what a checkpoint must carry to be evaluated or checked against a config
+        self.envs = make_vec_env(settings.env_id, settings.num_envs, settings.max_episode_steps)
+        self.scale = ActionScaler(self.envs.single_action_space)
+        obs_dim = self.envs.single_observation_space.shape[0]
+        self.act_dim = self.envs.single_action_space.shape[0]
+        self.replay = ReplayBuffer(obs_dim, self.act_dim, settings.replay_size)
+        self.rng = np.random.default_rng(settings.seed)
+        self.sample_gen = torch.Generator().manual_seed(settings.seed)
+        self.metrics = MetricsWriter(self.run_dir / "metrics.jsonl")
+        self.env_steps = 0
+        self.episodes = 0
+        self.eval_history: list[tuple[int, float, float]] = []
+        self.update_seconds = 0.0
+
+    # -- acting ---------------------------------------------------------------------------------
+    def explore(self, obs: np.ndarray) -> np.ndarray:
+        n = obs.shape[0]
+        if self.env_steps < self.s.start_steps:
+            return self.rng.uniform(-1.0, 1.0, (n, self.act_dim))
+        act = self.learner.act(self.normalizer(torch.as_tensor(obs, dtype=torch.float32))).numpy()
+        return np.clip(act + self.s.act_noise * self.rng.standard_normal(act.shape), -1.0, 1.0)
+
+    def policy(self, raw_obs: torch.Tensor) -> torch.Tensor:
+        return self.learner.act(self.normalizer(raw_obs))
+
+    def evaluate(self) -> np.ndarray:
+        return evaluate_policy(
+            self.policy, self.s.env_id, self.s.eval_episodes, self.s.seed + 10_000, self.s.max_episode_steps
+        )
+
+    # -- loop -----------------------------------------------------------------------------------
+    def train(self) -> dict:
+        s = self.s
+        obs, _ = self.envs.reset(seed=s.seed)
+        ep_ret = np.zeros(s.num_envs)
+        window = RunningMeans()
+        start = time.perf_counter()
+        window_start, window_steps, window_updates = start, 0, 0
+        bar = tqdm(total=s.total_steps, unit="step", disable=not s.progress, dynamic_ncols=True,
+                   mininterval=1.0, desc=s.env_id)
+        try:
+            while self.env_steps < s.total_steps:
+                act = self.explore(obs)
+                next_obs, rew, term, trunc, info = self.envs.step(self.scale(act))
+                if not (np.isfinite(next_obs).all() and np.isfinite(rew).all()):
+                    raise EnvFault(f"{s.env_id} returned a non-finite observation or reward at env step "
+                                   f"{self.env_steps}")
+                done = term | trunc
+                final_obs = real_next_obs(next_obs, done, info)
+                self.replay.add(obs, act, rew, final_obs, term)
+                self.normalizer.update(obs)
+                ep_ret += rew
+                for i in np.flatnonzero(done):
+                    window.add("train/episode_return", ep_ret[i])
+                    ep_ret[i] = 0.0
+                    self.episodes += 1
+                obs = next_obs
+                before, self.env_steps = self.env_steps, self.env_steps + s.num_envs
+                window_steps += s.num_envs
+
+                if self.env_steps > s.update_after and crossed(before, self.env_steps, s.update_every):
+                    t0 = time.perf_counter()
+                    for _ in range(s.gradient_steps):
+                        batch = self.replay.sample(s.batch_size, self.normalizer, self.sample_gen)
+                        window.update(self.learner.update(batch))
+                    self.update_seconds += time.perf_counter() - t0
+                    window_updates += s.gradient_steps
+
+                row = {}
+                if crossed(before, self.env_steps, s.eval_every) or self.env_steps >= s.total_steps:
+                    returns = self.evaluate()
+                    self.eval_history.append((self.env_steps, float(returns.mean()), float(returns.std())))
+                    row.update({"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())})
+                    bar.set_postfix(eval=f"{returns.mean():.1f}", refresh=False)
+                if row or crossed(before, self.env_steps, s.log_every):
+                    now = time.perf_counter()
+                    row.update(window.pop())
+                    row.update({
+                        "step": self.env_steps,
+                        "time/wall": now - start,
+                        "time/env_steps_per_second": window_steps / max(now - window_start, 1e-9),
+                        "time/updates_per_second": window_updates / max(now - window_start, 1e-9),
+                        "train/episodes": self.episodes,
+                    })
+                    window_start, window_steps, window_updates = now, 0, 0
+                    self.metrics.write(row)
+                if crossed(before, self.env_steps, s.checkpoint_every) or self.env_steps >= s.total_steps:
+                    self.save_checkpoint()
+                bar.update(s.num_envs)
+        finally:
+            bar.close()
+            self.envs.close()
+            self.metrics.close()
+        return self.summary(time.perf_counter() - start)
+
+    def summary(self, wall: float) -> dict:
+        last_step, mean, std = self.eval_history[-1]
+        return {
+            "env_id": self.s.env_id,
+            "seed": self.s.seed,
+            "total_env_steps": self.env_steps,
+            "wall_seconds": wall,
+            "eval_return_mean": mean,
+            "eval_return_std": std,
+            "eval_episodes": self.s.eval_episodes,
+            "best_eval_return": max(m for _, m, _ in self.eval_history),
+            "updates": self.learner.updates,
+            "updates_per_second": self.learner.updates / self.update_seconds if self.update_seconds else 0.0,
+            "env_steps_per_second": self.env_steps / wall,
+            "episodes": self.episodes,
+        }
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "meta": self.meta,
+            "learner": self.learner.state_dict(),
+            "normalizer": self.normalizer.state_dict(),
+            "counters": {"env_steps": self.env_steps, "episodes": self.episodes},
+            "rng": {
+                "python": random.getstate(),
+                "numpy": self.rng.bit_generator.state,
+                "torch": torch.get_rng_state(),
+                "sampler": self.sample_gen.get_state(),
+            },
+        }
+
+    def save_checkpoint(self) -> Path:
+        return checkpoint.save_atomic(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
