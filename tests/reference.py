@@ -1,0 +1,37 @@
+"""PopSAN's published equations written out directly, as the reference the tests compare against."""
+
+import torch
+
+
+class _RectSpike(torch.autograd.Function):
+    """s = v > 0.5; pseudo-gradient 1 where |v - 0.5| < 0.5."""
+
+    @staticmethod
+    def forward(ctx, v):
+        ctx.save_for_backward(v)
+        return (v > 0.5).float()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (v,) = ctx.saved_tensors
+        return grad * ((v - 0.5).abs() < 0.5).float()
+
+
+popsan_spike = _RectSpike.apply
+
+
+def popsan_neuron_step(c, v, s, current):
+    """One step of PopSAN's current-based LIF: returns the new (c, v, s)."""
+    c = 0.5 * c + current
+    v = 0.75 * v * (1.0 - s) + c
+    return c, v, popsan_spike(v)
+
+
+def popsan_neuron_reference(current: torch.Tensor) -> torch.Tensor:
+    """Spikes [T, B, N] of one layer driven by input current [T, B, N] from zero state."""
+    c = v = s = torch.zeros_like(current[0])
+    out = []
+    for t in range(current.shape[0]):
+        c, v, s = popsan_neuron_step(c, v, s, current[t])
+        out.append(s)
+    return torch.stack(out)

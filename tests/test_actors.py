@@ -1,0 +1,112 @@
+"""Actors: shared interface, PopSAN equivalence, no state kept between calls."""
+
+import copy
+import functools
+
+import pytest
+import torch
+from reference import popsan_neuron_step
+
+from spikerl.actors import DSRLSpikingActor, MLPActor, PopSpikingActor, PopulationDecoder
+from spikerl.encoders import PopulationEncoder, TwoNeuronEncoder
+
+
+def popsan_actor(obs_dim=3, act_dim=2, hidden=(32, 16)):
+    return PopSpikingActor(obs_dim, act_dim, encoder=PopulationEncoder, hidden_sizes=hidden)
+
+
+def dsrl_actor(obs_dim=3, act_dim=2):
+    return DSRLSpikingActor(obs_dim, act_dim, encoder=TwoNeuronEncoder, hidden_sizes=(40, 30))
+
+
+ACTORS = {
+    "popsan": popsan_actor,
+    "popsan_poisson": lambda: PopSpikingActor(
+        3, 2, encoder=functools.partial(PopulationEncoder, spikes="poisson"), hidden_sizes=(32, 16)),
+    "dsrl": dsrl_actor,
+    "mlp": lambda: MLPActor(3, 2, hidden_sizes=(32, 16)),
+}
+
+
+@pytest.mark.parametrize("name", ACTORS)
+def test_common_interface(name):
+    torch.manual_seed(0)
+    actor = ACTORS[name]()
+    act = actor(torch.randn(7, 3) * 2)
+    assert act.shape == (7, 2) and act.dtype == torch.float32
+    assert act.abs().max() <= 1.0
+    act.sum().backward()
+    assert all(p.grad is not None for p in actor.parameters())
+
+
+@pytest.mark.parametrize("name", ["popsan", "dsrl"])
+def test_no_state_survives_between_calls(name):
+    torch.manual_seed(0)
+    actor = ACTORS[name]()
+    fresh = copy.deepcopy(actor)
+    big = torch.randn(256, 3)
+    single = actor(big[:1] * 3)  # a batch-1 call first ...
+    after = actor(big)  # ... does not change a later batch-256 call
+    torch.testing.assert_close(after, fresh(big), rtol=0, atol=0)
+    torch.testing.assert_close(actor(big[:1] * 3), single, rtol=0, atol=0)
+
+
+def test_deepcopy_after_forward_with_grad():
+    actor = popsan_actor()
+    actor(torch.randn(4, 3)).sum().backward()
+    copy.deepcopy(actor)  # snnTorch buffers would hold a stale graph here if state were kept
+
+
+def test_decoder_is_rate_then_grouped_linear_then_tanh():
+    dec = PopulationDecoder(act_dim=2, pop_dim=3)
+    with torch.no_grad():
+        dec.weight.copy_(torch.tensor([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]]))
+        dec.bias.copy_(torch.tensor([0.1, -0.2]))
+    spikes = torch.zeros(5, 1, 6)
+    spikes[:, 0, 0] = 1.0  # rate 1
+    spikes[:2, 0, 2] = 1.0  # rate 0.4
+    spikes[:4, 0, 3] = 1.0  # rate 0.8
+    expected = torch.tanh(torch.tensor([[1.0 * 1 + 3.0 * 0.4 + 0.1, -1.0 * 0.8 - 0.2]]))
+    torch.testing.assert_close(dec(spikes), expected)
+
+
+def test_popsan_actor_matches_time_major_reference():
+    """The layer-by-layer forward equals PopSAN's published time-major loop on the same weights,
+    in actions and in gradients."""
+    torch.manual_seed(1)
+    actor = popsan_actor(hidden=(64, 48))
+    obs = torch.randn(16, 3)
+
+    def reference(obs):
+        spikes_in = actor.encoder(obs, 5)
+        lin = actor.snn.linears
+        c = [torch.zeros(obs.shape[0], m.out_features) for m in lin]
+        v = [torch.zeros_like(x) for x in c]
+        s = [torch.zeros_like(x) for x in c]
+        total = torch.zeros_like(c[-1])
+        for t in range(5):
+            x = spikes_in[t]
+            for i, layer in enumerate(lin):
+                c[i], v[i], s[i] = popsan_neuron_step(c[i], v[i], s[i], layer(x))
+                x = s[i]
+            total = total + x
+        rate = (total / 5).view(-1, 2, 10)
+        return torch.tanh((rate * actor.decoder.weight).sum(-1) + actor.decoder.bias)
+
+    out = actor(obs)
+    out.pow(2).sum().backward()
+    grads = [p.grad.clone() for p in actor.parameters()]
+    actor.zero_grad()
+    ref = reference(obs)
+    ref.pow(2).sum().backward()
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+    for g, p in zip(grads, actor.parameters()):
+        torch.testing.assert_close(g, p.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_dsrl_layers_are_bias_free_with_scaled_normal_init():
+    torch.manual_seed(0)
+    actor = DSRLSpikingActor(50, 4, encoder=TwoNeuronEncoder, hidden_sizes=(400, 300))
+    assert all(lin.bias is None for lin in actor.snn.linears) and actor.readout.bias is None
+    first = actor.snn.linears[0].weight
+    assert first.std().item() == pytest.approx(1 / 100 ** 0.5, rel=0.05)  # fan_in = 2 * 50

@@ -1,0 +1,87 @@
+"""The snnTorch neurons reproduce PopSAN's and DSRL's recurrences exactly, spikes and gradients."""
+
+import pytest
+import torch
+from reference import popsan_neuron_reference
+
+from spikerl.actors import run_through_time
+from spikerl.neurons import FastSigmoid, Rectangular, current_lif
+
+
+def popsan_neuron():
+    return current_lif(current_decay=0.5, voltage_decay=0.75, threshold=0.5, surrogate=Rectangular(0.5))
+
+
+def test_popsan_recurrence_matches_hand_computed_values():
+    # c = 0.5 c + I;  v = 0.75 v (1 - s_prev) + c;  s = v > 0.5
+    # I = 0.3:  c = 0.3                          v = 0.3                           s = 0
+    # I = 0.4:  c = 0.15 + 0.4   = 0.55          v = 0.225 + 0.55     = 0.775     s = 1
+    # I = 0.2:  c = 0.275 + 0.2  = 0.475         v = 0 (reset) + 0.475 = 0.475    s = 0
+    # I = 0.6:  c = 0.2375 + 0.6 = 0.8375        v = 0.35625 + 0.8375 = 1.19375   s = 1
+    # I = 0.1:  c = 0.41875 + 0.1 = 0.51875      v = 0 (reset) + 0.51875          s = 1
+    current = torch.tensor([0.3, 0.4, 0.2, 0.6, 0.1]).view(5, 1, 1)
+    neuron = popsan_neuron()
+    syn = mem = torch.zeros(1, 1)
+    syns, spikes = [], []
+    for t in range(5):
+        spk, syn, mem = neuron(current[t], syn, mem)
+        syns.append(syn.item())
+        spikes.append(spk.item())
+    assert spikes == [0.0, 1.0, 0.0, 1.0, 1.0]
+    assert syns == pytest.approx([0.3, 0.55, 0.475, 0.8375, 0.51875])
+    # the returned membrane is the post-reset value: 0 after the last spike
+    assert mem.item() == 0.0
+
+
+def test_popsan_spikes_and_gradients_match_reference_over_many_inputs():
+    torch.manual_seed(0)
+    x = (torch.rand(5, 64, 32) * 1.2 - 0.2).requires_grad_(True)
+    weights = torch.randn(5, 64, 32)
+    spikes, _ = run_through_time(popsan_neuron(), x)
+    (spikes * weights).sum().backward()
+    grad_snntorch = x.grad.clone()
+
+    x.grad = None
+    ref = popsan_neuron_reference(x)
+    (ref * weights).sum().backward()
+    assert torch.equal(spikes, ref)
+    assert spikes.sum() > 100  # the inputs really make the neurons fire
+    torch.testing.assert_close(grad_snntorch, x.grad, rtol=0, atol=1e-6)
+
+
+def test_rectangular_surrogate_window():
+    x = torch.tensor([-0.6, -0.5, -0.49, 0.0, 0.49, 0.5, 0.6], requires_grad=True)
+    out = Rectangular(0.5)(x)
+    assert out.tolist() == [0, 0, 0, 0, 1, 1, 1]
+    out.sum().backward()
+    assert x.grad.tolist() == [0, 0, 1, 1, 1, 0, 0]
+
+
+def test_fast_sigmoid_surrogate_gradient():
+    x = torch.tensor([-0.1, 0.0, 0.02], requires_grad=True)
+    out = FastSigmoid(100.0)(x)
+    assert out.tolist() == [0, 0, 1]
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, 1.0 / (1.0 + 100.0 * x.detach().abs()) ** 2)
+
+
+def test_dsrl_neuron_recurrence_matches_hand_computed_values():
+    # syn = 0.5 syn + I;  mem = 0.5 mem + syn;  spike at mem > 0.8, membrane reset to 0
+    # I = 0.4: syn 0.4,   mem 0.4                   no spike
+    # I = 0.4: syn 0.6,   mem 0.2 + 0.6  = 0.8      no spike (not above threshold)
+    # I = 0.4: syn 0.7,   mem 0.4 + 0.7  = 1.1      spike, mem -> 0
+    # I = 0.0: syn 0.35,  mem 0 + 0.35   = 0.35     no spike
+    neuron = current_lif(current_decay=0.5, voltage_decay=0.5, threshold=0.8, surrogate=FastSigmoid(100.0))
+    syn = mem = torch.zeros(1)
+    trace = []
+    for i in [0.4, 0.4, 0.4, 0.0]:
+        spk, syn, mem = neuron(torch.tensor([i]), syn, mem)
+        trace.append((spk.item(), round(syn.item(), 6), round(mem.item(), 6)))
+    assert trace == [(0, 0.4, 0.4), (0, 0.6, 0.8), (1, 0.7, 0.0), (0, 0.35, 0.35)]
+
+
+def test_non_spiking_readout_integrates_without_reset():
+    neuron = current_lif(current_decay=0.5, voltage_decay=0.5, threshold=0.1, surrogate=FastSigmoid(), spiking=False)
+    _, mem = run_through_time(neuron, torch.ones(3, 1, 1))
+    # syn: 1, 1.5, 1.75; mem: 1, 2, 2.75 (no reset although far above threshold)
+    assert mem.item() == pytest.approx(2.75)
