@@ -10,6 +10,7 @@ Hydra creates a run folder.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Optional
@@ -228,6 +229,19 @@ def compose(overrides: list[str]) -> DictConfig:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(_short(exc)) from None
+        raise ConfigError(_override_problem(exc) or _short(exc)) from None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _override_problem(exc: Exception) -> str | None:
+    """Hydra's 'Could not override' error for a key that does not exist, said as an unknown key."""
+    match = re.search(r"Could not override '([^']+)'", str(exc))
+    if not match or "not in struct" not in f"{exc} {exc.__cause__}":
+        return None
+    key = match.group(1)
+    section = key.split(".", 1)[0]
+    if section in SCHEMAS and "." in key:
+        valid = ", ".join(f.name for f in fields(SCHEMAS[section]))
+        return f"unknown key {key!r} (valid keys of {section}: {valid})"
+    return f"unknown key {key!r} (`python -m spikerl.run --cfg job` lists every key)"

@@ -5,8 +5,8 @@ import functools
 
 import pytest
 import torch
-from reference import popsan_neuron_step
 
+from reference import popsan_neuron_step
 from spikerl.actors import DSRLSpikingActor, MLPActor, PopSpikingActor, PopulationDecoder
 from spikerl.encoders import PopulationEncoder, TwoNeuronEncoder
 

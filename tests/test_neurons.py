@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from reference import popsan_neuron_reference
 
+from reference import popsan_neuron_reference
 from spikerl.actors import run_through_time
 from spikerl.neurons import FastSigmoid, Rectangular, current_lif
 

@@ -1,0 +1,90 @@
+"""Every config composes and builds; every user mistake gets a one-line error and exit code 2."""
+
+import subprocess
+import sys
+
+import pytest
+
+from spikerl import run
+from spikerl.config import compose, expand_overrides, validate
+
+ENVS = ["inverted_pendulum", "halfcheetah", "ant", "hopper", "walker2d", "humanoid"]
+EXPERIMENTS = [None, "popsan", "spikerl", "dsrl", "td3"]
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize("env", ENVS)
+def test_every_env_and_experiment_composes_and_builds(env, experiment):
+    overrides = [f"env={env}"] + ([f"experiment={experiment}"] if experiment else [])
+    rc = validate(compose(overrides))
+    run.check(rc)
+    if env != "inverted_pendulum":  # the paper's protocol comes with the task
+        assert rc.train.total_steps == 1_000_000 and rc.env.id.endswith("-v4")
+        assert rc.train.start_steps == (1000 if experiment == "dsrl" else 10_000)
+
+
+def test_presets_set_published_hyperparameters():
+    popsan = validate(compose(["experiment=popsan", "env=hopper"]))
+    assert (popsan.algo.actor_lr, popsan.algo.critic_lr, popsan.algo.batch_size) == (1e-4, 1e-3, 100)
+    assert popsan.actor["hidden_sizes"] == [256, 256] and popsan.actor["timesteps"] == 5
+    assert popsan.encoder["spikes"] == "poisson"  # PopSAN's choice for Hopper
+    assert popsan.actor["neuron"] == {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5}
+    dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah"]))
+    assert dsrl.actor["hidden_sizes"] == [400, 300] and dsrl.critic["hidden_sizes"] == [400, 300]
+    assert dsrl.actor["neuron"]["threshold"] == 0.8 and dsrl.algo.batch_size == 128
+    assert dsrl.algo.obs_norm == "maxabs" and dsrl.algo.actor_lr == 1e-3
+    assert validate(compose(["experiment=dsrl", "env=ant"])).actor["neuron"]["threshold"] == 2.5
+    assert validate(compose(["experiment=spikerl"])).precision.mode == "bf16"
+    assert validate(compose(["experiment=td3"])).actor["_target_"].endswith("MLPActor")
+    assert validate(compose(["env=halfcheetah"])).encoder["spikes"] == "regular"
+
+
+def test_sweeps_expand_into_jobs():
+    jobs = expand_overrides(["env=hopper,ant", "seed=0,1,2", "train.total_steps=10"])
+    assert len(jobs) == 6 and ["env=ant", "seed=2", "train.total_steps=10"] in jobs
+
+
+BAD_INPUTS = [
+    (["train.foo=1"], "unknown key 'train.foo' (valid keys of train: total_steps,"),
+    (["+train.foo=1"], "unknown key 'train.foo'"),
+    (["+foo=1"], "unknown top-level key"),
+    (["train.total_steps=abc"], "train.total_steps"),
+    (["train.progress=maybe"], "train.progress"),
+    (["seed=1.5"], "seed must be an integer"),
+    (["env=pong"], "choose one of: ant, halfcheetah, hopper, humanoid, inverted_pendulum, walker2d"),
+    (["actor=transformer"], "choose one of: dsrl, mlp, popsan"),
+    (["experiment=ppo"], "choose one of: dsrl, popsan, spikerl, td3"),
+    (["env.id=NoSuchTask-v0"], "unknown gymnasium task 'NoSuchTask-v0'"),
+    (["train.total_steps=0"], "train.total_steps must be positive"),
+    (["train.total_steps=-5"], "train.total_steps must be positive"),
+    (["train.eval_episodes=0"], "train.eval_episodes must be positive"),
+    (["algo.batch_size=2000000"], "larger than algo.replay_size"),
+    (["algo.gamma=1.5"], "algo.gamma must be in [0, 1]"),
+    (["algo.obs_norm=minmax"], "algo.obs_norm must be one of"),
+    (["actor.hidden_sizes=abc"], "cannot build actor"),
+    (["encoder.spikes=bursty"], "cannot build actor"),
+    (["precision=fp16"], "needs a CUDA GPU"),
+    (["precision.mode=fp8"], "precision.mode must be one of"),
+    (["dist.world_size=0"], "dist.world_size must be positive"),
+    (["env=hopper,pong"], "choose one of"),  # a sweep is checked job by job before any starts
+    (["train.total_steps=[1,2"], "cannot parse overrides"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gets_one_line_error(args, expected, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["spikerl.run", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        run.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("spikerl: error: ") and expected in err
+
+
+def test_bad_input_on_the_command_line_exits_without_traceback_or_run_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", "env=pong"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no outputs/ folder was created

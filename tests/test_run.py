@@ -1,0 +1,85 @@
+"""End to end: outputs of a run, determinism, evaluation of a saved actor, the command line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import TINY
+from spikerl import checkpoint
+from spikerl.evaluate import load_policy
+from spikerl.evaluate import main as evaluate_main
+from spikerl.evaluation import evaluate_policy
+from spikerl.metrics import read_metrics
+
+SUMMARY_KEYS = {
+    "method", "actor", "env_id", "seed", "total_env_steps", "wall_seconds", "eval_return_mean",
+    "eval_return_std", "best_eval_return", "updates_per_second", "env_steps_per_second", "world_size",
+    "precision",
+}
+
+
+def test_run_writes_summary_metrics_and_checkpoint(tiny_run):
+    summary, run_dir = tiny_run()
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert SUMMARY_KEYS <= on_disk.keys()
+    assert on_disk == json.loads(json.dumps(summary))
+    assert all(not isinstance(v, (dict, list)) for v in on_disk.values())  # flat
+    assert on_disk["total_env_steps"] == 600 and on_disk["env_id"] == "InvertedPendulum-v5"
+    assert on_disk["updates"] == 80  # 10 updates every 50 steps after step 200: steps 250..600
+    rows = read_metrics(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [100, 200, 300, 400, 500, 600]
+    assert "eval/return_mean" in rows[2] and "eval/return_mean" in rows[5]
+    assert {"time/env_steps_per_second", "time/updates_per_second", "loss/critic", "train/episode_return"} <= \
+        rows[-1].keys()
+    state = checkpoint.load(run_dir)
+    assert state["counters"]["env_steps"] == 600
+    assert state["meta"]["env_id"] == "InvertedPendulum-v5"
+
+
+def test_same_seed_same_result_and_other_seed_differs(tiny_run):
+    a, dir_a = tiny_run(name="a")
+    b, dir_b = tiny_run(name="b")
+    c, dir_c = tiny_run("seed=1", name="c")
+    for key in ("eval_return_mean", "eval_return_std", "best_eval_return", "episodes"):
+        assert a[key] == b[key]
+    actor_a, actor_b, actor_c = (checkpoint.load(d)["learner"]["actor"] for d in (dir_a, dir_b, dir_c))
+    assert all(torch.equal(actor_a[k], actor_b[k]) for k in actor_a)
+    assert not all(torch.equal(actor_a[k], actor_c[k]) for k in actor_a)
+
+
+def test_saved_actor_reproduces_the_final_evaluation(tiny_run, capsys):
+    summary, run_dir = tiny_run()
+    state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    returns = evaluate_policy(load_policy(state), "InvertedPendulum-v5", 2, seed=10_000, max_episode_steps=100)
+    assert returns.mean() == pytest.approx(summary["eval_return_mean"], abs=1e-9)
+    assert evaluate_main([str(run_dir), "--episodes", "2"]) == 0
+    assert f"return {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" in capsys.readouterr().out
+
+
+def test_evaluate_refuses_missing_and_corrupt_checkpoints(tmp_path, capsys):
+    assert evaluate_main([str(tmp_path / "nothing")]) == 2
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert evaluate_main([str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no checkpoint" in err[0] and "cannot read checkpoint" in err[1]
+
+
+def run_cli(args, cwd, timeout=300):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "spikerl.run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_command_line_run_end_to_end(tmp_path):
+    proc = run_cli([*TINY, "hydra.run.dir=out"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "SpikeRL run summary" in proc.stdout
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["total_env_steps"] == 600 and summary["method"] == "spikerl" and summary["actor"] == "popsan"
+    assert (tmp_path / "out" / ".hydra" / "config.yaml").is_file()
+    assert (tmp_path / "out" / "config.yaml").is_file()
