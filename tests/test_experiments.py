@@ -1,0 +1,34 @@
+"""experiments/ scripts on small synthetic run folders."""
+
+import csv
+import json
+import runpy
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "experiments" / "summarize_runs.py"
+
+
+def make_run(root: Path, name: str, summary: dict | None) -> None:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("method: x\n")
+    if summary is not None:
+        (run / "summary.json").write_text(json.dumps(summary))
+
+
+def test_summarize_runs_tables_finished_runs_and_skips_others(tmp_path, monkeypatch, capsys):
+    make_run(tmp_path, "a", {"method": "popsan", "env_id": "Hopper-v4", "seed": 0, "eval_return_mean": 12.25})
+    make_run(tmp_path, "b", {"method": "dsrl", "env_id": "Hopper-v4", "seed": 1, "eval_return_mean": 3.0})
+    make_run(tmp_path, "broken", None)
+    out_csv = tmp_path / "t.csv"
+    monkeypatch.setattr(sys, "argv", ["summarize_runs.py", str(tmp_path), "--csv", str(out_csv)])
+    try:
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+    except SystemExit as exc:
+        assert exc.code == 0
+    out = capsys.readouterr().out
+    assert "| dsrl |" in out and "| popsan |" in out and "12.2" in out
+    assert "skipped (no summary.json: failed or unfinished)" in out and "broken" in out
+    rows = list(csv.DictReader(open(out_csv)))
+    assert [r["method"] for r in rows] == ["dsrl", "popsan"]
