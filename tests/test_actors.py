@@ -110,3 +110,26 @@ def test_dsrl_layers_are_bias_free_with_scaled_normal_init():
     assert all(lin.bias is None for lin in actor.snn.linears) and actor.readout.bias is None
     first = actor.snn.linears[0].weight
     assert first.std().item() == pytest.approx(1 / 100 ** 0.5, rel=0.05)  # fan_in = 2 * 50
+
+
+@pytest.mark.parametrize(
+    "actor_cls,encoder", [(PopSpikingActor, PopulationEncoder), (DSRLSpikingActor, TwoNeuronEncoder)]
+)
+def test_neuron_backends_give_the_same_actions_and_gradients(actor_cls, encoder):
+    obs = torch.randn(32, 3)
+    outputs = []
+    for backend in ("snntorch", "fused"):
+        torch.manual_seed(0)
+        actor = actor_cls(3, 2, encoder=encoder, hidden_sizes=(48, 32), neuron_backend=backend)
+        out = actor(obs)
+        out.pow(2).sum().backward()
+        outputs.append((out.detach(), [p.grad for p in actor.parameters()]))
+    (a1, g1), (a2, g2) = outputs
+    torch.testing.assert_close(a1, a2, rtol=0, atol=1e-6)
+    for x, y in zip(g1, g2):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_neuron_backend_is_refused():
+    with pytest.raises(ValueError, match="neuron_backend"):
+        PopSpikingActor(3, 2, encoder=PopulationEncoder, neuron_backend="loihi")

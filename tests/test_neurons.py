@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reference import popsan_neuron_reference
-from spikerl.actors import run_through_time
+from spikerl.actors import run_through_time, run_through_time_fused
 from spikerl.neurons import FastSigmoid, Rectangular, current_lif
 
 
@@ -85,3 +85,30 @@ def test_non_spiking_readout_integrates_without_reset():
     _, mem = run_through_time(neuron, torch.ones(3, 1, 1))
     # syn: 1, 1.5, 1.75; mem: 1, 2, 2.75 (no reset although far above threshold)
     assert mem.item() == pytest.approx(2.75)
+
+
+NEURONS = {
+    "popsan": lambda: popsan_neuron(),
+    "dsrl": lambda: current_lif(current_decay=0.5, voltage_decay=0.5, threshold=0.8, surrogate=FastSigmoid()),
+    "readout": lambda: current_lif(current_decay=0.5, voltage_decay=0.5, threshold=0.8, surrogate=FastSigmoid(),
+                                   spiking=False),
+}
+
+
+@pytest.mark.parametrize("kind", NEURONS)
+def test_fused_backend_equals_snntorch_forward(kind):
+    """The fused step computes exactly what snnTorch's forward computes: spikes, final membrane
+    and gradients with respect to the input current."""
+    torch.manual_seed(0)
+    x = (torch.rand(5, 32, 64) * 1.5 - 0.3).requires_grad_(True)
+    weights = torch.randn(5, 32, 64)
+    results = []
+    for run in (run_through_time, run_through_time_fused):
+        x.grad = None
+        spikes, mem = run(NEURONS[kind](), x)
+        ((spikes * weights).sum() + (mem * weights[0]).sum()).backward()
+        results.append((spikes.detach(), mem.detach(), x.grad.clone()))
+    (s1, m1, g1), (s2, m2, g2) = results
+    assert torch.equal(s1, s2)
+    torch.testing.assert_close(m1, m2, rtol=0, atol=1e-6)
+    torch.testing.assert_close(g1, g2, rtol=1e-6, atol=1e-6)
