@@ -75,8 +75,13 @@ class PrecisionConfig:
 
 @dataclass
 class DistConfig:
-    world_size: int = 1
-    backend: str = "auto"
+    world_size: int = 1  # processes in the job, over all nodes
+    backend: str = "auto"  # auto | gloo | nccl | mpi
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 0  # 0: a free port (single node only)
+    timeout_s: float = 300.0  # a collective waiting longer than this fails the job
 
 
 SCHEMAS = {
@@ -153,8 +158,21 @@ def _check_values(rc: RunConfig) -> None:
         raise ConfigError(f"env.max_episode_steps must be positive or null, got {e.max_episode_steps}")
     if rc.precision.mode not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"precision.mode must be one of fp32, bf16, fp16; got {rc.precision.mode!r}")
-    if rc.dist.world_size != 1:
-        raise ConfigError("dist.world_size > 1 is not implemented yet; use dist.world_size=1")
+    d = rc.dist
+    if d.nnodes <= 0 or d.world_size % d.nnodes:
+        raise ConfigError(f"dist.world_size ({d.world_size}) must be a positive multiple of dist.nnodes ({d.nnodes})")
+    if not 0 <= d.node_rank < d.nnodes:
+        raise ConfigError(f"dist.node_rank must be in [0, {d.nnodes}), got {d.node_rank}")
+    if d.nnodes > 1 and d.master_port == 0:
+        raise ConfigError("a multi-node job needs dist.master_addr and a fixed dist.master_port")
+    if not 0 <= d.master_port < 65536 or d.timeout_s <= 0:
+        raise ConfigError("dist.master_port must be in [0, 65535] and dist.timeout_s positive")
+    from .distributed import resolve_backend
+
+    try:
+        resolve_backend(d.backend)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def validate(cfg: DictConfig) -> RunConfig:

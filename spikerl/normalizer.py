@@ -12,8 +12,9 @@ class ObsNormalizer:
     """`zscore` (PopSAN): (o - running mean) / running std, clipped to +-clip.
     `maxabs` (DSRL): o / running max |o|. `none`: identity.
 
-    Statistics are float64 and updated with whole batches (Chan et al.'s parallel variance update),
-    so the result does not depend on how observations were batched."""
+    New observations are first gathered as pending sums; `sync` folds them into the statistics
+    (Chan et al.'s parallel variance update, float64), summed over all ranks of a distributed job, so
+    every rank normalises with the same statistics. The training loop syncs at every update round."""
 
     def __init__(self, dim: int, kind: str = "zscore", clip: float = 3.0, eps: float = 1e-8):
         if kind not in KINDS:
@@ -23,18 +24,38 @@ class ObsNormalizer:
         self.mean = np.zeros(dim)
         self.m2 = np.zeros(dim)
         self.max_abs = np.zeros(dim)
+        self._pending = np.zeros(1 + 2 * dim)  # count, sum, sum of squares since the last sync
+        self._pending_max = np.zeros(dim)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def update(self, obs: np.ndarray) -> None:
+        """Record observations; they count once `sync` has run."""
         obs = np.asarray(obs, dtype=np.float64).reshape(-1, self.dim)
-        n = obs.shape[0]
-        batch_mean = obs.mean(0)
+        self._pending[0] += obs.shape[0]
+        self._pending[1:1 + self.dim] += obs.sum(0)
+        self._pending[1 + self.dim:] += (obs**2).sum(0)
+        self._pending_max = np.maximum(self._pending_max, np.abs(obs).max(0))
+
+    def sync(self, all_reduce=None) -> None:
+        """Fold the pending observations (of every rank, when `all_reduce(tensor, op)` is given)
+        into the statistics."""
+        pending, pending_max = self._pending, self._pending_max
+        if all_reduce is not None:
+            pending = all_reduce(torch.from_numpy(pending.copy()), "sum").numpy()
+            pending_max = all_reduce(torch.from_numpy(pending_max.copy()), "max").numpy()
+        self._pending = np.zeros_like(self._pending)
+        self._pending_max = np.zeros_like(self._pending_max)
+        n = pending[0]
+        if n == 0:
+            return
+        batch_mean = pending[1:1 + self.dim] / n
+        batch_m2 = np.maximum(pending[1 + self.dim:] - n * batch_mean**2, 0.0)
         delta = batch_mean - self.mean
         total = self.count + n
         self.mean = self.mean + delta * n / total
-        self.m2 = self.m2 + ((obs - batch_mean) ** 2).sum(0) + delta**2 * self.count * n / total
-        self.count = total
-        self.max_abs = np.maximum(self.max_abs, np.abs(obs).max(0))
+        self.m2 = self.m2 + batch_m2 + delta**2 * self.count * n / total
+        self.count = int(total)
+        self.max_abs = np.maximum(self.max_abs, pending_max)
         self._cache = None
 
     @property

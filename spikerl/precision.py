@@ -30,15 +30,22 @@ class Precision:
         dtype = torch.bfloat16 if self.mode == "bf16" else torch.float16
         return torch.autocast(self.device_type, dtype=dtype)
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backward `loss` (fp32) and step `optimizer`, through the scaler when there is one."""
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> bool:
+        """Backward `loss` (fp32) and step `optimizer`, through the scaler when there is one. A
+        non-finite gradient skips the step and returns False. Gradients are checked after backward,
+        when DDP has averaged them, so every rank takes the same decision."""
         optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            optimizer.step()
-        else:
+        if self.scaler is not None:
             self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)
+            scale = self.scaler.get_scale()
+            self.scaler.step(optimizer)  # skips by itself on inf/nan
+            return self.scaler.get_scale() >= scale
+        loss.backward()
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()):
+            return False
+        optimizer.step()
+        return True
 
     def end_iteration(self) -> None:
         """Once per learner iteration (after all optimizer steps of that iteration)."""

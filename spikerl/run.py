@@ -11,6 +11,7 @@ actor, critic and learner, trains, and writes the run folder:
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -18,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import distributed
 from .checkpoint import CheckpointError
 from .config import CONF_DIR, ConfigError, RunConfig, compose, expand_overrides, validate
+from .distributed import DistInfo
 
 
 def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -71,13 +74,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train_run(rc: RunConfig, run_dir: Path, actor_name: str) -> dict:
+def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | None = None) -> dict | None:
+    """Train one rank (the only one, by default). Rank 0 writes `summary.json` and returns the summary;
+    other ranks return None."""
+    from functools import partial
+
     from .normalizer import ObsNormalizer
     from .precision import Precision
     from .td3 import TD3
     from .trainer import Trainer, TrainSettings
 
-    seed_everything(rc.seed)
+    info = info or DistInfo()
+    seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
     obs_dim, act_dim = env_dims(rc.env.id)
     actor, critic = build_components(rc, obs_dim, act_dim)
     a, t = rc.algo, rc.train
@@ -85,6 +93,7 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str) -> dict:
         actor, critic, actor_lr=a.actor_lr, critic_lr=a.critic_lr, gamma=a.gamma, polyak=a.polyak,
         policy_delay=a.policy_delay, target_noise=a.target_noise, noise_clip=a.noise_clip,
         precision=Precision(rc.precision.mode),
+        wrap=partial(distributed.wrap_ddp, device=torch.device("cpu")) if info.enabled else None,
     )
     settings = TrainSettings(
         env_id=rc.env.id, total_steps=t.total_steps, start_steps=t.start_steps, update_after=t.update_after,
@@ -100,10 +109,12 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str) -> dict:
         "max_episode_steps": rc.env.max_episode_steps,
     }
     normalizer = ObsNormalizer(obs_dim, a.obs_norm, a.obs_clip)
-    result = Trainer(learner, normalizer, settings, run_dir, meta).train()
+    result = Trainer(learner, normalizer, settings, run_dir, meta, dist=info).train()
+    if not info.is_main:
+        return None
     summary = {
-        "method": rc.method, "actor": actor_name, **result, "world_size": rc.dist.world_size,
-        "precision": rc.precision.mode, "run_dir": str(run_dir),
+        "method": rc.method, "actor": actor_name, **result, "world_size": info.world_size,
+        "backend": info.backend, "precision": rc.precision.mode, "run_dir": str(run_dir),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -119,11 +130,54 @@ def format_summary(summary: dict) -> str:
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),
         ("best eval return", f"{summary['best_eval_return']:.1f}"),
-        ("precision / ranks", f"{summary['precision']} / {summary['world_size']}"),
+        ("precision / ranks", f"{summary['precision']} / {summary['world_size']} ({summary['backend']})"),
         ("run folder", summary["run_dir"]),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(["", "SpikeRL run summary", *(f"  {k:<{width}}  {v}" for k, v in rows)])
+
+
+def _rank_main(local_rank: int, rc: RunConfig, run_dir: Path, actor_name: str, backend: str, port: int) -> None:
+    """One spawned rank of a job launched from this command."""
+    nprocs = rc.dist.world_size // rc.dist.nnodes
+    info = DistInfo(rc.dist.node_rank * nprocs + local_rank, rc.dist.world_size, local_rank, nprocs)
+    run_rank(rc, run_dir, actor_name, info, backend, rc.dist.master_addr, port)
+
+
+def run_rank(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, backend: str, addr: str,
+             port: int) -> dict | None:
+    """Join the group, train, leave cleanly. A failing rank leaves without the final barrier, so the
+    others fail in their next collective (within dist.timeout_s) instead of waiting forever."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(distributed.threads_per_rank(info.local_world_size))
+    info = distributed.init(info, backend, addr, port, rc.dist.timeout_s)
+    try:
+        summary = train_run(rc, run_dir, actor_name, info)
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    distributed.shutdown()
+    return summary
+
+
+def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
+    """Run the job: in this process, as this process's rank of a torchrun/SLURM job, or by spawning
+    `dist.world_size / dist.nnodes` ranks here. Returns the summary on the process that has it."""
+    import torch.multiprocessing as mp
+
+    backend = distributed.resolve_backend(rc.dist.backend)
+    external = distributed.external_launch()
+    if external is not None:
+        return run_rank(rc, run_dir, actor_name, external, backend, rc.dist.master_addr,
+                        int(os.environ.get("MASTER_PORT", rc.dist.master_port or 29500)))
+    if rc.dist.world_size == 1:
+        return train_run(rc, run_dir, actor_name)
+    port = rc.dist.master_port or distributed.free_port()
+    mp.start_processes(_rank_main, args=(rc, run_dir, actor_name, backend, port),
+                       nprocs=rc.dist.world_size // rc.dist.nnodes, join=True, start_method="spawn")
+    summary_file = run_dir / "summary.json"
+    return json.loads(summary_file.read_text()) if rc.dist.node_rank == 0 and summary_file.exists() else None
 
 
 def _job(cfg) -> None:
@@ -135,11 +189,12 @@ def _job(cfg) -> None:
         hc = HydraConfig.get()
         run_dir = Path(hc.runtime.output_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        summary = train_run(rc, run_dir, hc.runtime.choices.get("actor", "custom"))
+        summary = launch(rc, run_dir, hc.runtime.choices.get("actor", "custom"))
     except (ConfigError, CheckpointError) as exc:
         print(f"spikerl: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(format_summary(summary))
+    if summary is not None:
+        print(format_summary(summary))
 
 
 def preflight(args: list[str]) -> None:

@@ -84,7 +84,13 @@ class TD3:
         target_noise: float,
         noise_clip: float,
         precision: Precision | None = None,
+        wrap=None,
     ):
+        # `wrap` (DDP in a distributed job) is applied first: it broadcasts rank 0's weights, so the
+        # targets copied below start equal on every rank. Losses that must sync gradients run through
+        # the wrapped modules; acting, targets and checkpoints use the plain ones.
+        wrap = wrap or (lambda module: module)
+        self.actor_train, self.critic_train = wrap(actor), wrap(critic)
         self.actor, self.critic = actor, critic
         self.actor_target = frozen_copy(actor)
         self.critic_target = frozen_copy(critic)
@@ -94,6 +100,8 @@ class TD3:
         self.target_noise, self.noise_clip = target_noise, noise_clip
         self.precision = precision or Precision("fp32")
         self.updates = 0
+        self.skipped = 0  # optimizer steps skipped for non-finite gradients
+        self.consecutive_skips = 0
 
     @torch.inference_mode()
     def act(self, obs: torch.Tensor) -> torch.Tensor:
@@ -108,16 +116,19 @@ class TD3:
             batch, self.actor_target, self.critic_target, self.gamma, self.target_noise,
             self.noise_clip, self.precision,
         )
-        loss_q, q_mean = critic_loss(self.critic, batch, target, self.precision)
-        self.precision.step(loss_q, self.critic_opt)
+        loss_q, q_mean = critic_loss(self.critic_train, batch, target, self.precision)
+        ok = self.precision.step(loss_q, self.critic_opt)
         metrics = {"loss/critic": loss_q.item(), "train/q_mean": q_mean.item()}
         self.updates += 1
         if self.updates % self.policy_delay == 0:
-            loss_pi = actor_loss(self.actor, self.critic, batch.obs, self.precision)
-            self.precision.step(loss_pi, self.actor_opt)
+            # the critic is called unwrapped: DDP would expect gradients for its frozen parameters
+            loss_pi = actor_loss(self.actor_train, self.critic, batch.obs, self.precision)
+            ok = self.precision.step(loss_pi, self.actor_opt) and ok
             self.soft_update()
             metrics["loss/actor"] = loss_pi.item()
         self.precision.end_iteration()
+        self.skipped += not ok
+        self.consecutive_skips = 0 if ok else self.consecutive_skips + 1
         return metrics
 
     @torch.no_grad()

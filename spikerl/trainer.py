@@ -14,6 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint
+from .distributed import DistInfo, all_reduce_
 from .envs import ActionScaler, make_vec_env, real_next_obs
 from .evaluation import evaluate_policy
 from .metrics import MetricsWriter, RunningMeans
@@ -24,6 +25,10 @@ from .td3 import TD3
 
 class EnvFault(RuntimeError):
     """The environment returned something that must not be learned from."""
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many updates in a row had non-finite gradients."""
 
 
 @dataclass
@@ -45,6 +50,7 @@ class TrainSettings:
     num_envs: int = 1
     max_episode_steps: int | None = None
     progress: bool = True
+    max_consecutive_skips: int = 100
 
 
 def crossed(before: int, after: int, every: int) -> bool:
@@ -53,6 +59,11 @@ def crossed(before: int, after: int, every: int) -> bool:
 
 
 class Trainer:
+    """One rank's loop. In a job of N ranks every rank runs it in lockstep: `train.*` step counts
+    (total, start, update_after, eval, checkpoint, log) are global env steps, summed over ranks; the
+    update schedule (`update_every`, `gradient_steps`) is per rank, each update averaging gradients
+    over ranks. Rank 0 alone writes metrics, checkpoints and shows progress."""
+
     def __init__(
         self,
         learner: TD3,
@@ -60,8 +71,10 @@ class Trainer:
         settings: TrainSettings,
         run_dir: str | Path,
         meta: dict,
+        dist: DistInfo | None = None,
     ):
         self.learner, self.normalizer, self.s = learner, normalizer, settings
+        self.dist = dist or DistInfo()
         self.run_dir = Path(run_dir)
         self.meta = meta  # what a checkpoint must carry to be evaluated or checked against a config
         self.envs = make_vec_env(settings.env_id, settings.num_envs, settings.max_episode_steps)
@@ -69,9 +82,12 @@ class Trainer:
         obs_dim = self.envs.single_observation_space.shape[0]
         self.act_dim = self.envs.single_action_space.shape[0]
         self.replay = ReplayBuffer(obs_dim, self.act_dim, settings.replay_size)
-        self.rng = np.random.default_rng(settings.seed)
-        self.sample_gen = torch.Generator().manual_seed(settings.seed)
-        self.metrics = MetricsWriter(self.run_dir / "metrics.jsonl")
+        self.rank_seed = settings.seed + self.dist.rank * settings.num_envs  # env copy i: rank_seed + i
+        self.rng = np.random.default_rng(self.rank_seed)
+        self.sample_gen = torch.Generator().manual_seed(self.rank_seed)
+        self.metrics = MetricsWriter(self.run_dir / "metrics.jsonl") if self.dist.is_main else None
+        self.steps_per_iteration = settings.num_envs * self.dist.world_size  # global env steps
+        self.local_steps = 0
         self.env_steps = 0
         self.episodes = 0
         self.eval_history: list[tuple[int, float, float]] = []
@@ -88,10 +104,16 @@ class Trainer:
     def policy(self, raw_obs: torch.Tensor) -> torch.Tensor:
         return self.learner.act(self.normalizer(raw_obs))
 
-    def evaluate(self) -> np.ndarray:
-        return evaluate_policy(
-            self.policy, self.s.env_id, self.s.eval_episodes, self.s.seed + 10_000, self.s.max_episode_steps
-        )
+    def evaluate(self) -> tuple[float, float]:
+        """Mean and std return over `eval_episodes` deterministic episodes, split over the ranks;
+        episode k is reset with seed + 10000 + k whatever the number of ranks."""
+        per_rank = -(-self.s.eval_episodes // self.dist.world_size)
+        returns = evaluate_policy(self.policy, self.s.env_id, per_rank,
+                                  self.s.seed + 10_000 + self.dist.rank * per_rank, self.s.max_episode_steps)
+        sums = all_reduce_(torch.tensor([len(returns), returns.sum(), (returns**2).sum()], dtype=torch.float64))
+        n, total, squares = sums.tolist()
+        mean = total / n
+        return mean, float(np.sqrt(max(squares / n - mean**2, 0.0)))
 
     # -- loop -----------------------------------------------------------------------------------
     def train(self) -> dict:
@@ -101,15 +123,15 @@ class Trainer:
         window = RunningMeans()
         start = time.perf_counter()
         window_start, window_steps, window_updates = start, 0, 0
-        bar = tqdm(total=s.total_steps, unit="step", disable=not s.progress, dynamic_ncols=True,
-                   mininterval=1.0, desc=s.env_id)
+        bar = tqdm(total=s.total_steps, unit="step", disable=not (s.progress and self.dist.is_main),
+                   dynamic_ncols=True, mininterval=1.0, desc=s.env_id)
         try:
             while self.env_steps < s.total_steps:
                 act = self.explore(obs)
                 next_obs, rew, term, trunc, info = self.envs.step(self.scale(act))
                 if not (np.isfinite(next_obs).all() and np.isfinite(rew).all()):
                     raise EnvFault(f"{s.env_id} returned a non-finite observation or reward at env step "
-                                   f"{self.env_steps}")
+                               f"{self.env_steps} (rank {self.dist.rank})")
                 done = term | trunc
                 final_obs = real_next_obs(next_obs, done, info)
                 self.replay.add(obs, act, rew, final_obs, term)
@@ -120,24 +142,24 @@ class Trainer:
                     ep_ret[i] = 0.0
                     self.episodes += 1
                 obs = next_obs
-                before, self.env_steps = self.env_steps, self.env_steps + s.num_envs
-                window_steps += s.num_envs
+                local_before, self.local_steps = self.local_steps, self.local_steps + s.num_envs
+                before, self.env_steps = self.env_steps, self.env_steps + self.steps_per_iteration
+                window_steps += self.steps_per_iteration
+                final = self.env_steps >= s.total_steps
 
-                if self.env_steps > s.update_after and crossed(before, self.env_steps, s.update_every):
-                    t0 = time.perf_counter()
-                    for _ in range(s.gradient_steps):
-                        batch = self.replay.sample(s.batch_size, self.normalizer, self.sample_gen)
-                        window.update(self.learner.update(batch))
-                    self.update_seconds += time.perf_counter() - t0
-                    window_updates += s.gradient_steps
+                round_due = crossed(local_before, self.local_steps, s.update_every)
+                if round_due or final:  # every rank folds in every rank's new observations
+                    self.normalizer.sync(all_reduce_ if self.dist.enabled else None)
+                if round_due and self.env_steps > s.update_after:
+                    window_updates += self.update_round(window)
 
                 row = {}
-                if crossed(before, self.env_steps, s.eval_every) or self.env_steps >= s.total_steps:
-                    returns = self.evaluate()
-                    self.eval_history.append((self.env_steps, float(returns.mean()), float(returns.std())))
-                    row.update({"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())})
-                    bar.set_postfix(eval=f"{returns.mean():.1f}", refresh=False)
-                if row or crossed(before, self.env_steps, s.log_every):
+                if crossed(before, self.env_steps, s.eval_every) or final:
+                    mean, std = self.evaluate()
+                    self.eval_history.append((self.env_steps, mean, std))
+                    row.update({"eval/return_mean": mean, "eval/return_std": std})
+                    bar.set_postfix(eval=f"{mean:.1f}", refresh=False)
+                if self.metrics and (row or crossed(before, self.env_steps, s.log_every)):
                     now = time.perf_counter()
                     row.update(window.pop())
                     row.update({
@@ -149,14 +171,28 @@ class Trainer:
                     })
                     window_start, window_steps, window_updates = now, 0, 0
                     self.metrics.write(row)
-                if crossed(before, self.env_steps, s.checkpoint_every) or self.env_steps >= s.total_steps:
+                if self.dist.is_main and (crossed(before, self.env_steps, s.checkpoint_every) or final):
                     self.save_checkpoint()
-                bar.update(s.num_envs)
+                bar.update(self.steps_per_iteration)
         finally:
             bar.close()
             self.envs.close()
-            self.metrics.close()
+            if self.metrics:
+                self.metrics.close()
         return self.summary(time.perf_counter() - start)
+
+    def update_round(self, window: RunningMeans) -> int:
+        """`gradient_steps` learner updates on batches from this rank's replay."""
+        t0 = time.perf_counter()
+        for _ in range(self.s.gradient_steps):
+            batch = self.replay.sample(self.s.batch_size, self.normalizer, self.sample_gen)
+            window.update(self.learner.update(batch))
+            if self.learner.consecutive_skips >= self.s.max_consecutive_skips:
+                raise TrainingDiverged(
+                    f"{self.learner.consecutive_skips} updates in a row had non-finite gradients at env step "
+                    f"{self.env_steps}; stopping (the last checkpoint is kept)")
+        self.update_seconds += time.perf_counter() - t0
+        return self.s.gradient_steps
 
     def summary(self, wall: float) -> dict:
         last_step, mean, std = self.eval_history[-1]
@@ -170,6 +206,7 @@ class Trainer:
             "eval_episodes": self.s.eval_episodes,
             "best_eval_return": max(m for _, m, _ in self.eval_history),
             "updates": self.learner.updates,
+            "skipped_updates": self.learner.skipped,
             "updates_per_second": self.learner.updates / self.update_seconds if self.update_seconds else 0.0,
             "env_steps_per_second": self.env_steps / wall,
             "episodes": self.episodes,
@@ -181,7 +218,7 @@ class Trainer:
             "meta": self.meta,
             "learner": self.learner.state_dict(),
             "normalizer": self.normalizer.state_dict(),
-            "counters": {"env_steps": self.env_steps, "episodes": self.episodes},
+            "counters": {"env_steps": self.env_steps, "local_steps": self.local_steps, "episodes": self.episodes},
             "rng": {
                 "python": random.getstate(),
                 "numpy": self.rng.bit_generator.state,

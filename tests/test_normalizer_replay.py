@@ -15,6 +15,9 @@ def test_zscore_matches_numpy_whatever_the_batching_and_clips_at_3():
     norm = ObsNormalizer(3)
     for chunk in np.array_split(data, [1, 7, 300, 301]):
         norm.update(chunk)
+        if len(chunk) > 1:
+            norm.sync()
+    norm.sync()
     np.testing.assert_allclose(norm.mean, data.mean(0), rtol=1e-10)
     np.testing.assert_allclose(norm.std, data.std(0), rtol=1e-6)
     out = norm(torch.tensor([[2.0, 2.0 + 100.0, 2.0 - 100.0]]))
@@ -25,6 +28,8 @@ def test_zscore_matches_numpy_whatever_the_batching_and_clips_at_3():
 def test_maxabs_divides_by_running_max_and_state_round_trips():
     norm = ObsNormalizer(2, kind="maxabs")
     norm.update(np.array([[1.0, -4.0], [-2.0, 2.0]]))
+    torch.testing.assert_close(norm(torch.tensor([[1.0, 1.0]])), torch.tensor([[1.0, 1.0]]))  # not synced yet
+    norm.sync()
     torch.testing.assert_close(norm(torch.tensor([[1.0, 1.0]])), torch.tensor([[0.5, 0.25]]))
     copy = ObsNormalizer(2, kind="zscore")
     copy.load_state_dict(norm.state_dict())
