@@ -36,15 +36,17 @@ class DistInfo:
         return self.world_size > 1
 
 
-def resolve_backend(requested: str) -> str:
-    """`auto`: NCCL when this machine has a GPU for every local rank, else gloo. An explicit choice
-    that cannot work here is a ValueError naming why."""
+def resolve_backend(requested: str, device_type: str = "cpu") -> str:
+    """`auto`: NCCL when the networks live on CUDA GPUs, else gloo. An explicit choice that cannot
+    work here is a ValueError naming why. (Training runs on the CPU for now, so NCCL, which reduces
+    CUDA tensors only, is refused until networks are placed on GPUs.)"""
     if requested not in BACKENDS:
         raise ValueError(f"dist.backend must be one of {', '.join(BACKENDS)}; got {requested!r}")
+    cuda = device_type == "cuda" and torch.cuda.is_available() and dist.is_nccl_available()
     if requested == "auto":
-        return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
-    if requested == "nccl" and not (torch.cuda.is_available() and dist.is_nccl_available()):
-        raise ValueError("dist.backend=nccl needs CUDA GPUs and a PyTorch built with NCCL; use dist.backend=gloo")
+        return "nccl" if cuda else "gloo"
+    if requested == "nccl" and not cuda:
+        raise ValueError("dist.backend=nccl needs networks on CUDA GPUs (and NCCL); use dist.backend=gloo")
     if requested == "mpi" and not dist.is_mpi_available():
         raise ValueError("dist.backend=mpi needs a PyTorch built from source with MPI; use gloo or nccl")
     return requested

@@ -66,6 +66,9 @@ BAD_INPUTS = [
     (["precision=fp16"], "needs a CUDA GPU"),
     (["precision.mode=fp8"], "precision.mode must be one of"),
     (["dist.world_size=0"], "dist.world_size must be positive"),
+    (["dist.backend=nccl"], "dist.backend=nccl needs networks on CUDA GPUs"),
+    (["dist.backend=tcp"], "dist.backend must be one of auto, gloo, nccl, mpi"),
+    (["dist.world_size=3", "dist.nnodes=2"], "must be a positive multiple of dist.nnodes"),
     (["env=hopper,pong"], "choose one of"),  # a sweep is checked job by job before any starts
     (["train.total_steps=[1,2"], "cannot parse overrides"),
 ]

@@ -1,0 +1,75 @@
+"""Mixed precision: bf16 autocast keeps fp32 weights and is close to fp32; non-finite steps are skipped."""
+
+import pytest
+import torch
+from test_td3 import OBS, make_batch, make_learner
+
+from spikerl.actors import DSRLSpikingActor, MLPActor, PopSpikingActor
+from spikerl.encoders import PopulationEncoder, TwoNeuronEncoder
+from spikerl.precision import Precision
+
+# Under bf16 autocast the linear layers compute in bfloat16, so spikes and membranes are bf16; PopSAN's
+# decoder multiplies rates by its fp32 weights (type promotion gives fp32), DSRL's readout membrane and
+# the MLP's last layer stay bf16. The learner casts actions to fp32 before they meet the critic.
+ACTOR_DTYPES = [
+    (PopSpikingActor, {"encoder": PopulationEncoder}, torch.float32),
+    (DSRLSpikingActor, {"encoder": TwoNeuronEncoder}, torch.bfloat16),
+    (MLPActor, {}, torch.bfloat16),
+]
+
+
+@pytest.mark.parametrize("mode", ["fp32", "bf16"])
+@pytest.mark.parametrize("actor_cls,kwargs,bf16_dtype", ACTOR_DTYPES)
+def test_actor_output_under_each_precision(mode, actor_cls, kwargs, bf16_dtype):
+    torch.manual_seed(0)
+    actor = actor_cls(OBS, 2, hidden_sizes=(64, 64), **kwargs)
+    precision = Precision(mode)
+    with precision.autocast():
+        out = actor(torch.randn(16, OBS) * 2)
+    assert out.dtype == (bf16_dtype if mode == "bf16" else torch.float32)
+    assert torch.isfinite(out.float()).all() and out.float().abs().max() <= 1.0
+    assert all(p.dtype == torch.float32 for p in actor.parameters())
+
+
+def test_bf16_update_is_finite_close_to_fp32_and_keeps_fp32_state():
+    batch = make_batch(100, seed=3)
+    results = {}
+    for mode in ("fp32", "bf16"):
+        td3 = make_learner(spiking=True, precision=Precision(mode))
+        start = [p.detach().clone() for p in td3.critic.parameters()]
+        torch.manual_seed(1)  # same target-smoothing noise in both modes
+        metrics = td3.update(batch)
+        torch.manual_seed(1)
+        metrics.update(td3.update(batch))
+        step = [p.detach() - s for p, s in zip(td3.critic.parameters(), start)]
+        results[mode] = (metrics, step)
+        assert all(p.dtype == torch.float32 for p in td3.actor.parameters())
+        assert all(p.dtype == torch.float32 for p in td3.critic_target.parameters())
+        state = td3.critic_opt.state_dict()["state"]
+        assert all(v["exp_avg"].dtype == torch.float32 for v in state.values())
+        assert td3.skipped == 0
+    (m32, step32), (m16, step16) = results["fp32"], results["bf16"]
+    assert all(torch.isfinite(torch.tensor(v)) for v in m16.values())
+    # bf16 keeps 8 bits of mantissa: losses agree to 5 %, the critic's weight updates point the same way
+    assert m16["loss/critic"] == pytest.approx(m32["loss/critic"], rel=0.05)
+    flat32, flat16 = torch.cat([s.flatten() for s in step32]), torch.cat([s.flatten() for s in step16])
+    assert torch.nn.functional.cosine_similarity(flat32, flat16, dim=0) > 0.95
+
+
+def test_non_finite_gradients_skip_the_step_and_are_counted():
+    td3 = make_learner(spiking=False)
+    before = [p.detach().clone() for p in td3.critic.parameters()]
+    bad = make_batch(8)
+    bad.rew[0] = float("nan")
+    td3.update(bad)
+    assert td3.skipped == 1 and td3.consecutive_skips == 1
+    assert all(torch.equal(b, p) for b, p in zip(before, td3.critic.parameters()))
+    td3.update(make_batch(8))
+    assert td3.consecutive_skips == 0
+
+
+def test_fp16_needs_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        Precision("fp16")
