@@ -183,6 +183,9 @@ def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
 def _job(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
+    from torch.multiprocessing import ProcessRaisedException
+
+    from .trainer import EnvFault, TrainingDiverged
 
     try:
         rc = validate(cfg)
@@ -193,6 +196,13 @@ def _job(cfg) -> None:
     except (ConfigError, CheckpointError) as exc:
         print(f"spikerl: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except (EnvFault, TrainingDiverged) as exc:
+        print(f"spikerl: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except ProcessRaisedException as exc:  # a spawned rank failed: its traceback, then one line
+        print(str(exc).rstrip(), file=sys.stderr)
+        print(f"spikerl: error: a rank failed: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(1)
     if summary is not None:
         print(format_summary(summary))
 
