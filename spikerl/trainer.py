@@ -92,6 +92,7 @@ class Trainer:
         self.episodes = 0
         self.eval_history: list[tuple[int, float, float]] = []
         self.update_seconds = 0.0
+        self.eval_episodes_run = 0
 
     # -- acting ---------------------------------------------------------------------------------
     def explore(self, obs: np.ndarray) -> np.ndarray:
@@ -105,13 +106,15 @@ class Trainer:
         return self.learner.act(self.normalizer(raw_obs))
 
     def evaluate(self) -> tuple[float, float]:
-        """Mean and std return over `eval_episodes` deterministic episodes, split over the ranks;
-        episode k is reset with seed + 10000 + k whatever the number of ranks."""
+        """Mean and std return over `eval_episodes` deterministic episodes, split over the ranks
+        (rounded up to a multiple of the world size); episode k is reset with seed + 10000 + k
+        whatever the number of ranks."""
         per_rank = -(-self.s.eval_episodes // self.dist.world_size)
         returns = evaluate_policy(self.policy, self.s.env_id, per_rank,
                                   self.s.seed + 10_000 + self.dist.rank * per_rank, self.s.max_episode_steps)
         sums = all_reduce_(torch.tensor([len(returns), returns.sum(), (returns**2).sum()], dtype=torch.float64))
         n, total, squares = sums.tolist()
+        self.eval_episodes_run = int(n)
         mean = total / n
         return mean, float(np.sqrt(max(squares / n - mean**2, 0.0)))
 
@@ -203,7 +206,7 @@ class Trainer:
             "wall_seconds": wall,
             "eval_return_mean": mean,
             "eval_return_std": std,
-            "eval_episodes": self.s.eval_episodes,
+            "eval_episodes": self.eval_episodes_run,
             "best_eval_return": max(m for _, m, _ in self.eval_history),
             "updates": self.learner.updates,
             "skipped_updates": self.learner.skipped,
