@@ -121,8 +121,8 @@ class Trainer:
     # -- loop -----------------------------------------------------------------------------------
     def train(self) -> dict:
         s = self.s
-        obs, _ = self.envs.reset(seed=s.seed)
-        ep_ret = np.zeros(s.num_envs)
+        obs, _ = self.envs.reset(seed=self.rank_seed)
+        self.ep_ret = np.zeros(s.num_envs)
         window = RunningMeans()
         start = time.perf_counter()
         window_start, window_steps, window_updates = start, 0, 0
@@ -130,21 +130,7 @@ class Trainer:
                    dynamic_ncols=True, mininterval=1.0, desc=s.env_id)
         try:
             while self.env_steps < s.total_steps:
-                act = self.explore(obs)
-                next_obs, rew, term, trunc, info = self.envs.step(self.scale(act))
-                if not (np.isfinite(next_obs).all() and np.isfinite(rew).all()):
-                    raise EnvFault(f"{s.env_id} returned a non-finite observation or reward at env step "
-                               f"{self.env_steps} (rank {self.dist.rank})")
-                done = term | trunc
-                final_obs = real_next_obs(next_obs, done, info)
-                self.replay.add(obs, act, rew, final_obs, term)
-                self.normalizer.update(obs)
-                ep_ret += rew
-                for i in np.flatnonzero(done):
-                    window.add("train/episode_return", ep_ret[i])
-                    ep_ret[i] = 0.0
-                    self.episodes += 1
-                obs = next_obs
+                obs = self.collect(obs, window)
                 local_before, self.local_steps = self.local_steps, self.local_steps + s.num_envs
                 before, self.env_steps = self.env_steps, self.env_steps + self.steps_per_iteration
                 window_steps += self.steps_per_iteration
@@ -183,6 +169,23 @@ class Trainer:
             if self.metrics:
                 self.metrics.close()
         return self.summary(time.perf_counter() - start)
+
+    def collect(self, obs: np.ndarray, window: RunningMeans) -> np.ndarray:
+        """Step every env copy once, store the transitions; returns the next observations."""
+        act = self.explore(obs)
+        next_obs, rew, term, trunc, info = self.envs.step(self.scale(act))
+        if not (np.isfinite(next_obs).all() and np.isfinite(rew).all()):
+            raise EnvFault(f"{self.s.env_id} returned a non-finite observation or reward at env step "
+                           f"{self.env_steps} (rank {self.dist.rank})")
+        done = term | trunc
+        self.replay.add(obs, act, rew, real_next_obs(next_obs, done, info), term)
+        self.normalizer.update(obs)
+        self.ep_ret += rew
+        for i in np.flatnonzero(done):
+            window.add("train/episode_return", self.ep_ret[i])
+            self.ep_ret[i] = 0.0
+            self.episodes += 1
+        return next_obs
 
     def update_round(self, window: RunningMeans) -> int:
         """`gradient_steps` learner updates on batches from this rank's replay."""

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -97,3 +98,16 @@ def test_world_size_two_from_the_command_line_writes_one_summary(tmp_path):
     assert summary["eval_episodes"] == 2
     lines = (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [100, 200, 300, 400, 500, 600]  # rank 0 alone
+
+
+def test_a_failing_rank_ends_the_whole_job_quickly_with_its_error(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikerl.run", *TINY, "dist.world_size=2", "dist.timeout_s=30",
+         "env.id=faulty_env:FaultyPendulum-v0", "hydra.run.dir=out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode != 0
+    assert time.monotonic() - start < 120  # no rank waits in a collective for the dead one
+    assert "simulated crash of this rank's environment" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("spikerl: error: a rank failed: RuntimeError")
