@@ -117,4 +117,6 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+    # Buffers are neuron constants (and snnTorch's scratch state): nothing to broadcast every forward.
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                   broadcast_buffers=False, gradient_as_bucket_view=True)
