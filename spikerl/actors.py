@@ -85,7 +85,8 @@ class SpikingLayers(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for linear, neuron in zip(self.linears, self.neurons):
-            x, _ = self.run(neuron, linear(x))
+            # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
+            x, _ = self.run(neuron, linear(x).float())
         return x
 
 
@@ -169,7 +170,7 @@ class DSRLSpikingActor(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         spikes = self.snn(self.encoder(obs, self.timesteps))
-        _, membrane = self.snn.run(self.readout_neuron, self.readout(spikes))
+        _, membrane = self.snn.run(self.readout_neuron, self.readout(spikes).float())
         return torch.tanh(membrane)
 
 

@@ -8,12 +8,12 @@ from spikerl.actors import DSRLSpikingActor, MLPActor, PopSpikingActor
 from spikerl.encoders import PopulationEncoder, TwoNeuronEncoder
 from spikerl.precision import Precision
 
-# Under bf16 autocast the linear layers compute in bfloat16, so spikes and membranes are bf16; PopSAN's
-# decoder multiplies rates by its fp32 weights (type promotion gives fp32), DSRL's readout membrane and
-# the MLP's last layer stay bf16. The learner casts actions to fp32 before they meet the critic.
+# Under bf16 autocast the linear layers compute in bfloat16 while spiking neurons keep their membrane
+# recurrence in fp32, so spiking actors return fp32; the MLP's last layer stays bf16. The learner casts
+# actions to fp32 before they meet the critic.
 ACTOR_DTYPES = [
     (PopSpikingActor, {"encoder": PopulationEncoder}, torch.float32),
-    (DSRLSpikingActor, {"encoder": TwoNeuronEncoder}, torch.bfloat16),
+    (DSRLSpikingActor, {"encoder": TwoNeuronEncoder}, torch.float32),
     (MLPActor, {}, torch.bfloat16),
 ]
 
