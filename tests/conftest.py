@@ -13,7 +13,7 @@ TINY = [
 def tiny_run(tmp_path):
     """Train a tiny run in a folder of its own; returns (summary, run folder)."""
     from spikerl.config import compose, validate
-    from spikerl.run import train_run
+    from spikerl.job import train_run
 
     def run(*overrides, name="run"):
         rc = validate(compose([*TINY, *overrides]))

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from spikerl import run
+from spikerl import job, run
 from spikerl.config import compose, expand_overrides, validate
 
 ENVS = ["inverted_pendulum", "halfcheetah", "ant", "hopper", "walker2d", "humanoid"]
@@ -17,7 +17,7 @@ EXPERIMENTS = [None, "popsan", "spikerl", "dsrl", "td3"]
 def test_every_env_and_experiment_composes_and_builds(env, experiment):
     overrides = [f"env={env}"] + ([f"experiment={experiment}"] if experiment else [])
     rc = validate(compose(overrides))
-    run.check(rc)
+    job.check(rc)
     if env != "inverted_pendulum":  # the paper's protocol comes with the task
         assert rc.train.total_steps == 1_000_000 and rc.env.id.endswith("-v4")
         assert rc.train.start_steps == (1000 if experiment == "dsrl" else 10_000)

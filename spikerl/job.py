@@ -1,0 +1,129 @@
+"""One training job on one rank: build the actor, critic and learner from a checked config, train,
+and (rank 0) write `summary.json`. Library code below this takes plain arguments only."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import distributed
+from .config import ConfigError, RunConfig
+from .distributed import DistInfo
+
+
+def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Instantiate the actor and critic specs for these dimensions."""
+    from hydra.utils import instantiate
+
+    parts = {}
+    for name, spec in (("actor", rc.actor), ("critic", rc.critic)):
+        try:
+            parts[name] = instantiate(spec, obs_dim=obs_dim, act_dim=act_dim)
+        except Exception as exc:
+            cause = exc.__cause__ or exc
+            raise ConfigError(f"cannot build {name} ({spec.get('_target_')}): "
+                              f"{str(cause).strip().splitlines()[0]}") from None
+    return parts["actor"], parts["critic"]
+
+
+def env_dims(env_id: str) -> tuple[int, int]:
+    """Observation and action sizes of a gymnasium task; unknown ids are a ConfigError."""
+    import difflib
+
+    import gymnasium as gym
+
+    try:
+        env = gym.make(env_id)
+    except gym.error.Error as exc:
+        close = difflib.get_close_matches(env_id, list(gym.registry), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(f"env.id: unknown gymnasium task {env_id!r}: {type(exc).__name__}{hint}") from None
+    try:
+        if len(env.observation_space.shape or ()) != 1 or not hasattr(env.action_space, "low"):
+            raise ConfigError(f"env.id: {env_id} needs a flat Box observation and a Box action space")
+        return env.observation_space.shape[0], env.action_space.shape[0]
+    finally:
+        env.close()
+
+
+def check(rc: RunConfig) -> None:
+    """Everything a run needs that can be checked without training: task, actor and critic."""
+    obs_dim, act_dim = env_dims(rc.env.id)
+    build_components(rc, obs_dim, act_dim)
+    if rc.precision.mode == "fp16" and not torch.cuda.is_available():
+        raise ConfigError("precision=fp16 needs a CUDA GPU; use precision=bf16 or fp32 on CPU")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | None = None) -> dict | None:
+    """Train one rank (the only one, by default). Rank 0 writes `summary.json` and returns the summary;
+    other ranks return None."""
+    from functools import partial
+
+    from .normalizer import ObsNormalizer
+    from .precision import Precision
+    from .td3 import TD3
+    from .trainer import Trainer, TrainSettings
+
+    info = info or DistInfo()
+    seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
+    obs_dim, act_dim = env_dims(rc.env.id)
+    actor, critic = build_components(rc, obs_dim, act_dim)
+    a, t = rc.algo, rc.train
+    learner = TD3(
+        actor, critic, actor_lr=a.actor_lr, critic_lr=a.critic_lr, gamma=a.gamma, polyak=a.polyak,
+        policy_delay=a.policy_delay, target_noise=a.target_noise, noise_clip=a.noise_clip,
+        precision=Precision(rc.precision.mode),
+        wrap=partial(distributed.wrap_ddp, device=torch.device("cpu")) if info.enabled else None,
+    )
+    settings = TrainSettings(
+        env_id=rc.env.id, total_steps=t.total_steps, start_steps=t.start_steps, update_after=t.update_after,
+        update_every=a.update_every, gradient_steps=a.gradient_steps, batch_size=a.batch_size,
+        replay_size=a.replay_size, act_noise=a.act_noise, eval_every=t.eval_every,
+        eval_episodes=t.eval_episodes, checkpoint_every=t.checkpoint_every, log_every=t.log_every,
+        seed=rc.seed, num_envs=rc.env.num_envs, max_episode_steps=rc.env.max_episode_steps,
+        progress=t.progress,
+    )
+    meta = {
+        "method": rc.method, "actor_name": actor_name, "env_id": rc.env.id, "obs_dim": obs_dim,
+        "act_dim": act_dim, "actor_spec": rc.actor, "precision": rc.precision.mode, "seed": rc.seed,
+        "max_episode_steps": rc.env.max_episode_steps,
+    }
+    normalizer = ObsNormalizer(obs_dim, a.obs_norm, a.obs_clip)
+    result = Trainer(learner, normalizer, settings, run_dir, meta, dist=info).train()
+    if not info.is_main:
+        return None
+    summary = {
+        "method": rc.method, "actor": actor_name, **result, "world_size": info.world_size,
+        "backend": info.backend, "precision": rc.precision.mode, "run_dir": str(run_dir),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    rows = [
+        ("method / actor", f"{summary['method']} / {summary['actor']}"),
+        ("task", f"{summary['env_id']} (seed {summary['seed']})"),
+        ("env steps", f"{summary['total_env_steps']:,} in {summary['wall_seconds']:.0f} s "
+                      f"({summary['env_steps_per_second']:.0f} steps/s)"),
+        ("updates", f"{summary['updates']:,} ({summary['updates_per_second']:.0f} updates/s)"),
+        ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
+                              f"over {summary['eval_episodes']} episodes"),
+        ("best eval return", f"{summary['best_eval_return']:.1f}"),
+        ("precision / ranks", f"{summary['precision']} / {summary['world_size']} ({summary['backend']})"),
+        ("run folder", summary["run_dir"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(["", "SpikeRL run summary", *(f"  {k:<{width}}  {v}" for k, v in rows)])
+
+

@@ -1,0 +1,60 @@
+"""Launching a job's ranks: in this process, as one rank of a torchrun/SLURM job, or by spawning
+`dist.world_size / dist.nnodes` ranks with torch.multiprocessing."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from . import distributed
+from .config import RunConfig
+from .distributed import DistInfo
+from .job import train_run
+
+
+def _rank_main(local_rank: int, rc: RunConfig, run_dir: Path, actor_name: str, backend: str, port: int) -> None:
+    """One spawned rank of a job launched from this command."""
+    nprocs = rc.dist.world_size // rc.dist.nnodes
+    info = DistInfo(rc.dist.node_rank * nprocs + local_rank, rc.dist.world_size, local_rank, nprocs)
+    run_rank(rc, run_dir, actor_name, info, backend, rc.dist.master_addr, port)
+
+
+def run_rank(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, backend: str, addr: str,
+             port: int) -> dict | None:
+    """Join the group, train, leave cleanly. A failing rank leaves without the final barrier, so the
+    others fail in their next collective (within dist.timeout_s) instead of waiting forever."""
+    import torch.distributed as dist
+
+    torch.set_num_threads(distributed.threads_per_rank(info.local_world_size))
+    info = distributed.init(info, backend, addr, port, rc.dist.timeout_s)
+    try:
+        summary = train_run(rc, run_dir, actor_name, info)
+    except BaseException:
+        dist.destroy_process_group()
+        raise
+    distributed.shutdown()
+    return summary
+
+
+def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
+    """Run the job: in this process, as this process's rank of a torchrun/SLURM job, or by spawning
+    `dist.world_size / dist.nnodes` ranks here. Returns the summary on the process that has it."""
+    import torch.multiprocessing as mp
+
+    backend = distributed.resolve_backend(rc.dist.backend)
+    external = distributed.external_launch()
+    if external is not None:
+        return run_rank(rc, run_dir, actor_name, external, backend, rc.dist.master_addr,
+                        int(os.environ.get("MASTER_PORT", rc.dist.master_port or 29500)))
+    if rc.dist.world_size == 1:
+        return train_run(rc, run_dir, actor_name)
+    port = rc.dist.master_port or distributed.free_port()
+    mp.start_processes(_rank_main, args=(rc, run_dir, actor_name, backend, port),
+                       nprocs=rc.dist.world_size // rc.dist.nnodes, join=True, start_method="spawn")
+    summary_file = run_dir / "summary.json"
+    return json.loads(summary_file.read_text()) if rc.dist.node_rank == 0 and summary_file.exists() else None
+
+
