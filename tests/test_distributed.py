@@ -111,3 +111,15 @@ def test_a_failing_rank_ends_the_whole_job_quickly_with_its_error(tmp_path):
     assert time.monotonic() - start < 120  # no rank waits in a collective for the dead one
     assert "simulated crash of this rank's environment" in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("spikerl: error: a rank failed: RuntimeError")
+
+
+def test_ranks_started_by_torchrun_join_instead_of_spawning(tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    proc = subprocess.run(
+        [torchrun, "--nproc-per-node", "2", "--master-port", str(distributed.free_port()), "-m", "spikerl.run",
+         *TINY, "dist.world_size=2", "hydra.run.dir=out"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("SpikeRL run summary") == 1  # rank 0 alone reports
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["total_env_steps"] == 600
