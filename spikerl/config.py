@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-TOP_LEVEL_KEYS = {"method", "seed", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist"}
+TOP_LEVEL_KEYS = {"method", "seed", "device", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist"}
 
 
 class ConfigError(Exception):
@@ -99,6 +99,7 @@ class RunConfig:
 
     method: str
     seed: int
+    device: str  # auto | cpu | cuda
     train: TrainConfig
     algo: AlgoConfig
     env: EnvConfig
@@ -158,6 +159,14 @@ def _check_values(rc: RunConfig) -> None:
         raise ConfigError(f"env.max_episode_steps must be positive or null, got {e.max_episode_steps}")
     if rc.precision.mode not in ("fp32", "bf16", "fp16"):
         raise ConfigError(f"precision.mode must be one of fp32, bf16, fp16; got {rc.precision.mode!r}")
+    if rc.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device must be one of auto, cpu, cuda; got {rc.device!r}")
+    from .distributed import device_type
+
+    if rc.device == "cuda" and device_type(rc.device) != "cuda":
+        raise ConfigError("device=cuda needs a CUDA GPU; use device=auto or cpu")
+    if rc.precision.mode == "fp16" and device_type(rc.device) != "cuda":
+        raise ConfigError("precision=fp16 needs a CUDA GPU; use precision=bf16 or fp32 on CPU")
     d = rc.dist
     if d.nnodes <= 0 or d.world_size % d.nnodes:
         raise ConfigError(f"dist.world_size ({d.world_size}) must be a positive multiple of dist.nnodes ({d.nnodes})")
@@ -170,7 +179,7 @@ def _check_values(rc: RunConfig) -> None:
     from .distributed import resolve_backend
 
     try:
-        resolve_backend(d.backend)
+        resolve_backend(d.backend, device_type(rc.device))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -191,7 +200,8 @@ def validate(cfg: DictConfig) -> RunConfig:
         raise ConfigError(f"seed must be an integer, got {resolved['seed']!r}")
     sections = {name: _typed(name, resolved.get(name, {})) for name in SCHEMAS}
     rc = RunConfig(
-        method=str(resolved["method"]), seed=resolved["seed"], **sections,
+        method=str(resolved["method"]), seed=resolved["seed"], device=str(resolved.get("device", "auto")),
+        **sections,
         actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],
     )
     _check_values(rc)

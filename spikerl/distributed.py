@@ -52,6 +52,18 @@ def resolve_backend(requested: str, device_type: str = "cpu") -> str:
     return requested
 
 
+def device_type(requested: str) -> str:
+    """`auto`: CUDA when this machine has a GPU, else CPU."""
+    return "cuda" if requested in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
+
+
+def rank_device(requested: str, local_rank: int) -> torch.device:
+    """The device this rank's networks live on: its own GPU (by local rank) or the CPU."""
+    if device_type(requested) == "cuda":
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
 def external_launch() -> DistInfo | None:
     """The ranks set by torchrun or SLURM (`srun`), when this process was started by one of them."""
     env = os.environ
@@ -98,9 +110,16 @@ def shutdown() -> None:
 
 
 def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
-    """In-place all-reduce when a group is up; a no-op in a single process."""
+    """In-place all-reduce of a CPU tensor when a group is up; a no-op in a single process. (NCCL
+    reduces CUDA tensors only: the values make a round trip through this rank's GPU.)"""
     if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(tensor, op={"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op])
+        reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
+        if dist.get_backend() == "nccl":
+            on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu, op=reduce_op)
+            tensor.copy_(on_gpu.cpu())
+        else:
+            dist.all_reduce(tensor, op=reduce_op)
     return tensor
 
 

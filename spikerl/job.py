@@ -54,8 +54,6 @@ def check(rc: RunConfig) -> None:
     """Everything a run needs that can be checked without training: task, actor and critic."""
     obs_dim, act_dim = env_dims(rc.env.id)
     build_components(rc, obs_dim, act_dim)
-    if rc.precision.mode == "fp16" and not torch.cuda.is_available():
-        raise ConfigError("precision=fp16 needs a CUDA GPU; use precision=bf16 or fp32 on CPU")
 
 
 def seed_everything(seed: int) -> None:
@@ -75,15 +73,16 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     from .trainer import Trainer, TrainSettings
 
     info = info or DistInfo()
+    device = distributed.rank_device(rc.device, info.local_rank)  # decided here, once
     seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
     obs_dim, act_dim = env_dims(rc.env.id)
-    actor, critic = build_components(rc, obs_dim, act_dim)
+    actor, critic = (module.to(device) for module in build_components(rc, obs_dim, act_dim))
     a, t = rc.algo, rc.train
     learner = TD3(
         actor, critic, actor_lr=a.actor_lr, critic_lr=a.critic_lr, gamma=a.gamma, polyak=a.polyak,
         policy_delay=a.policy_delay, target_noise=a.target_noise, noise_clip=a.noise_clip,
-        precision=Precision(rc.precision.mode),
-        wrap=partial(distributed.wrap_ddp, device=torch.device("cpu")) if info.enabled else None,
+        precision=Precision(rc.precision.mode, device),
+        wrap=partial(distributed.wrap_ddp, device=device) if info.enabled else None,
     )
     settings = TrainSettings(
         env_id=rc.env.id, total_steps=t.total_steps, start_steps=t.start_steps, update_after=t.update_after,
@@ -99,12 +98,12 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
         "max_episode_steps": rc.env.max_episode_steps,
     }
     normalizer = ObsNormalizer(obs_dim, a.obs_norm, a.obs_clip)
-    result = Trainer(learner, normalizer, settings, run_dir, meta, dist=info).train()
+    result = Trainer(learner, normalizer, settings, run_dir, meta, dist=info, device=device).train()
     if not info.is_main:
         return None
     summary = {
         "method": rc.method, "actor": actor_name, **result, "world_size": info.world_size,
-        "backend": info.backend, "precision": rc.precision.mode, "run_dir": str(run_dir),
+        "backend": info.backend, "precision": rc.precision.mode, "device": device.type, "run_dir": str(run_dir),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

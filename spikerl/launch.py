@@ -44,7 +44,7 @@ def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
     `dist.world_size / dist.nnodes` ranks here. Returns the summary on the process that has it."""
     import torch.multiprocessing as mp
 
-    backend = distributed.resolve_backend(rc.dist.backend)
+    backend = distributed.resolve_backend(rc.dist.backend, distributed.device_type(rc.device))
     external = distributed.external_launch()
     if external is not None:
         return run_rank(rc, run_dir, actor_name, external, backend, rc.dist.master_addr,

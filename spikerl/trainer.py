@@ -72,16 +72,18 @@ class Trainer:
         run_dir: str | Path,
         meta: dict,
         dist: DistInfo | None = None,
+        device: torch.device | str = "cpu",
     ):
         self.learner, self.normalizer, self.s = learner, normalizer, settings
         self.dist = dist or DistInfo()
+        self.device = torch.device(device)  # the networks'; envs and the replay store stay on the CPU
         self.run_dir = Path(run_dir)
         self.meta = meta  # what a checkpoint must carry to be evaluated or checked against a config
         self.envs = make_vec_env(settings.env_id, settings.num_envs, settings.max_episode_steps)
         self.scale = ActionScaler(self.envs.single_action_space)
         obs_dim = self.envs.single_observation_space.shape[0]
         self.act_dim = self.envs.single_action_space.shape[0]
-        self.replay = ReplayBuffer(obs_dim, self.act_dim, settings.replay_size)
+        self.replay = ReplayBuffer(obs_dim, self.act_dim, settings.replay_size, device=self.device)
         self.rank_seed = settings.seed + self.dist.rank * settings.num_envs  # env copy i: rank_seed + i
         self.rng = np.random.default_rng(self.rank_seed)
         self.sample_gen = torch.Generator().manual_seed(self.rank_seed)
@@ -99,11 +101,12 @@ class Trainer:
         n = obs.shape[0]
         if self.env_steps < self.s.start_steps:
             return self.rng.uniform(-1.0, 1.0, (n, self.act_dim))
-        act = self.learner.act(self.normalizer(torch.as_tensor(obs, dtype=torch.float32))).numpy()
+        act = self.policy(torch.as_tensor(obs, dtype=torch.float32)).cpu().numpy()
         return np.clip(act + self.s.act_noise * self.rng.standard_normal(act.shape), -1.0, 1.0)
 
     def policy(self, raw_obs: torch.Tensor) -> torch.Tensor:
-        return self.learner.act(self.normalizer(raw_obs))
+        """Deterministic action for raw observations (a CPU tensor)."""
+        return self.learner.act(self.normalizer(raw_obs.to(self.device)))
 
     def evaluate(self) -> tuple[float, float]:
         """Mean and std return over `eval_episodes` deterministic episodes, split over the ranks

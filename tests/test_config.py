@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from spikerl import job, run
 from spikerl.config import compose, expand_overrides, validate
@@ -64,6 +65,7 @@ BAD_INPUTS = [
     (["actor.hidden_sizes=abc"], "cannot build actor"),
     (["encoder.spikes=bursty"], "cannot build actor"),
     (["precision=fp16"], "needs a CUDA GPU"),
+    (["device=tpu"], "device must be one of auto, cpu, cuda"),
     (["precision.mode=fp8"], "precision.mode must be one of"),
     (["dist.world_size=0"], "dist.world_size must be positive"),
     (["dist.backend=nccl"], "dist.backend=nccl needs networks on CUDA GPUs"),
@@ -72,6 +74,8 @@ BAD_INPUTS = [
     (["env=hopper,pong"], "choose one of"),  # a sweep is checked job by job before any starts
     (["train.total_steps=[1,2"], "cannot parse overrides"),
 ]
+if not torch.cuda.is_available():
+    BAD_INPUTS.append((["device=cuda"], "device=cuda needs a CUDA GPU"))
 
 
 @pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
