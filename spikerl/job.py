@@ -119,7 +119,9 @@ def format_summary(summary: dict) -> str:
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),
         ("best eval return", f"{summary['best_eval_return']:.1f}"),
-        ("precision / ranks", f"{summary['precision']} / {summary['world_size']} ({summary['backend']})"),
+        ("precision / ranks", f"{summary['precision']} on {summary['device']} / "
+                              + (f"{summary['world_size']} ranks ({summary['backend']})" if summary["world_size"] > 1
+                                 else "1 process")),
         ("run folder", summary["run_dir"]),
     ]
     width = max(len(k) for k, _ in rows)
