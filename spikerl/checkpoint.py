@@ -48,3 +48,37 @@ def load(path: str | Path) -> dict:
     if not isinstance(state, dict) or "meta" not in state:
         raise CheckpointError(f"{path} is not a SpikeRL checkpoint")
     return state
+
+
+# What must match for a checkpoint to continue a run (the rest of the config may change on resume).
+COMPATIBLE_KEYS = ("env_id", "obs_dim", "act_dim", "actor_spec", "critic_spec", "world_size")
+
+
+def check_compatible(meta: dict, expected: dict, path: str | Path) -> None:
+    """Refuse, in one line, a checkpoint made for another task, architecture or number of ranks."""
+    for key in COMPATIBLE_KEYS:
+        if key in expected and meta.get(key) != expected[key]:
+            if key.endswith("_spec"):
+                what = f"its {key[:-5]} differs from this config's"
+            else:
+                what = f"it has {key}={meta.get(key)!r}, this run {expected[key]!r}"
+            raise CheckpointError(f"checkpoint {path} does not fit this run: {what}")
+
+
+def resume_path(resume: str | None, run_dir: Path, rank: int = 0) -> Path | None:
+    """The checkpoint a run continues from: None for a fresh start; `auto` is this run folder's last
+    checkpoint when there is one; anything else is a checkpoint file or a run folder."""
+    if resume is None:
+        return None
+    name = "last.pt" if rank == 0 else f"last.rank{rank}.pt"
+    if resume == "auto":
+        path = run_dir / "checkpoints" / name
+        return path if path.is_file() else None
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "checkpoints" / name
+    elif rank:
+        path = path.with_name(path.name.replace(".pt", f".rank{rank}.pt"))
+    if not path.is_file():
+        raise CheckpointError(f"resume: no checkpoint at {path}")
+    return path

@@ -19,7 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-TOP_LEVEL_KEYS = {"method", "seed", "device", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist"}
+TOP_LEVEL_KEYS = {
+    "method", "seed", "device", "resume", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist",
+}
 
 
 class ConfigError(Exception):
@@ -36,6 +38,8 @@ class TrainConfig:
     checkpoint_every: int
     log_every: int
     progress: bool = True
+    save_replay: bool = False  # put the replay buffer in checkpoints/last.pt (exact resume)
+    keep_best: bool = True  # also keep checkpoints/best.pt, the actor with the best evaluation
 
 
 @dataclass
@@ -100,6 +104,7 @@ class RunConfig:
     method: str
     seed: int
     device: str  # auto | cpu | cuda
+    resume: str | None  # None | "auto" | a checkpoint file or run folder
     train: TrainConfig
     algo: AlgoConfig
     env: EnvConfig
@@ -201,6 +206,7 @@ def validate(cfg: DictConfig) -> RunConfig:
     sections = {name: _typed(name, resolved.get(name, {})) for name in SCHEMAS}
     rc = RunConfig(
         method=str(resolved["method"]), seed=resolved["seed"], device=str(resolved.get("device", "auto")),
+        resume=None if resolved.get("resume") is None else str(resolved["resume"]),
         **sections,
         actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 
 def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
@@ -39,3 +40,56 @@ def real_next_obs(next_obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndar
     for i in np.flatnonzero(done):
         out[i] = info["final_obs"][i]
     return out
+
+
+def _time_limit(env: gym.Env):
+    while env is not None:
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = getattr(env, "env", None)
+    return None
+
+
+def get_env_states(envs: gym.vector.SyncVectorEnv) -> list[dict]:
+    """What it takes to continue each env copy exactly where it is: its random generator, the
+    elapsed steps of its time limit and, for MuJoCo tasks, the simulator's full integration state
+    (positions, velocities, controls, solver warm start). Tensors and plain values only."""
+    import mujoco
+
+    states = []
+    for env in envs.envs:
+        base = env.unwrapped
+        state = {"np_random": base.np_random.bit_generator.state}
+        limit = _time_limit(env)
+        if limit is not None:
+            state["elapsed_steps"] = int(limit._elapsed_steps or 0)
+        if hasattr(base, "model") and hasattr(base, "data"):
+            spec = mujoco.mjtState.mjSTATE_INTEGRATION
+            buf = np.empty(mujoco.mj_stateSize(base.model, spec))
+            mujoco.mj_getState(base.model, base.data, buf, spec)
+            state["mujoco"] = torch.from_numpy(buf)
+        states.append(state)
+    return states
+
+
+def set_env_states(envs: gym.vector.SyncVectorEnv, states: list[dict]) -> bool:
+    """Put each (already reset) env copy back where `get_env_states` saw it. Returns False when a
+    copy's simulator state could not be restored (not a MuJoCo task): that copy starts a new episode."""
+    import mujoco
+
+    exact = True
+    for env, state in zip(envs.envs, states, strict=True):
+        base = env.unwrapped
+        base.np_random.bit_generator.state = state["np_random"]
+        limit = _time_limit(env)
+        if limit is not None and "elapsed_steps" in state:
+            limit._elapsed_steps = state["elapsed_steps"]
+        if "mujoco" in state and hasattr(base, "data"):
+            mujoco.mj_setState(base.model, base.data, state["mujoco"].numpy(), mujoco.mjtState.mjSTATE_INTEGRATION)
+            # recompute derived quantities (body positions, contact forces) from the restored state, as
+            # a step would; a task whose reward reads them may differ in its first step's last digits
+            mujoco.mj_forward(base.model, base.data)
+            mujoco.mj_rnePostConstraint(base.model, base.data)
+        else:
+            exact = False
+    return exact

@@ -3,14 +3,19 @@ and (rank 0) write `summary.json`. Library code below this takes plain arguments
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import random
+import signal
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import distributed
+from . import checkpoint, distributed
 from .config import ConfigError, RunConfig
 from .distributed import DistInfo
 
@@ -50,10 +55,24 @@ def env_dims(env_id: str) -> tuple[int, int]:
         env.close()
 
 
+def expected_meta(rc: RunConfig, obs_dim: int, act_dim: int, world_size: int) -> dict:
+    """What a checkpoint of this run records about it (and must match to be resumed)."""
+    return {
+        "method": rc.method, "env_id": rc.env.id, "obs_dim": obs_dim, "act_dim": act_dim,
+        "actor_spec": rc.actor, "critic_spec": rc.critic, "world_size": world_size,
+        "precision": rc.precision.mode, "seed": rc.seed, "max_episode_steps": rc.env.max_episode_steps,
+    }
+
+
 def check(rc: RunConfig) -> None:
-    """Everything a run needs that can be checked without training: task, actor and critic."""
+    """Everything a run needs that can be checked without training: task, actor, critic, and the
+    checkpoint to resume from."""
     obs_dim, act_dim = env_dims(rc.env.id)
     build_components(rc, obs_dim, act_dim)
+    if rc.resume not in (None, "auto"):
+        path = checkpoint.resume_path(rc.resume, Path("."))
+        state = checkpoint.load(path)
+        checkpoint.check_compatible(state["meta"], expected_meta(rc, obs_dim, act_dim, rc.dist.world_size), path)
 
 
 def seed_everything(seed: int) -> None:
@@ -90,15 +109,14 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
         replay_size=a.replay_size, act_noise=a.act_noise, eval_every=t.eval_every,
         eval_episodes=t.eval_episodes, checkpoint_every=t.checkpoint_every, log_every=t.log_every,
         seed=rc.seed, num_envs=rc.env.num_envs, max_episode_steps=rc.env.max_episode_steps,
-        progress=t.progress,
+        progress=t.progress, save_replay=t.save_replay, keep_best=t.keep_best,
     )
-    meta = {
-        "method": rc.method, "actor_name": actor_name, "env_id": rc.env.id, "obs_dim": obs_dim,
-        "act_dim": act_dim, "actor_spec": rc.actor, "precision": rc.precision.mode, "seed": rc.seed,
-        "max_episode_steps": rc.env.max_episode_steps,
-    }
+    meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name}
     normalizer = ObsNormalizer(obs_dim, a.obs_norm, a.obs_clip)
-    result = Trainer(learner, normalizer, settings, run_dir, meta, dist=info, device=device).train()
+    trainer = Trainer(learner, normalizer, settings, run_dir, meta, dist=info, device=device)
+    resume_from(trainer, checkpoint.resume_path(rc.resume, run_dir, info.rank), meta)
+    with stop_on_signals(trainer):
+        result = trainer.train()
     if not info.is_main:
         return None
     summary = {
@@ -107,6 +125,41 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def resume_from(trainer, path: Path | None, meta: dict) -> None:
+    if path is None:
+        return
+    state = checkpoint.load(path)
+    checkpoint.check_compatible(state["meta"], meta, path)
+    exact = trainer.load_state_dict(state)
+    if trainer.dist.is_main:
+        notes = [] if "replay" in state else ["replay buffer not saved: it refills before updates resume"]
+        if not exact:
+            notes.append("environments restart their episodes")
+        print(f"spikerl: resumed from {path} at env step {trainer.env_steps:,}"
+              + (f" ({'; '.join(notes)})" if notes else ""), file=sys.stderr)
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer):
+    """SIGTERM or SIGINT asks the loop to stop at its next safe point (after the current update,
+    with a checkpoint); a second one exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        if trainer.stop_signal:
+            os._exit(128 + signum)
+        trainer.stop_signal = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def format_summary(summary: dict) -> str:

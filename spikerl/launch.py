@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sys
 from pathlib import Path
 
 import torch
@@ -13,13 +16,47 @@ from . import distributed
 from .config import RunConfig
 from .distributed import DistInfo
 from .job import train_run
+from .trainer import Preempted
+
+
+@contextlib.contextmanager
+def forward_signals(pids: list[int]):
+    """While spawned ranks run, pass SIGTERM/SIGINT on to them (a scheduler signals this process;
+    the ranks checkpoint and stop together); a second signal kills them at once."""
+    received = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL if len(received) > 1 else signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _checkpoint_step(run_dir: Path) -> int:
+    from . import checkpoint
+
+    try:
+        return checkpoint.load(run_dir)["counters"]["env_steps"]
+    except checkpoint.CheckpointError:
+        return -1
 
 
 def _rank_main(local_rank: int, rc: RunConfig, run_dir: Path, actor_name: str, backend: str, port: int) -> None:
-    """One spawned rank of a job launched from this command."""
+    """One spawned rank of a job launched from this command. A preempted rank exits with 128 + the
+    signal number, which the launching process passes on."""
     nprocs = rc.dist.world_size // rc.dist.nnodes
     info = DistInfo(rc.dist.node_rank * nprocs + local_rank, rc.dist.world_size, local_rank, nprocs)
-    run_rank(rc, run_dir, actor_name, info, backend, rc.dist.master_addr, port)
+    try:
+        run_rank(rc, run_dir, actor_name, info, backend, rc.dist.master_addr, port)
+    except Preempted as stop:
+        sys.exit(128 + stop.signum)
 
 
 def run_rank(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, backend: str, addr: str,
@@ -32,6 +69,9 @@ def run_rank(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, back
     info = distributed.init(info, backend, addr, port, rc.dist.timeout_s)
     try:
         summary = train_run(rc, run_dir, actor_name, info)
+    except Preempted:
+        distributed.shutdown()  # every rank stopped at the same step: leave together
+        raise
     except BaseException:
         dist.destroy_process_group()
         raise
@@ -52,8 +92,17 @@ def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
     if rc.dist.world_size == 1:
         return train_run(rc, run_dir, actor_name)
     port = rc.dist.master_port or distributed.free_port()
-    mp.start_processes(_rank_main, args=(rc, run_dir, actor_name, backend, port),
-                       nprocs=rc.dist.world_size // rc.dist.nnodes, join=True, start_method="spawn")
+    context = mp.start_processes(_rank_main, args=(rc, run_dir, actor_name, backend, port),
+                                 nprocs=rc.dist.world_size // rc.dist.nnodes, join=False, start_method="spawn")
+    with forward_signals([p.pid for p in context.processes]):
+        try:
+            while not context.join():
+                pass
+        except mp.ProcessExitedException as exc:
+            if exc.exit_code > 128:  # the ranks stopped on a signal, after their checkpoint
+                step = _checkpoint_step(run_dir)
+                raise Preempted(exc.exit_code - 128, step) from None
+            raise
     summary_file = run_dir / "summary.json"
     return json.loads(summary_file.read_text()) if rc.dist.node_rank == 0 and summary_file.exists() else None
 

@@ -92,6 +92,8 @@ class ObsNormalizer:
             "mean": torch.from_numpy(self.mean.copy()),
             "m2": torch.from_numpy(self.m2.copy()),
             "max_abs": torch.from_numpy(self.max_abs.copy()),
+            "pending": torch.from_numpy(self._pending.copy()),
+            "pending_max": torch.from_numpy(self._pending_max.copy()),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -99,4 +101,7 @@ class ObsNormalizer:
         self.mean = state["mean"].double().numpy().copy()
         self.m2 = state["m2"].double().numpy().copy()
         self.max_abs = state["max_abs"].double().numpy().copy()
+        if "pending" in state:
+            self._pending = state["pending"].double().numpy().copy()
+            self._pending_max = state["pending_max"].double().numpy().copy()
         self._cache = None

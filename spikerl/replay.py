@@ -54,3 +54,19 @@ class ReplayBuffer:
             next_obs=normalize(self.next_obs[idx].to(to)),
             terminated=self.terminated[idx].to(to),
         )
+
+    def state_dict(self) -> dict:
+        """The filled part of the buffer, as tensors (loadable with weights_only=True)."""
+        n = self.size
+        return {"ptr": self.ptr, "size": n, "capacity": self.capacity, "obs": self.obs[:n].clone(),
+                "next_obs": self.next_obs[:n].clone(), "act": self.act[:n].clone(), "rew": self.rew[:n].clone(),
+                "terminated": self.terminated[:n].clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity or state["obs"].shape[1:] != self.obs.shape[1:]:
+            raise ValueError(f"replay of capacity {state['capacity']} and obs shape {tuple(state['obs'].shape[1:])} "
+                             f"does not fit this run's ({self.capacity}, {tuple(self.obs.shape[1:])})")
+        n = state["size"]
+        for key in ("obs", "next_obs", "act", "rew", "terminated"):
+            getattr(self, key)[:n] = state[key]
+        self.ptr, self.size = state["ptr"], n

@@ -24,7 +24,7 @@ def _job(cfg) -> None:
     from omegaconf import OmegaConf
     from torch.multiprocessing import ProcessRaisedException
 
-    from .trainer import EnvFault, TrainingDiverged
+    from .trainer import EnvFault, Preempted, TrainingDiverged
 
     try:
         rc = validate(cfg)
@@ -35,6 +35,10 @@ def _job(cfg) -> None:
     except (ConfigError, CheckpointError) as exc:
         print(f"spikerl: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Preempted as stop:
+        print(f"spikerl: {stop}; continue with: python -m spikerl.run <same overrides> resume=auto "
+              f"hydra.run.dir={run_dir}", file=sys.stderr)
+        sys.exit(128 + stop.signum)
     except (EnvFault, TrainingDiverged) as exc:
         print(f"spikerl: error: {exc}", file=sys.stderr)
         sys.exit(1)

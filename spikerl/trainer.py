@@ -5,6 +5,7 @@ log, checkpoint. The algorithm lives in the learner (`TD3`); this loop knows onl
 from __future__ import annotations
 
 import random
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint
 from .distributed import DistInfo, all_reduce_
-from .envs import ActionScaler, make_vec_env, real_next_obs
+from .envs import ActionScaler, get_env_states, make_vec_env, real_next_obs, set_env_states
 from .evaluation import evaluate_policy
 from .metrics import MetricsWriter, RunningMeans
 from .normalizer import ObsNormalizer
@@ -29,6 +30,14 @@ class EnvFault(RuntimeError):
 
 class TrainingDiverged(RuntimeError):
     """Too many updates in a row had non-finite gradients."""
+
+
+class Preempted(Exception):
+    """Training stopped on request (SIGTERM, SIGINT) after writing a checkpoint."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by signal {signum} at env step {step}; checkpoint written")
+        self.signum, self.step = signum, step
 
 
 @dataclass
@@ -51,6 +60,8 @@ class TrainSettings:
     max_episode_steps: int | None = None
     progress: bool = True
     max_consecutive_skips: int = 100
+    save_replay: bool = False
+    keep_best: bool = True
 
 
 def crossed(before: int, after: int, every: int) -> bool:
@@ -95,6 +106,9 @@ class Trainer:
         self.eval_history: list[tuple[int, float, float]] = []
         self.update_seconds = 0.0
         self.eval_episodes_run = 0
+        self.obs: np.ndarray | None = None  # the envs' current observations (set by reset or resume)
+        self.ep_ret = np.zeros(settings.num_envs)
+        self.stop_signal = 0  # set by a signal handler; the loop stops at the next safe point
 
     # -- acting ---------------------------------------------------------------------------------
     def explore(self, obs: np.ndarray) -> np.ndarray:
@@ -124,16 +138,17 @@ class Trainer:
     # -- loop -----------------------------------------------------------------------------------
     def train(self) -> dict:
         s = self.s
-        obs, _ = self.envs.reset(seed=self.rank_seed)
-        self.ep_ret = np.zeros(s.num_envs)
+        if self.obs is None:
+            self.obs, _ = self.envs.reset(seed=self.rank_seed)
         window = RunningMeans()
         start = time.perf_counter()
         window_start, window_steps, window_updates = start, 0, 0
-        bar = tqdm(total=s.total_steps, unit="step", disable=not (s.progress and self.dist.is_main),
-                   dynamic_ncols=True, mininterval=1.0, desc=s.env_id)
+        bar = tqdm(total=s.total_steps, initial=self.env_steps, unit="step",
+                   disable=not (s.progress and self.dist.is_main), dynamic_ncols=True, mininterval=1.0,
+                   desc=s.env_id)
         try:
             while self.env_steps < s.total_steps:
-                obs = self.collect(obs, window)
+                self.obs = self.collect(self.obs, window)
                 local_before, self.local_steps = self.local_steps, self.local_steps + s.num_envs
                 before, self.env_steps = self.env_steps, self.env_steps + self.steps_per_iteration
                 window_steps += self.steps_per_iteration
@@ -142,13 +157,16 @@ class Trainer:
                 round_due = crossed(local_before, self.local_steps, s.update_every)
                 if round_due or final:  # every rank folds in every rank's new observations
                     self.normalizer.sync(all_reduce_ if self.dist.enabled else None)
-                if round_due and self.env_steps > s.update_after:
+                if round_due and self.env_steps > s.update_after and len(self.replay) >= s.batch_size:
                     window_updates += self.update_round(window)
 
                 row = {}
                 if crossed(before, self.env_steps, s.eval_every) or final:
                     mean, std = self.evaluate()
+                    improved = mean > max((m for _, m, _ in self.eval_history), default=-np.inf)
                     self.eval_history.append((self.env_steps, mean, std))
+                    if improved and s.keep_best and self.dist.is_main:
+                        self.save_checkpoint("best.pt", with_replay=False)
                     row.update({"eval/return_mean": mean, "eval/return_std": std})
                     bar.set_postfix(eval=f"{mean:.1f}", refresh=False)
                 if self.metrics and (row or crossed(before, self.env_steps, s.log_every)):
@@ -163,15 +181,29 @@ class Trainer:
                     })
                     window_start, window_steps, window_updates = now, 0, 0
                     self.metrics.write(row)
-                if self.dist.is_main and (crossed(before, self.env_steps, s.checkpoint_every) or final):
+                if crossed(before, self.env_steps, s.checkpoint_every) or final:
                     self.save_checkpoint()
                 bar.update(self.steps_per_iteration)
+                if self.stop_requested(round_due) and not final:
+                    self.save_checkpoint()
+                    raise Preempted(self.stop_signal or signal.SIGTERM, self.env_steps)
         finally:
             bar.close()
             self.envs.close()
             if self.metrics:
                 self.metrics.close()
         return self.summary(time.perf_counter() - start)
+
+    def stop_requested(self, round_due: bool) -> bool:
+        """Whether to stop now. Ranks decide together, at update-round boundaries, so that they
+        all leave at the same step (a rank leaving alone would hang the others' next collective)."""
+        if not self.dist.enabled:
+            return bool(self.stop_signal)
+        if not round_due:
+            return False
+        flag = all_reduce_(torch.tensor([float(self.stop_signal)]), "max")
+        self.stop_signal = self.stop_signal or int(flag.item())
+        return bool(flag.item())
 
     def collect(self, obs: np.ndarray, window: RunningMeans) -> np.ndarray:
         """Step every env copy once, store the transitions; returns the next observations."""
@@ -222,19 +254,58 @@ class Trainer:
         }
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def state_dict(self) -> dict:
-        return {
+    def state_dict(self, with_replay: bool | None = None) -> dict:
+        """Everything needed to continue exactly: learner, normaliser, counters, generators, the envs'
+        own state and (with `save_replay`) the replay buffer. Tensors and plain values only."""
+        state = {
             "meta": self.meta,
             "learner": self.learner.state_dict(),
             "normalizer": self.normalizer.state_dict(),
-            "counters": {"env_steps": self.env_steps, "local_steps": self.local_steps, "episodes": self.episodes},
+            "counters": {"env_steps": self.env_steps, "local_steps": self.local_steps, "episodes": self.episodes,
+                         "rank": self.dist.rank, "world_size": self.dist.world_size},
             "rng": {
                 "python": random.getstate(),
                 "numpy": self.rng.bit_generator.state,
                 "torch": torch.get_rng_state(),
                 "sampler": self.sample_gen.get_state(),
             },
+            "envs": get_env_states(self.envs),
+            "obs": torch.from_numpy(np.asarray(self.obs, dtype=np.float64).copy()),
+            "episode_returns": torch.from_numpy(self.ep_ret.copy()),
+            "eval_history": torch.tensor(self.eval_history, dtype=torch.float64).reshape(-1, 3),
         }
+        if self.s.save_replay if with_replay is None else with_replay:
+            state["replay"] = self.replay.state_dict()
+        return state
 
-    def save_checkpoint(self) -> Path:
-        return checkpoint.save_atomic(self.state_dict(), self.run_dir / "checkpoints" / "last.pt")
+    def load_state_dict(self, state: dict) -> bool:
+        """Continue from a checkpoint of this run's kind; returns whether the envs were restored
+        exactly (MuJoCo tasks) rather than restarted."""
+        self.learner.load_state_dict(state["learner"])
+        self.normalizer.load_state_dict(state["normalizer"])
+        counters = state["counters"]
+        self.env_steps, self.local_steps = counters["env_steps"], counters["local_steps"]
+        self.episodes = counters["episodes"]
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        self.rng.bit_generator.state = rng["numpy"]
+        torch.set_rng_state(rng["torch"])
+        self.sample_gen.set_state(rng["sampler"])
+        self.eval_history = [tuple(row) for row in state["eval_history"].tolist()]
+        if "replay" in state:
+            self.replay.load_state_dict(state["replay"])
+        self.obs, _ = self.envs.reset(seed=self.rank_seed)
+        exact = set_env_states(self.envs, state["envs"])
+        if exact:
+            self.obs = state["obs"].numpy().astype(self.obs.dtype)
+            self.ep_ret = state["episode_returns"].numpy().copy()
+        return exact
+
+    def checkpoint_path(self, name: str = "last.pt") -> Path:
+        """Rank 0 writes `name`; other ranks keep their own envs, generators and replay beside it."""
+        if not self.dist.is_main:
+            name = name.replace(".pt", f".rank{self.dist.rank}.pt")
+        return self.run_dir / "checkpoints" / name
+
+    def save_checkpoint(self, name: str = "last.pt", with_replay: bool | None = None) -> Path:
+        return checkpoint.save_atomic(self.state_dict(with_replay), self.checkpoint_path(name))

@@ -73,6 +73,7 @@ BAD_INPUTS = [
     (["dist.world_size=3", "dist.nnodes=2"], "must be a positive multiple of dist.nnodes"),
     (["env=hopper,pong"], "choose one of"),  # a sweep is checked job by job before any starts
     (["train.total_steps=[1,2"], "cannot parse overrides"),
+    (["resume=/nonexistent/last.pt"], "resume: no checkpoint at /nonexistent/last.pt"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["device=cuda"], "device=cuda needs a CUDA GPU"))
@@ -95,3 +96,21 @@ def test_bad_input_on_the_command_line_exits_without_traceback_or_run_folder(tmp
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder was created
+
+
+def test_foreign_or_corrupt_checkpoint_on_the_command_line_is_refused_before_the_run(tmp_path, tiny_run,
+                                                                                     monkeypatch, capsys):
+    _, run_dir = tiny_run("train.total_steps=200")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes((run_dir / "checkpoints" / "last.pt").read_bytes()[:500])
+    cases = [
+        ([f"resume={run_dir}", "env.id=InvertedDoublePendulum-v5"], "does not fit this run: it has env_id="),
+        ([f"resume={run_dir}", "actor=dsrl"], "does not fit this run: its actor differs"),
+        ([f"resume={corrupt}"], "cannot read checkpoint"),
+    ]
+    for args, expected in cases:
+        monkeypatch.setattr(sys, "argv", ["spikerl.run", *args])
+        with pytest.raises(SystemExit) as exit_info:
+            run.main()
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err

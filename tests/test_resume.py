@@ -1,0 +1,157 @@
+"""Checkpoints and resume: exact continuation, refusal of foreign checkpoints, atomic writes, signals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import TINY
+from spikerl import checkpoint
+from spikerl.config import compose, validate
+from spikerl.job import train_run
+
+
+def train(run_dir, *overrides):
+    rc = validate(compose([*TINY, "train.save_replay=true", *overrides]))
+    return train_run(rc, run_dir, "popsan")
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    whole = train(tmp_path / "whole")
+    train(tmp_path / "split", "train.total_steps=300")  # stops (and checkpoints) half way
+    resumed = train(tmp_path / "split", "resume=auto")
+    a = checkpoint.load(tmp_path / "whole")
+    b = checkpoint.load(tmp_path / "split")
+    assert b["counters"]["env_steps"] == 600 and resumed["total_env_steps"] == 600
+    for part in ("actor", "critic", "actor_target", "critic_target"):
+        for key, value in a["learner"][part].items():
+            assert torch.equal(value, b["learner"][part][key]), f"{part}.{key}"
+    assert torch.equal(a["eval_history"], b["eval_history"])  # the same returns at 300 and 600
+    assert whole["eval_return_mean"] == resumed["eval_return_mean"]
+    assert a["learner"]["updates"] == b["learner"]["updates"] == 80
+
+
+def test_resume_without_saved_replay_continues_and_says_so(tmp_path, capsys):
+    rc = validate(compose([*TINY, "train.total_steps=300"]))
+    train_run(rc, tmp_path, "popsan")
+    summary = train_run(validate(compose([*TINY, "resume=auto"])), tmp_path, "popsan")
+    assert summary["total_env_steps"] == 600
+    assert "replay buffer not saved" in capsys.readouterr().err
+
+
+def test_auto_resume_without_a_checkpoint_starts_fresh(tmp_path):
+    assert train(tmp_path, "resume=auto", "train.total_steps=200")["total_env_steps"] == 200
+
+
+def test_checkpoint_of_another_architecture_or_task_is_refused(tmp_path):
+    train(tmp_path / "small", "train.total_steps=200")
+    with pytest.raises(checkpoint.CheckpointError, match="its actor differs"):
+        train(tmp_path / "other", f"resume={tmp_path / 'small'}", "actor.hidden_sizes=[16,16]")
+    with pytest.raises(checkpoint.CheckpointError, match="it has env_id='InvertedPendulum-v5'"):
+        train(tmp_path / "other", f"resume={tmp_path / 'small'}", "env.id=InvertedDoublePendulum-v5")
+
+
+def test_best_checkpoint_holds_the_best_evaluation(tmp_path):
+    summary = train(tmp_path)
+    best = checkpoint.load(tmp_path / "checkpoints" / "best.pt")
+    assert best["eval_history"][-1, 1].item() == summary["best_eval_return"]
+    assert "replay" not in best
+
+
+def test_atomic_write_leaves_the_old_checkpoint_when_the_rename_never_happens(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    checkpoint.save_atomic({"meta": {}, "value": torch.tensor(1)}, path)
+
+    def crash(*args):
+        raise OSError("simulated crash between write and rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        checkpoint.save_atomic({"meta": {}, "value": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert checkpoint.load(path)["value"].item() == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    checkpoint.save_atomic({"meta": {}, "value": torch.tensor(1)}, path)
+
+    def disk_full(obj, f):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save_atomic({"meta": {}, "value": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert checkpoint.load(path)["value"].item() == 1
+
+
+def test_truncated_checkpoint_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint.save_atomic({"meta": {}, "value": torch.zeros(1000)}, path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(checkpoint.CheckpointError, match="cannot read checkpoint"):
+        checkpoint.load(path)
+
+
+def test_loading_never_unpickles_arbitrary_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"meta": {}, "payload": os.system}, path)  # a callable would be called on a plain load
+    with pytest.raises(checkpoint.CheckpointError, match="cannot read checkpoint"):
+        checkpoint.load(path)
+
+
+def start_cli(tmp_path, *args):
+    return subprocess.Popen([sys.executable, "-m", "spikerl.run", *TINY, "train.total_steps=20000",
+                             "train.checkpoint_every=1000000", "hydra.run.dir=run", *args],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_step(tmp_path, step, proc, timeout=120):
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metrics.exists() and any(json.loads(line)["step"] >= step for line in metrics.read_text().splitlines()):
+            return
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        time.sleep(0.2)
+    raise AssertionError(f"no metrics row for step {step} within {timeout} s")
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_sigterm_checkpoints_exits_143_and_resume_auto_finishes(tmp_path, world_size):
+    proc = start_cli(tmp_path, f"dist.world_size={world_size}")
+    wait_for_step(tmp_path, 400, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "resume=auto" in err.strip().splitlines()[-1]
+    stopped_at = checkpoint.load(tmp_path / "run")["counters"]["env_steps"]
+    assert 400 <= stopped_at < 20000
+    finish_with_resume(tmp_path, stopped_at + 400, f"dist.world_size={world_size}")
+
+
+def finish_with_resume(tmp_path, total, *args):
+    done = subprocess.run([sys.executable, "-m", "spikerl.run", *TINY, f"train.total_steps={total}",
+                           "hydra.run.dir=run", "resume=auto", *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resumed from" in done.stderr
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["total_env_steps"] == total
+
+
+def test_kill_9_leaves_an_intact_checkpoint_that_resume_auto_continues(tmp_path):
+    proc = start_cli(tmp_path, "train.checkpoint_every=200")
+    wait_for_step(tmp_path, 700, proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    state = checkpoint.load(tmp_path / "run")  # intact, whatever moment the kill came
+    assert state["counters"]["env_steps"] >= 600
+    finish_with_resume(tmp_path, state["counters"]["env_steps"] + 400)
