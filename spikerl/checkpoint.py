@@ -16,14 +16,17 @@ def save_atomic(state: dict, path: str | Path) -> Path:
     """Write to a temporary file in the same folder, fsync it, then rename over `path`: a crash at
     any moment leaves either the old checkpoint or the new one, never a torn file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # disk full, folder unwritable: say so; the previous file is untouched
+        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc} "
+                              "(the previous checkpoint is intact)") from exc
     finally:
         tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)

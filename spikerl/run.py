@@ -32,9 +32,12 @@ def _job(cfg) -> None:
         run_dir = Path(hc.runtime.output_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         summary = launch(rc, run_dir, hc.runtime.choices.get("actor", "custom"))
-    except (ConfigError, CheckpointError) as exc:
+    except ConfigError as exc:
         print(f"spikerl: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except CheckpointError as exc:  # a bad checkpoint to resume from, or one that cannot be written
+        print(f"spikerl: error: {exc}", file=sys.stderr)
+        sys.exit(2 if "cannot write" not in str(exc) else 1)
     except Preempted as stop:
         print(f"spikerl: {stop}; continue with: python -m spikerl.run <same overrides> resume=auto "
               f"hydra.run.dir={run_dir}", file=sys.stderr)

@@ -208,7 +208,11 @@ class Trainer:
     def collect(self, obs: np.ndarray, window: RunningMeans) -> np.ndarray:
         """Step every env copy once, store the transitions; returns the next observations."""
         act = self.explore(obs)
-        next_obs, rew, term, trunc, info = self.envs.step(self.scale(act))
+        try:
+            next_obs, rew, term, trunc, info = self.envs.step(self.scale(act))
+        except Exception as exc:
+            raise EnvFault(f"{self.s.env_id} raised at env step {self.env_steps} (rank {self.dist.rank}): "
+                           f"{type(exc).__name__}: {exc}") from exc
         if not (np.isfinite(next_obs).all() and np.isfinite(rew).all()):
             raise EnvFault(f"{self.s.env_id} returned a non-finite observation or reward at env step "
                            f"{self.env_steps} (rank {self.dist.rank})")

@@ -71,7 +71,7 @@ def test_atomic_write_leaves_the_old_checkpoint_when_the_rename_never_happens(tm
         raise OSError("simulated crash between write and rename")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(checkpoint.CheckpointError, match="simulated crash.*previous checkpoint is intact"):
         checkpoint.save_atomic({"meta": {}, "value": torch.tensor(2)}, path)
     monkeypatch.undo()
     assert checkpoint.load(path)["value"].item() == 1
@@ -87,7 +87,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(checkpoint.CheckpointError, match="No space left on device"):
         checkpoint.save_atomic({"meta": {}, "value": torch.tensor(2)}, path)
     monkeypatch.undo()
     assert checkpoint.load(path)["value"].item() == 1
@@ -155,3 +155,22 @@ def test_kill_9_leaves_an_intact_checkpoint_that_resume_auto_continues(tmp_path)
     state = checkpoint.load(tmp_path / "run")  # intact, whatever moment the kill came
     assert state["counters"]["env_steps"] >= 600
     finish_with_resume(tmp_path, state["counters"]["env_steps"] + 400)
+
+
+def test_unwritable_checkpoint_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "checkpoints"
+    blocker.write_text("a file where the checkpoint folder should be")  # unwritable even for root
+    with pytest.raises(checkpoint.CheckpointError, match="cannot write checkpoint .*previous checkpoint is intact"):
+        checkpoint.save_atomic({"meta": {}, "value": torch.tensor(2)}, blocker / "last.pt")
+
+
+@pytest.mark.parametrize("mode,expected", [("raise", "raised at env step"), ("nan", "non-finite observation")])
+def test_environment_faults_are_reported_with_the_step(tmp_path, mode, expected):
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__), "FAULTY_ENV_MODE": mode}
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", *TINY, "seed=1", "hydra.run.dir=run",
+                           "env.id=faulty_env:FaultyPendulum-v0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("spikerl: error: faulty_env:FaultyPendulum-v0") and expected in last, last
+    assert "Traceback" not in proc.stderr
