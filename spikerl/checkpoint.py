@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def save_atomic(state: dict, path: str | Path) -> Path:
         raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc} "
                               "(the previous checkpoint is intact)") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
