@@ -3,13 +3,9 @@ and (rank 0) write `summary.json`. Library code below this takes plain arguments
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
-import signal
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +14,7 @@ import torch
 from . import checkpoint, distributed
 from .config import ConfigError, RunConfig
 from .distributed import DistInfo
+from .signals import stop_on_signals
 
 
 def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -139,27 +136,6 @@ def resume_from(trainer, path: Path | None, meta: dict) -> None:
             notes.append("environments restart their episodes")
         print(f"spikerl: resumed from {path} at env step {trainer.env_steps:,}"
               + (f" ({'; '.join(notes)})" if notes else ""), file=sys.stderr)
-
-
-@contextlib.contextmanager
-def stop_on_signals(trainer):
-    """SIGTERM or SIGINT asks the loop to stop at its next safe point (after the current update,
-    with a checkpoint); a second one exits at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if trainer.stop_signal:
-            os._exit(128 + signum)
-        trainer.stop_signal = signum
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def format_summary(summary: dict) -> str:

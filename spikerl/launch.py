@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -16,27 +14,8 @@ from . import distributed
 from .config import RunConfig
 from .distributed import DistInfo
 from .job import train_run
+from .signals import forward_signals
 from .trainer import Preempted
-
-
-@contextlib.contextmanager
-def forward_signals(pids: list[int]):
-    """While spawned ranks run, pass SIGTERM/SIGINT on to them (a scheduler signals this process;
-    the ranks checkpoint and stop together); a second signal kills them at once."""
-    received = []
-
-    def handler(signum, frame):
-        received.append(signum)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL if len(received) > 1 else signal.SIGTERM)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _checkpoint_step(run_dir: Path) -> int:
