@@ -22,7 +22,7 @@ from .launch import launch
 def _job(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
-    from torch.multiprocessing import ProcessRaisedException
+    from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
     from .trainer import EnvFault, Preempted, TrainingDiverged
 
@@ -48,6 +48,9 @@ def _job(cfg) -> None:
     except ProcessRaisedException as exc:  # a spawned rank failed: its traceback, then one line
         print(str(exc).rstrip(), file=sys.stderr)
         print(f"spikerl: error: a rank failed: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+        sys.exit(1)
+    except ProcessExitedException as exc:  # a rank died without raising (killed, out of memory)
+        print(f"spikerl: error: a rank died: {exc}", file=sys.stderr)
         sys.exit(1)
     if summary is not None:
         print(format_summary(summary))

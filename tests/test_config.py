@@ -98,6 +98,17 @@ def test_bad_input_on_the_command_line_exits_without_traceback_or_run_folder(tmp
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder was created
 
 
+def test_bad_input_leaves_an_existing_run_folder_untouched(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"previous")
+    before = sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*"))
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", "hydra.run.dir=run", "algo.batch_size=0"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "algo.batch_size must be positive" in proc.stderr
+    assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+
+
 def test_foreign_or_corrupt_checkpoint_on_the_command_line_is_refused_before_the_run(tmp_path, tiny_run,
                                                                                      monkeypatch, capsys):
     _, run_dir = tiny_run("train.total_steps=200")
