@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
     "method", "seed", "device", "resume", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist",
+    "energy",
 }
 
 
@@ -88,12 +89,20 @@ class DistConfig:
     timeout_s: float = 300.0  # a collective waiting longer than this fails the job
 
 
+@dataclass
+class EnergyConfig:
+    kind: str = "codecarbon"  # codecarbon | none
+    country: str = "USA"
+    measure_power_secs: float = 15.0
+
+
 SCHEMAS = {
     "train": TrainConfig,
     "algo": AlgoConfig,
     "env": EnvConfig,
     "precision": PrecisionConfig,
     "dist": DistConfig,
+    "energy": EnergyConfig,
 }
 
 
@@ -110,6 +119,7 @@ class RunConfig:
     env: EnvConfig
     precision: PrecisionConfig
     dist: DistConfig
+    energy: EnergyConfig
     actor: dict  # Hydra instantiate specs, resolved to plain containers
     encoder: dict
     critic: dict
@@ -172,6 +182,10 @@ def _check_values(rc: RunConfig) -> None:
         raise ConfigError("device=cuda needs a CUDA GPU; use device=auto or cpu")
     if rc.precision.mode == "fp16" and device_type(rc.device) != "cuda":
         raise ConfigError("precision=fp16 needs a CUDA GPU; use precision=bf16 or fp32 on CPU")
+    if rc.energy.kind not in ("codecarbon", "none"):
+        raise ConfigError(f"energy.kind must be codecarbon or none; got {rc.energy.kind!r}")
+    if len(rc.energy.country) != 3 or not rc.energy.country.isalpha() or rc.energy.measure_power_secs <= 0:
+        raise ConfigError("energy.country must be a 3-letter ISO code (e.g. USA), energy.measure_power_secs positive")
     d = rc.dist
     if d.nnodes <= 0 or d.world_size % d.nnodes:
         raise ConfigError(f"dist.world_size ({d.world_size}) must be a positive multiple of dist.nnodes ({d.nnodes})")

@@ -151,6 +151,9 @@ def format_summary(summary: dict) -> str:
         ("precision / ranks", f"{summary['precision']} on {summary['device']} / "
                               + (f"{summary['world_size']} ranks ({summary['backend']})" if summary["world_size"] > 1
                                  else "1 process")),
+        *([("energy", f"{summary['energy_kwh'] * 1000:.2f} Wh, {summary['power_w']:.0f} W mean, "
+                        f"{summary['emissions_kg'] * 1000:.2f} g CO2eq ({summary['country']}; "
+                        f"{summary['energy_source']})")] if "energy_kwh" in summary else []),
         ("run folder", summary["run_dir"]),
     ]
     width = max(len(k) for k, _ in rows)

@@ -74,6 +74,8 @@ BAD_INPUTS = [
     (["env=hopper,pong"], "choose one of"),  # a sweep is checked job by job before any starts
     (["train.total_steps=[1,2"], "cannot parse overrides"),
     (["resume=/nonexistent/last.pt"], "resume: no checkpoint at /nonexistent/last.pt"),
+    (["energy=solar"], "choose one of: codecarbon, none"),
+    (["energy.country=France"], "energy.country must be a 3-letter ISO code"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["device=cuda"], "device=cuda needs a CUDA GPU"))

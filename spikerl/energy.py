@@ -1,0 +1,84 @@
+"""Energy measurement: one meter per node, around the whole job on that node.
+
+`CodeCarbonMeter` runs CodeCarbon offline (no network) with a configured country for the grid's
+carbon intensity. Measuring must never stop or slow training: any failure of CodeCarbon, at start or
+stop, warns once and the run goes on without energy figures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+
+class NullMeter:
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> dict:
+        return {}
+
+
+class CodeCarbonMeter:
+    """Energy (kWh, split CPU / GPU / RAM), mean power, emissions (kg CO2eq) and how they were measured:
+    RAPL counters, NVML for GPUs, or CodeCarbon's estimate from CPU load and TDP when neither exists."""
+
+    def __init__(self, output_dir: str | Path, country: str = "USA", measure_power_secs: float = 15.0):
+        self.output_dir, self.country, self.measure_power_secs = Path(output_dir), country, measure_power_secs
+        self.tracker = None
+
+    def start(self) -> None:
+        try:
+            os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")  # CodeCarbon is chatty otherwise
+            logging.getLogger("codecarbon").setLevel(logging.ERROR)
+            from codecarbon import OfflineEmissionsTracker
+
+            self.output_dir.mkdir(parents=True, exist_ok=True)  # a missing folder makes it a silent no-op
+            self.tracker = OfflineEmissionsTracker(
+                country_iso_code=self.country, output_dir=str(self.output_dir), log_level="error",
+                measure_power_secs=self.measure_power_secs, save_to_file=True, tracking_mode="machine",
+            )
+            self.tracker.start()
+        except Exception as exc:  # a broken install or missing hardware counters: measure nothing
+            warnings.warn(f"energy measurement disabled: {type(exc).__name__}: {exc}", stacklevel=2)
+            self.tracker = None
+
+    def stop(self) -> dict:
+        if self.tracker is None:
+            return {}
+        try:
+            emissions = self.tracker.stop()
+            data = self.tracker.final_emissions_data
+            hardware = self.tracker._hardware  # CodeCarbon's measured devices; says how CPU power was read
+        except Exception as exc:
+            warnings.warn(f"energy measurement failed: {type(exc).__name__}: {exc}", stacklevel=2)
+            return {}
+        energy = float(data.energy_consumed)
+        return {
+            "energy_kwh": energy,
+            "cpu_energy_kwh": float(data.cpu_energy),
+            "gpu_energy_kwh": float(data.gpu_energy),
+            "ram_energy_kwh": float(data.ram_energy),
+            "power_w": energy * 3.6e6 / data.duration if data.duration else 0.0,
+            "emissions_kg": float(emissions or 0.0),
+            "country": self.country,
+            "energy_source": energy_source(hardware),
+        }
+
+
+def energy_source(hardware: list) -> str:
+    """How CodeCarbon measured: `rapl`, `nvml+rapl`, `nvml+estimate`, or `estimate` (TDP x load)."""
+    names = {type(h).__name__ for h in hardware}
+    cpu_modes = {getattr(h, "_mode", None) for h in hardware if type(h).__name__ == "CPU"}
+    cpu = "rapl" if "intel_rapl" in cpu_modes else "estimate"
+    return f"nvml+{cpu}" if "GPU" in names else cpu
+
+
+def make_meter(kind: str, output_dir: str | Path, country: str = "USA", measure_power_secs: float = 15.0):
+    if kind == "none":
+        return NullMeter()
+    if kind == "codecarbon":
+        return CodeCarbonMeter(output_dir, country, measure_power_secs)
+    raise ValueError(f"energy.kind must be codecarbon or none, got {kind!r}")

@@ -1,0 +1,63 @@
+"""Energy measurement: figures in the summary, and a failing tracker never stops a run."""
+
+import json
+
+import pytest
+
+from spikerl import energy
+from spikerl.config import compose, validate
+from spikerl.launch import launch
+
+
+def run_with_energy(tmp_path, *overrides):
+    from conftest import TINY
+
+    rc = validate(compose([*TINY, "train.total_steps=200", "energy=codecarbon", "energy.measure_power_secs=1",
+                           *overrides]))
+    return launch(rc, tmp_path, "popsan")
+
+
+def test_codecarbon_figures_reach_the_summary(tmp_path):
+    summary = run_with_energy(tmp_path, "energy.country=FRA")
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    assert on_disk["energy_kwh"] > 0 and on_disk["emissions_kg"] > 0 and on_disk["power_w"] > 0
+    parts = on_disk["cpu_energy_kwh"] + on_disk["gpu_energy_kwh"] + on_disk["ram_energy_kwh"]
+    assert parts == pytest.approx(on_disk["energy_kwh"], rel=1e-6)
+    assert on_disk["country"] == "FRA"
+    assert on_disk["energy_source"] in ("rapl", "estimate", "nvml+rapl", "nvml+estimate")
+    assert (tmp_path / "energy" / "emissions.csv").is_file()  # CodeCarbon's own record, in the run folder
+
+
+@pytest.mark.parametrize("where", ["start", "stop"])
+def test_a_failing_tracker_warns_and_the_run_goes_on(tmp_path, monkeypatch, where):
+    import codecarbon
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            if where == "start":
+                raise RuntimeError("no hardware counters")
+
+        def start(self):
+            pass
+
+        def stop(self):
+            raise RuntimeError("tracker crashed")
+
+    monkeypatch.setattr(codecarbon, "OfflineEmissionsTracker", Broken)
+    with pytest.warns(UserWarning, match="energy measurement"):
+        summary = run_with_energy(tmp_path)
+    assert summary["total_env_steps"] == 200 and "energy_kwh" not in summary
+
+
+def test_energy_source_names_the_measurement_mode():
+    class CPU:
+        def __init__(self, mode):
+            self._mode = mode
+
+    class GPU:
+        pass
+
+    assert energy.energy_source([CPU("intel_rapl")]) == "rapl"
+    assert energy.energy_source([CPU("cpu_load")]) == "estimate"
+    assert energy.energy_source([CPU("constant"), GPU()]) == "nvml+estimate"
