@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
     "method", "seed", "device", "resume", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist",
-    "energy",
+    "energy", "logger",
 }
 
 
@@ -96,6 +96,14 @@ class EnergyConfig:
     measure_power_secs: float = 15.0
 
 
+@dataclass
+class LoggerConfig:
+    kind: str = "wandb"  # wandb | jsonl | none
+    mode: str = "offline"  # W&B: offline | online | disabled
+    project: str = "spikerl"
+    entity: Optional[str] = None  # noqa: UP045 (OmegaConf needs typing.Optional)
+
+
 SCHEMAS = {
     "train": TrainConfig,
     "algo": AlgoConfig,
@@ -103,6 +111,7 @@ SCHEMAS = {
     "precision": PrecisionConfig,
     "dist": DistConfig,
     "energy": EnergyConfig,
+    "logger": LoggerConfig,
 }
 
 
@@ -120,6 +129,7 @@ class RunConfig:
     precision: PrecisionConfig
     dist: DistConfig
     energy: EnergyConfig
+    logger: LoggerConfig
     actor: dict  # Hydra instantiate specs, resolved to plain containers
     encoder: dict
     critic: dict
@@ -186,6 +196,8 @@ def _check_values(rc: RunConfig) -> None:
         raise ConfigError(f"energy.kind must be codecarbon or none; got {rc.energy.kind!r}")
     if len(rc.energy.country) != 3 or not rc.energy.country.isalpha() or rc.energy.measure_power_secs <= 0:
         raise ConfigError("energy.country must be a 3-letter ISO code (e.g. USA), energy.measure_power_secs positive")
+    if rc.logger.kind not in ("wandb", "jsonl", "none") or rc.logger.mode not in ("offline", "online", "disabled"):
+        raise ConfigError("logger.kind must be wandb, jsonl or none and logger.mode offline, online or disabled")
     d = rc.dist
     if d.nnodes <= 0 or d.world_size % d.nnodes:
         raise ConfigError(f"dist.world_size ({d.world_size}) must be a positive multiple of dist.nnodes ({d.nnodes})")

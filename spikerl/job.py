@@ -110,7 +110,8 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     )
     meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name}
     normalizer = ObsNormalizer(obs_dim, a.obs_norm, a.obs_clip)
-    trainer = Trainer(learner, normalizer, settings, run_dir, meta, dist=info, device=device)
+    writers = make_writers(rc, run_dir, actor_name) if info.is_main else None
+    trainer = Trainer(learner, normalizer, settings, run_dir, meta, dist=info, device=device, metrics=writers)
     resume_from(trainer, checkpoint.resume_path(rc.resume, run_dir, info.rank), meta)
     with stop_on_signals(trainer):
         result = trainer.train()
@@ -122,6 +123,24 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):
+    """Rank 0's metric writers for `logger.kind`: JSON lines, plus W&B for `wandb`; none for `none`."""
+    import dataclasses
+
+    from .metrics import MetricsWriter, WandbWriter, Writers
+
+    writers = []
+    if rc.logger.kind != "none":
+        writers.append(MetricsWriter(run_dir / "metrics.jsonl"))
+    if rc.logger.kind == "wandb":
+        writers.append(WandbWriter(
+            run_dir, rc.logger.mode, rc.logger.project, rc.logger.entity, name=run_dir.name,
+            group=f"{rc.method}-{rc.env.name}", tags=[rc.method, rc.env.name, actor_name, rc.precision.mode],
+            config=dataclasses.asdict(rc),
+        ))
+    return Writers(writers)
 
 
 def resume_from(trainer, path: Path | None, meta: dict) -> None:

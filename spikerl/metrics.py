@@ -47,3 +47,57 @@ class MetricsWriter:
 def read_metrics(path: str | Path) -> list[dict]:
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+class WandbWriter:
+    """Sends the same rows to a Weights & Biases run (rank 0 only). W&B failing to start or to log
+    warns once and leaves the JSON lines as the record; it never stops training."""
+
+    def __init__(self, run_dir: str | Path, mode: str, project: str, entity: str | None, name: str, group: str,
+                 tags: list[str], config: dict):
+        import warnings
+
+        self.run = None
+        try:
+            import wandb
+
+            self.run = wandb.init(
+                mode=mode, project=project, entity=entity, name=name, group=group, tags=tags, config=config,
+                dir=str(run_dir), reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"),
+            )
+        except Exception as exc:
+            warnings.warn(f"W&B logging disabled: {type(exc).__name__}: {exc}", stacklevel=2)
+
+    def write(self, row: dict) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
+        except Exception as exc:
+            import warnings
+
+            warnings.warn(f"W&B logging stopped: {type(exc).__name__}: {exc}", stacklevel=2)
+            self.run = None
+
+    def close(self) -> None:
+        if self.run is not None:
+            try:
+                self.run.finish()  # every job of a multirun ends its own run
+            except Exception:
+                pass
+            self.run = None
+
+
+class Writers:
+    """Several writers behind one `write`/`close`."""
+
+    def __init__(self, writers: list):
+        self.writers = writers
+
+    def write(self, row: dict) -> None:
+        for w in self.writers:
+            w.write(row)
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()

@@ -84,6 +84,7 @@ class Trainer:
         meta: dict,
         dist: DistInfo | None = None,
         device: torch.device | str = "cpu",
+        metrics=None,
     ):
         self.learner, self.normalizer, self.s = learner, normalizer, settings
         self.dist = dist or DistInfo()
@@ -98,7 +99,10 @@ class Trainer:
         self.rank_seed = settings.seed + self.dist.rank * settings.num_envs  # env copy i: rank_seed + i
         self.rng = np.random.default_rng(self.rank_seed)
         self.sample_gen = torch.Generator().manual_seed(self.rank_seed)
-        self.metrics = MetricsWriter(self.run_dir / "metrics.jsonl") if self.dist.is_main else None
+        # rank 0's metric writers (JSON lines by default); other ranks log nothing
+        if metrics is None and self.dist.is_main:
+            metrics = MetricsWriter(self.run_dir / "metrics.jsonl")
+        self.metrics = metrics if self.dist.is_main else None
         self.steps_per_iteration = settings.num_envs * self.dist.world_size  # global env steps
         self.local_steps = 0
         self.env_steps = 0
