@@ -10,25 +10,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
+
+from spikerl.results import find_runs
 
 COLUMNS = ["method", "actor", "env_id", "seed", "precision", "world_size", "total_env_steps",
            "wall_seconds", "eval_return_mean", "eval_return_std", "best_eval_return",
            "env_steps_per_second", "updates_per_second"]
-
-
-def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
-    summaries, skipped = [], []
-    for root in roots:
-        for config in sorted(root.rglob(".hydra/config.yaml")):
-            run_dir = config.parent.parent
-            path = run_dir / "summary.json"
-            try:
-                summaries.append({**json.loads(path.read_text()), "run_dir": str(run_dir)})
-            except (OSError, json.JSONDecodeError):
-                skipped.append(run_dir)
-    return summaries, skipped
 
 
 def fmt(value) -> str:

@@ -61,6 +61,7 @@ class CodeCarbonMeter:
             "cpu_energy_kwh": float(data.cpu_energy),
             "gpu_energy_kwh": float(data.gpu_energy),
             "ram_energy_kwh": float(data.ram_energy),
+            "energy_seconds": float(data.duration),  # the span measured: the whole job on this node
             "power_w": energy * 3.6e6 / data.duration if data.duration else 0.0,
             "emissions_kg": float(emissions or 0.0),
             "country": self.country,

@@ -22,6 +22,8 @@ def test_codecarbon_figures_reach_the_summary(tmp_path):
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
     assert on_disk["energy_kwh"] > 0 and on_disk["emissions_kg"] > 0 and on_disk["power_w"] > 0
+    assert on_disk["energy_seconds"] >= on_disk["wall_seconds"]  # the meter spans the whole job
+    assert on_disk["power_w"] == pytest.approx(on_disk["energy_kwh"] * 3.6e6 / on_disk["energy_seconds"])
     parts = on_disk["cpu_energy_kwh"] + on_disk["gpu_energy_kwh"] + on_disk["ram_energy_kwh"]
     assert parts == pytest.approx(on_disk["energy_kwh"], rel=1e-6)
     assert on_disk["country"] == "FRA"

@@ -32,3 +32,25 @@ def test_summarize_runs_tables_finished_runs_and_skips_others(tmp_path, monkeypa
     assert "skipped (no summary.json: failed or unfinished)" in out and "broken" in out
     rows = list(csv.DictReader(open(out_csv)))
     assert [r["method"] for r in rows] == ["dsrl", "popsan"]
+
+
+COMPARE = Path(__file__).resolve().parent.parent / "experiments" / "compare_methods.py"
+
+
+def test_compare_methods_writes_gpsup_tables_from_run_folders(tmp_path, monkeypatch, capsys):
+    base = {"env_id": "HalfCheetah-v4", "seed": 0, "eval_return_mean": 1000.0, "emissions_kg": 0.004}
+    make_run(tmp_path, "0_popsan", {**base, "method": "popsan", "wall_seconds": 100.0, "energy_kwh": 0.01})
+    make_run(tmp_path, "1_spikerl", {**base, "method": "spikerl", "wall_seconds": 50.0, "energy_kwh": 0.006,
+                                     "eval_return_mean": 1037.2})
+    make_run(tmp_path, "2_dsrl_failed", None)
+    monkeypatch.setattr(sys, "argv", ["compare_methods.py", str(tmp_path)])
+    try:
+        runpy.run_path(str(COMPARE), run_name="__main__")
+    except SystemExit as exc:
+        assert exc.code == 0
+    out = capsys.readouterr().out
+    assert "skipped (no summary.json" in out and "2_dsrl_failed" in out
+    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "gpsup.csv"))}
+    assert float(rows["spikerl"]["speedup"]) == 2.0 and float(rows["popsan"]["speedup"]) == 1.0
+    assert abs(float(rows["spikerl"]["reward_diff_percent"]) - 3.72) < 1e-9
+    assert (tmp_path / "gpsup.md").read_text().startswith("GPS-UP against popsan")

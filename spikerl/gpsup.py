@@ -1,0 +1,56 @@
+"""GPS-UP (Speedup, Powerup, Greenup) of a method against a baseline, from run summaries.
+
+For a method's runs and its baseline's runs on the same task (means over seeds):
+    Speedup = T_base / T          (time)
+    Powerup = P / P_base          (mean power, P = E / T, T the span the energy was measured over)
+    Greenup = E_base / E = Speedup / Powerup   (energy)
+and the reward difference in percent, as the SpikeRL paper reports it: 100 (R - R_base) / |R_base|.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+
+def mean_by_method(summaries: list[dict]) -> dict[tuple[str, str], dict]:
+    """Mean wall time, energy, power and final return per (env_id, method), with the seed count."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for s in summaries:
+        groups[(s["env_id"], s["method"])].append(s)
+    out = {}
+    for key, runs in groups.items():
+        row = {"runs": len(runs), "wall_seconds": statistics.fmean(r["wall_seconds"] for r in runs),
+               "eval_return_mean": statistics.fmean(r["eval_return_mean"] for r in runs)}
+        if all("energy_kwh" in r for r in runs):
+            row["energy_kwh"] = statistics.fmean(r["energy_kwh"] for r in runs)
+            row["emissions_kg"] = statistics.fmean(r["emissions_kg"] for r in runs)
+            # mean power over the span the energy was measured in (the whole job), else the training time
+            seconds = statistics.fmean(r.get("energy_seconds", r["wall_seconds"]) for r in runs)
+            row["power_w"] = row["energy_kwh"] * 3.6e6 / seconds
+        out[key] = row
+    return out
+
+
+def gps_up(method: dict, base: dict) -> dict:
+    """GPS-UP of one method's means against the baseline's (same task)."""
+    result = {
+        "speedup": base["wall_seconds"] / method["wall_seconds"],
+        "reward_diff_percent": 100.0 * (method["eval_return_mean"] - base["eval_return_mean"])
+        / abs(base["eval_return_mean"]) if base["eval_return_mean"] else float("nan"),
+    }
+    if "energy_kwh" in method and "energy_kwh" in base:
+        result["powerup"] = method["power_w"] / base["power_w"]
+        result["greenup"] = base["energy_kwh"] / method["energy_kwh"]
+        result["carbon_diff_percent"] = 100.0 * (method["emissions_kg"] - base["emissions_kg"]) / base["emissions_kg"]
+    return result
+
+
+def compare(summaries: list[dict], baseline: str = "popsan") -> list[dict]:
+    """One row per (task, method): the means and, where the task has baseline runs, GPS-UP."""
+    means = mean_by_method(summaries)
+    rows = []
+    for (env_id, method), row in sorted(means.items()):
+        base = means.get((env_id, baseline))
+        rows.append({"env_id": env_id, "method": method, **row, **(gps_up(row, base) if base else {})})
+    return rows

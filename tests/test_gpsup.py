@@ -1,0 +1,43 @@
+"""GPS-UP arithmetic and aggregation over seeds."""
+
+import pytest
+
+from spikerl.gpsup import compare, gps_up, mean_by_method
+
+
+def summary(method, seed, wall, energy, ret, env="HalfCheetah-v4", carbon=None):
+    return {"env_id": env, "method": method, "seed": seed, "wall_seconds": wall, "energy_kwh": energy,
+            "emissions_kg": carbon if carbon is not None else energy * 0.4, "eval_return_mean": ret}
+
+
+def test_gps_up_of_hand_computed_example():
+    # baseline: 100 s, 0.01 kWh -> 360 W; method: 50 s, 0.006 kWh -> 432 W
+    base = mean_by_method([summary("popsan", 0, 100.0, 0.01, 1000.0)])[("HalfCheetah-v4", "popsan")]
+    method = mean_by_method([summary("spikerl", 0, 50.0, 0.006, 1037.2)])[("HalfCheetah-v4", "spikerl")]
+    assert base["power_w"] == pytest.approx(360.0) and method["power_w"] == pytest.approx(432.0)
+    g = gps_up(method, base)
+    assert g["speedup"] == pytest.approx(2.0)
+    assert g["powerup"] == pytest.approx(1.2)
+    assert g["greenup"] == pytest.approx(0.01 / 0.006)
+    assert g["greenup"] == pytest.approx(g["speedup"] / g["powerup"])  # the identity the paper uses
+    assert g["reward_diff_percent"] == pytest.approx(3.72)
+    assert g["carbon_diff_percent"] == pytest.approx(-40.0)
+
+
+def test_means_over_seeds_and_tasks_without_a_baseline():
+    runs = [summary("popsan", 0, 100.0, 0.01, 900.0), summary("popsan", 1, 120.0, 0.014, 1100.0),
+            summary("dsrl", 0, 80.0, 0.008, 500.0), summary("dsrl", 0, 80.0, 0.008, 500.0, env="Hopper-v4")]
+    rows = {(r["env_id"], r["method"]): r for r in compare(runs)}
+    pop = rows[("HalfCheetah-v4", "popsan")]
+    assert pop["runs"] == 2 and pop["wall_seconds"] == 110.0 and pop["eval_return_mean"] == 1000.0
+    assert pop["speedup"] == 1.0 and pop["greenup"] == pytest.approx(1.0)
+    assert rows[("HalfCheetah-v4", "dsrl")]["speedup"] == pytest.approx(110.0 / 80.0)
+    assert rows[("HalfCheetah-v4", "dsrl")]["reward_diff_percent"] == pytest.approx(-50.0)
+    assert "speedup" not in rows[("Hopper-v4", "dsrl")]  # no PopSAN run on Hopper: no GPS-UP
+
+
+def test_runs_without_energy_get_speedup_only():
+    runs = [summary("popsan", 0, 100.0, 0.01, 1.0), summary("spikerl", 0, 50.0, 0.01, 1.0)]
+    del runs[1]["energy_kwh"]
+    row = {r["method"]: r for r in compare(runs)}["spikerl"]
+    assert row["speedup"] == 2.0 and "powerup" not in row and "greenup" not in row
