@@ -10,55 +10,49 @@ import snntorch
 import torch
 
 
-class _RectangularSpike(torch.autograd.Function):
-    """Heaviside forward; gradient 1 inside |x| < half_width, else 0 (PopSAN's pseudo-gradient)."""
+class _SurrogateSpike(torch.autograd.Function):
+    """Heaviside step forward; backward multiplies by `grad_shape(x, param)`, the surrogate's slope."""
 
     @staticmethod
-    def forward(ctx, x, half_width):
+    def forward(ctx, x, param, grad_shape):
         ctx.save_for_backward(x)
-        ctx.half_width = half_width
+        ctx.param, ctx.grad_shape = param, grad_shape
         return (x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
         (x,) = ctx.saved_tensors
-        return grad_output * (x.abs() < ctx.half_width).to(grad_output.dtype), None
+        return grad_output * ctx.grad_shape(x, ctx.param).to(grad_output.dtype), None, None
 
 
-class _FastSigmoidSpike(torch.autograd.Function):
-    """Heaviside forward; gradient 1 / (1 + slope |x|)^2 (SuperSpike's fast sigmoid, used by DSRL)."""
+def _rectangular_slope(x: torch.Tensor, half_width: float) -> torch.Tensor:
+    return x.abs() < half_width
 
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return (x > 0).to(x.dtype)
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        (x,) = ctx.saved_tensors
-        return grad_output / (ctx.slope * x.abs() + 1.0) ** 2, None
+def _fast_sigmoid_slope(x: torch.Tensor, slope: float) -> torch.Tensor:
+    return 1.0 / (slope * x.abs() + 1.0) ** 2
 
 
 class Rectangular:
-    """Rectangular surrogate. snnTorch passes `mem - threshold`, so half_width=0.5 at threshold 0.5
-    reproduces PopSAN's window |v - 0.5| < 0.5."""
+    """Rectangular surrogate: gradient 1 inside |x| < half_width (PopSAN's pseudo-gradient).
+    snnTorch passes `mem - threshold`, so half_width=0.5 at threshold 0.5 reproduces PopSAN's window
+    |v - 0.5| < 0.5."""
 
     def __init__(self, half_width: float = 0.5):
         self.half_width = float(half_width)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _RectangularSpike.apply(x, self.half_width)
+        return _SurrogateSpike.apply(x, self.half_width, _rectangular_slope)
 
 
 class FastSigmoid:
-    """Fast-sigmoid surrogate with the given slope."""
+    """Fast-sigmoid surrogate: gradient 1 / (1 + slope |x|)^2 (SuperSpike's, used by DSRL)."""
 
     def __init__(self, slope: float = 100.0):
         self.slope = float(slope)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _FastSigmoidSpike.apply(x, self.slope)
+        return _SurrogateSpike.apply(x, self.slope, _fast_sigmoid_slope)
 
 
 SURROGATES = {"rectangular": Rectangular, "fast_sigmoid": FastSigmoid}

@@ -112,3 +112,14 @@ def test_fused_backend_equals_snntorch_forward(kind):
     assert torch.equal(s1, s2)
     torch.testing.assert_close(m1, m2, rtol=0, atol=1e-6)
     torch.testing.assert_close(g1, g2, rtol=1e-6, atol=1e-6)
+
+
+def test_neurons_pickle_and_deepcopy_with_their_surrogates():
+    import copy
+    import pickle
+
+    for make in NEURONS.values():
+        neuron = make()
+        for clone in (pickle.loads(pickle.dumps(neuron)), copy.deepcopy(neuron)):
+            x = torch.rand(5, 4, 8) * 1.5
+            torch.testing.assert_close(run_through_time_fused(clone, x)[0], run_through_time_fused(neuron, x)[0])
