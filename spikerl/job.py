@@ -121,8 +121,12 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
         "method": rc.method, "actor": actor_name, **result, "world_size": info.world_size,
         "backend": info.backend, "precision": rc.precision.mode, "device": device.type, "run_dir": str(run_dir),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(run_dir, summary)
     return summary
+
+
+def write_summary(run_dir: Path, summary: dict) -> None:
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):

@@ -14,7 +14,7 @@ from . import distributed
 from .config import RunConfig
 from .distributed import DistInfo
 from .energy import make_meter
-from .job import train_run
+from .job import train_run, write_summary
 from .signals import forward_signals
 from .trainer import Preempted
 
@@ -73,7 +73,7 @@ def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
         energy = meter.stop()
     if summary is not None and energy:
         summary.update(energy)
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_summary(run_dir, summary)
     return summary
 
 

@@ -18,7 +18,7 @@ from . import checkpoint
 from .distributed import DistInfo, all_reduce_
 from .envs import ActionScaler, get_env_states, make_vec_env, real_next_obs, set_env_states
 from .evaluation import evaluate_policy
-from .metrics import MetricsWriter, RunningMeans
+from .metrics import RunningMeans
 from .normalizer import ObsNormalizer
 from .replay import ReplayBuffer
 from .td3 import TD3
@@ -99,10 +99,7 @@ class Trainer:
         self.rank_seed = settings.seed + self.dist.rank * settings.num_envs  # env copy i: rank_seed + i
         self.rng = np.random.default_rng(self.rank_seed)
         self.sample_gen = torch.Generator().manual_seed(self.rank_seed)
-        # rank 0's metric writers (JSON lines by default); other ranks log nothing
-        if metrics is None and self.dist.is_main:
-            metrics = MetricsWriter(self.run_dir / "metrics.jsonl")
-        self.metrics = metrics if self.dist.is_main else None
+        self.metrics = metrics  # rank 0's metric writers (`write`, `close`); None logs nothing
         self.steps_per_iteration = settings.num_envs * self.dist.world_size  # global env steps
         self.local_steps = 0
         self.env_steps = 0
