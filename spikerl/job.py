@@ -14,6 +14,7 @@ import torch
 from . import checkpoint, distributed
 from .config import ConfigError, RunConfig
 from .distributed import DistInfo
+from .energy import make_meter
 from .signals import stop_on_signals
 
 
@@ -80,7 +81,32 @@ def seed_everything(seed: int) -> None:
 
 def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | None = None) -> dict | None:
     """Train one rank (the only one, by default). Rank 0 writes `summary.json` and returns the summary;
-    other ranks return None."""
+    other ranks return None.
+
+    One energy meter per node (local rank 0; CodeCarbon reads the whole machine) spans the rank's work,
+    from before the networks are built to after the last checkpoint, so that its figures reach W&B
+    before rank 0 finishes the W&B run."""
+    info = info or DistInfo()
+    meter = make_meter(rc.energy.kind if info.local_rank == 0 else "none", run_dir / "energy", rc.energy.country,
+                       rc.energy.measure_power_secs)
+    writers = make_writers(rc, run_dir, actor_name) if info.is_main else None
+    meter.start()
+    try:
+        result = _train(rc, run_dir, actor_name, info, writers)
+    finally:
+        energy = meter.stop()
+        if writers:
+            writers.summarize({f"energy/{k}": v for k, v in energy.items()})
+            writers.close()
+    if not info.is_main:
+        return None
+    write_evaluations(run_dir, result.pop("eval_history"))
+    summary = {"method": rc.method, "actor": actor_name, **result, **energy, "run_dir": str(run_dir)}
+    write_summary(run_dir, summary)
+    return summary
+
+
+def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writers) -> dict:
     from functools import partial
 
     from .normalizer import ObsNormalizer
@@ -88,7 +114,6 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     from .td3 import TD3
     from .trainer import Trainer, TrainSettings
 
-    info = info or DistInfo()
     device = distributed.rank_device(rc.device, info.local_rank)  # decided here, once
     seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
     obs_dim, act_dim = env_dims(rc.env.id)
@@ -110,23 +135,22 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     )
     meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name}
     normalizer = ObsNormalizer(obs_dim, a.obs_norm, a.obs_clip)
-    writers = make_writers(rc, run_dir, actor_name) if info.is_main else None
     trainer = Trainer(learner, normalizer, settings, run_dir, meta, dist=info, device=device, metrics=writers)
     resume_from(trainer, checkpoint.resume_path(rc.resume, run_dir, info.rank), meta)
     with stop_on_signals(trainer):
         result = trainer.train()
-    if not info.is_main:
-        return None
-    summary = {
-        "method": rc.method, "actor": actor_name, **result, "world_size": info.world_size,
-        "backend": info.backend, "precision": rc.precision.mode, "device": device.type, "run_dir": str(run_dir),
-    }
-    write_summary(run_dir, summary)
-    return summary
+    return {**result, "world_size": info.world_size, "backend": info.backend, "precision": rc.precision.mode,
+            "device": device.type}
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def write_evaluations(run_dir: Path, history: list) -> None:
+    """The evaluation history (learning curve) beside the flat summary: step, mean and std of the return."""
+    rows = ["step,return_mean,return_std", *(f"{int(step)},{mean!r},{std!r}" for step, mean, std in history)]
+    (run_dir / "evaluations.csv").write_text("\n".join(rows) + "\n")
 
 
 def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):

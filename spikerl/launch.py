@@ -13,8 +13,7 @@ import torch
 from . import distributed
 from .config import RunConfig
 from .distributed import DistInfo
-from .energy import make_meter
-from .job import train_run, write_summary
+from .job import train_run
 from .signals import forward_signals
 from .trainer import Preempted
 
@@ -60,29 +59,13 @@ def run_rank(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, back
 
 
 def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
-    """Run the job with this node's energy meter around it; the process holding the summary adds the
-    energy figures to it. Returns the summary on the process that has it."""
-    external = distributed.external_launch()
-    owns_meter = external is None or external.local_rank == 0  # one meter per node
-    meter = make_meter(rc.energy.kind if owns_meter else "none", run_dir / "energy", rc.energy.country,
-                       rc.energy.measure_power_secs)
-    meter.start()
-    try:
-        summary = run_ranks(rc, run_dir, actor_name, external)
-    finally:
-        energy = meter.stop()
-    if summary is not None and energy:
-        summary.update(energy)
-        write_summary(run_dir, summary)
-    return summary
-
-
-def run_ranks(rc: RunConfig, run_dir: Path, actor_name: str, external: DistInfo | None) -> dict | None:
-    """In this process, as this process's rank of a torchrun/SLURM job, or by spawning
-    `dist.world_size / dist.nnodes` ranks here."""
+    """Run the job: in this process, as this process's rank of a torchrun/SLURM job, or by spawning
+    `dist.world_size / dist.nnodes` ranks here. Returns the summary on the process that has it (on
+    rank 0's node). Each node's local rank 0 measures the node's energy (see `job.train_run`)."""
     import torch.multiprocessing as mp
 
     backend = distributed.resolve_backend(rc.dist.backend, distributed.device_type(rc.device))
+    external = distributed.external_launch()
     if external is not None:
         return run_rank(rc, run_dir, actor_name, external, backend, rc.dist.master_addr,
                         int(os.environ.get("MASTER_PORT", rc.dist.master_port or 29500)))

@@ -40,6 +40,9 @@ class MetricsWriter:
     def write(self, row: dict) -> None:
         self._file.write(json.dumps(row, sort_keys=True) + "\n")
 
+    def summarize(self, values: dict) -> None:
+        """Run totals (energy) are in summary.json; the history file holds per-step rows only."""
+
     def close(self) -> None:
         self._file.close()
 
@@ -79,6 +82,17 @@ class WandbWriter:
             warnings.warn(f"W&B logging stopped: {type(exc).__name__}: {exc}", stacklevel=2)
             self.run = None
 
+    def summarize(self, values: dict) -> None:
+        """Run totals (energy) go to the W&B run's summary, beside the last logged values."""
+        if self.run is None or not values:
+            return
+        try:
+            self.run.summary.update(values)
+        except Exception as exc:
+            import warnings
+
+            warnings.warn(f"W&B summary not written: {type(exc).__name__}: {exc}", stacklevel=2)
+
     def close(self) -> None:
         if self.run is not None:
             try:
@@ -97,6 +111,10 @@ class Writers:
     def write(self, row: dict) -> None:
         for w in self.writers:
             w.write(row)
+
+    def summarize(self, values: dict) -> None:
+        for w in self.writers:
+            w.summarize(values)
 
     def close(self) -> None:
         for w in self.writers:

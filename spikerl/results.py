@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 
+def read_evaluations(run_dir: Path) -> list[tuple[int, float, float]]:
+    """A run's evaluation history, [(env step, mean return, std)]; empty if it has none."""
+    try:
+        with open(run_dir / "evaluations.csv") as f:
+            return [(int(r["step"]), float(r["return_mean"]), float(r["return_std"])) for r in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError):
+        return []
+
+
 def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
-    """(summaries, run folders without a readable summary.json: failed or unfinished). A run folder is
-    one Hydra made (it has `.hydra/config.yaml`)."""
+    """(summaries, each with the run's `eval_history`; run folders without a readable summary.json:
+    failed or unfinished). A run folder is one Hydra made (it has `.hydra/config.yaml`)."""
     summaries, skipped = [], []
     for root in roots:
         for config in sorted(Path(root).rglob(".hydra/config.yaml")):
             run_dir = config.parent.parent
             try:
-                summaries.append({**json.loads((run_dir / "summary.json").read_text()), "run_dir": str(run_dir)})
+                summary = json.loads((run_dir / "summary.json").read_text())
             except (OSError, json.JSONDecodeError):
                 skipped.append(run_dir)
+                continue
+            summaries.append({**summary, "run_dir": str(run_dir), "eval_history": read_evaluations(run_dir)})
     return summaries, skipped

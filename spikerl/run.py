@@ -18,40 +18,47 @@ from .config import CONF_DIR, ConfigError, compose, expand_overrides, validate
 from .job import check, format_summary
 from .launch import launch
 
+FAILED_JOBS: list[str] = []  # run folders of this multirun's failed jobs (jobs run in this process)
+
 
 def _job(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import OmegaConf
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
     from .trainer import EnvFault, Preempted, TrainingDiverged
 
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+
+    def fail(message: str, code: int) -> None:
+        """One line on stderr; a single run exits with `code`, a multirun goes on with its other jobs
+        (and exits 1 at the end, after its comparison report)."""
+        print(f"spikerl: error: {message}", file=sys.stderr)
+        if hc.mode != RunMode.MULTIRUN:
+            sys.exit(code)
+        FAILED_JOBS.append(str(run_dir))
+
     try:
         rc = validate(cfg)
-        hc = HydraConfig.get()
-        run_dir = Path(hc.runtime.output_dir)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         summary = launch(rc, run_dir, hc.runtime.choices.get("actor", "custom"))
     except ConfigError as exc:
-        print(f"spikerl: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return fail(str(exc), 2)
     except CheckpointError as exc:  # a bad checkpoint to resume from, or one that cannot be written
-        print(f"spikerl: error: {exc}", file=sys.stderr)
-        sys.exit(2 if "cannot write" not in str(exc) else 1)
-    except Preempted as stop:
+        return fail(str(exc), 2 if "cannot write" not in str(exc) else 1)
+    except Preempted as stop:  # the whole command was asked to stop, a multirun too
         print(f"spikerl: {stop}; continue with: python -m spikerl.run <same overrides> resume=auto "
               f"hydra.run.dir={run_dir}", file=sys.stderr)
         sys.exit(128 + stop.signum)
     except (EnvFault, TrainingDiverged) as exc:
-        print(f"spikerl: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        return fail(str(exc), 1)
     except ProcessRaisedException as exc:  # a spawned rank failed: its traceback, then one line
         print(str(exc).rstrip(), file=sys.stderr)
-        print(f"spikerl: error: a rank failed: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
-        sys.exit(1)
+        return fail(f"a rank failed: {str(exc).strip().splitlines()[-1]}", 1)
     except ProcessExitedException as exc:  # a rank died without raising (killed, out of memory)
-        print(f"spikerl: error: a rank died: {exc}", file=sys.stderr)
-        sys.exit(1)
+        return fail(f"a rank died: {exc}", 1)
     if summary is not None:
         print(format_summary(summary))
 
@@ -75,6 +82,10 @@ def main() -> None:
         print(f"spikerl: error: {exc}", file=sys.stderr)
         sys.exit(2)
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_job)()
+    if FAILED_JOBS:
+        print(f"spikerl: error: {len(FAILED_JOBS)} job(s) of the multirun failed: {', '.join(FAILED_JOBS)}",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

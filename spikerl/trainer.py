@@ -99,7 +99,7 @@ class Trainer:
         self.rank_seed = settings.seed + self.dist.rank * settings.num_envs  # env copy i: rank_seed + i
         self.rng = np.random.default_rng(self.rank_seed)
         self.sample_gen = torch.Generator().manual_seed(self.rank_seed)
-        self.metrics = metrics  # rank 0's metric writers (`write`, `close`); None logs nothing
+        self.metrics = metrics  # rank 0's metric writers (`write`); None logs nothing
         self.steps_per_iteration = settings.num_envs * self.dist.world_size  # global env steps
         self.local_steps = 0
         self.env_steps = 0
@@ -190,9 +190,7 @@ class Trainer:
                     raise Preempted(self.stop_signal or signal.SIGTERM, self.env_steps)
         finally:
             bar.close()
-            self.envs.close()
-            if self.metrics:
-                self.metrics.close()
+            self.envs.close()  # the metric writers belong to the caller, who closes them
         return self.summary(time.perf_counter() - start)
 
     def stop_requested(self, round_due: bool) -> bool:
@@ -256,6 +254,7 @@ class Trainer:
             "updates_per_second": self.learner.updates / self.update_seconds if self.update_seconds else 0.0,
             "env_steps_per_second": self.env_steps / wall,
             "episodes": self.episodes,
+            "eval_history": list(self.eval_history),  # [(env step, mean, std)]: evaluations.csv
         }
 
     # -- checkpoints ----------------------------------------------------------------------------

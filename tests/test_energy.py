@@ -63,3 +63,23 @@ def test_energy_source_names_the_measurement_mode():
     assert energy.energy_source([CPU("intel_rapl")]) == "rapl"
     assert energy.energy_source([CPU("cpu_load")]) == "estimate"
     assert energy.energy_source([CPU("constant"), GPU()]) == "nvml+estimate"
+
+
+def test_energy_figures_reach_the_wandb_run_before_it_finishes(tmp_path, monkeypatch):
+    import wandb
+
+    class FakeRun:
+        def __init__(self):
+            self.summary, self.finished_with = {}, None
+
+        def log(self, row, step):
+            pass
+
+        def finish(self):
+            self.finished_with = dict(self.summary)
+
+    run = FakeRun()
+    monkeypatch.setattr(wandb, "init", lambda *args, **kwargs: run)
+    summary = run_with_energy(tmp_path, "logger=wandb")
+    assert run.finished_with["energy/energy_kwh"] == summary["energy_kwh"] > 0
+    assert run.finished_with["energy/emissions_kg"] == summary["emissions_kg"]

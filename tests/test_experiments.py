@@ -49,8 +49,8 @@ def test_compare_methods_writes_gpsup_tables_from_run_folders(tmp_path, monkeypa
     except SystemExit as exc:
         assert exc.code == 0
     out = capsys.readouterr().out
-    assert "skipped (no summary.json" in out and "2_dsrl_failed" in out
-    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "gpsup.csv"))}
+    assert "skipped" in out and "2_dsrl_failed" in out and "wrote" in out
+    rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "comparison" / "gpsup.csv"))}
     assert float(rows["spikerl"]["speedup"]) == 2.0 and float(rows["popsan"]["speedup"]) == 1.0
     assert abs(float(rows["spikerl"]["reward_diff_percent"]) - 3.72) < 1e-9
-    assert (tmp_path / "gpsup.md").read_text().startswith("GPS-UP against popsan")
+    assert (tmp_path / "comparison" / "gpsup.md").read_text().startswith("# GPS-UP against popsan")

@@ -33,6 +33,9 @@ def test_run_writes_summary_metrics_and_checkpoint(tiny_run):
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [100, 200, 300, 400, 500, 600]
     assert "eval/return_mean" in rows[2] and "eval/return_mean" in rows[5]
+    curve = (run_dir / "evaluations.csv").read_text().splitlines()
+    assert curve[0] == "step,return_mean,return_std" and [line.split(",")[0] for line in curve[1:]] == ["300", "600"]
+    assert float(curve[-1].split(",")[1]) == summary["eval_return_mean"]
     assert {"time/env_steps_per_second", "time/updates_per_second", "loss/critic", "train/episode_return"} <= \
         rows[-1].keys()
     state = checkpoint.load(run_dir)

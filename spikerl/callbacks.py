@@ -1,0 +1,53 @@
+"""Hydra callbacks. `ComparisonReport` writes the comparison of a finished multirun into its sweep
+folder (`<sweep>/comparison/`, see spikerl.report) and, when the sweep logged to W&B, the GPS-UP table
+and figures to a W&B run of their own. A report that cannot be written warns; it never fails the sweep
+whose runs are already done."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+
+class ComparisonReport(Callback):
+    def __init__(self, baseline: str = "popsan", enabled: bool = True):
+        self.baseline, self.enabled = baseline, enabled
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        if not self.enabled:
+            return
+        from .report import write_report
+
+        sweep = Path(config.hydra.sweep.dir)
+        try:
+            report = write_report([sweep], sweep / "comparison", self.baseline)
+        except Exception as exc:
+            warnings.warn(f"comparison report not written: {type(exc).__name__}: {exc}", stacklevel=2)
+            return
+        for note in report.notes:
+            print(f"spikerl: {note}", file=sys.stderr)
+        if report.files:
+            print(f"spikerl: comparison of {report.runs} run(s) written to {report.out}/report.md", file=sys.stderr)
+            if config.logger.kind == "wandb":
+                log_to_wandb(report, config.logger, sweep.name)
+
+
+def log_to_wandb(report, logger, sweep_name: str) -> None:
+    """The GPS-UP rows as a W&B table and the figures as images, in a run of job type `comparison`."""
+    try:
+        import wandb
+
+        from .report import GPSUP_COLUMNS
+
+        run = wandb.init(mode=logger.mode, project=logger.project, entity=logger.entity, dir=str(report.out),
+                         name=f"comparison-{sweep_name}", group="comparison", job_type="comparison",
+                         reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"))
+        table = wandb.Table(columns=GPSUP_COLUMNS, data=[[r.get(c) for c in GPSUP_COLUMNS] for r in report.gpsup])
+        images = {f"comparison/{p.stem}": wandb.Image(str(p)) for p in report.files if p.suffix == ".png"}
+        run.log({"comparison/gpsup": table, **images})
+        run.finish()
+    except Exception as exc:
+        warnings.warn(f"comparison not logged to W&B: {type(exc).__name__}: {exc}", stacklevel=2)

@@ -1,0 +1,173 @@
+"""The comparison report of a sweep (or any set of run folders): tables and plots that follow from the
+runs' `summary.json` files alone.
+
+    final_returns.{md,csv}    final evaluation return per task and method (mean and spread over seeds)
+    learning_curves.{png,csv} evaluation return against env steps, mean and spread over seeds
+    gpsup.{md,csv}            Speedup, Powerup, Greenup, reward and carbon differences against a baseline
+    gpsup_quadrant.png        Speedup against Powerup; Greenup = Speedup / Powerup
+    energy_carbon.{md,csv,png} energy, power and CO2eq per method with everyday equivalents
+    report.md                 all of the above in one page, with the runs skipped and why
+
+Runs without a summary (failed or unfinished) are skipped with a note, never an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .gpsup import compare
+from .results import find_runs
+
+# Everyday equivalents: (column, label, amount per unit, unit of the run figure, source).
+EQUIVALENTS = [
+    ("car_miles", "miles driven by an average gasoline car", 1 / 0.404, "kg CO2eq",
+     "404 g CO2 per mile: US EPA, Greenhouse Gas Emissions from a Typical Passenger Vehicle "
+     "(EPA-420-F-18-008, 2018)"),
+    ("household_hours", "hours of an average US household's electricity", 24 / (10_791 / 365), "kWh",
+     "10,791 kWh per year per US residential customer (2022): US EIA, 'How much electricity does an "
+     "American home use?'"),
+]
+
+GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "wall_seconds", "energy_kwh", "power_w",
+                 "emissions_kg", "speedup", "powerup", "greenup", "reward_diff_percent", "carbon_diff_percent"]
+RETURN_COLUMNS = ["env_id", "method", "runs", "final_return_mean", "final_return_std", "best_return_mean",
+                  "total_env_steps"]
+CURVE_COLUMNS = ["env_id", "method", "step", "seeds", "return_mean", "return_std"]
+ENERGY_COLUMNS = ["env_id", "method", "runs", "energy_kwh", "power_w", "emissions_kg", "carbon_diff_percent",
+                  *(e[0] for e in EQUIVALENTS)]
+
+
+def _spread(values: list[float]) -> float:
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def final_returns(summaries: list[dict]) -> list[dict]:
+    """Final and best evaluation return per (task, method): mean and standard deviation over seeds."""
+    groups = defaultdict(list)
+    for s in summaries:
+        groups[(s["env_id"], s["method"])].append(s)
+    rows = []
+    for (env_id, method), runs in sorted(groups.items()):
+        finals = [r["eval_return_mean"] for r in runs]
+        rows.append({
+            "env_id": env_id, "method": method, "runs": len(runs), "final_return_mean": statistics.fmean(finals),
+            "final_return_std": _spread(finals),
+            "best_return_mean": statistics.fmean(r.get("best_eval_return", r["eval_return_mean"]) for r in runs),
+            "total_env_steps": max(r.get("total_env_steps", 0) for r in runs),
+        })
+    return rows
+
+
+def learning_curves(summaries: list[dict]) -> list[dict]:
+    """Evaluation return at each evaluated env step per (task, method): mean and standard deviation
+    over the seeds evaluated at that step (runs from older versions without a history are left out)."""
+    points = defaultdict(lambda: defaultdict(list))
+    for s in summaries:
+        for step, mean, _ in s.get("eval_history", []):
+            points[(s["env_id"], s["method"])][int(step)].append(mean)
+    rows = []
+    for (env_id, method), by_step in sorted(points.items()):
+        for step, values in sorted(by_step.items()):
+            rows.append({"env_id": env_id, "method": method, "step": step, "seeds": len(values),
+                         "return_mean": statistics.fmean(values), "return_std": _spread(values)})
+    return rows
+
+
+def energy_rows(gpsup_rows: list[dict]) -> list[dict]:
+    """Energy, power and carbon per (task, method) with the everyday equivalents of EQUIVALENTS."""
+    rows = []
+    for r in gpsup_rows:
+        if "energy_kwh" not in r:
+            continue
+        row = {c: r.get(c) for c in ENERGY_COLUMNS[:7]}
+        for column, _, per_unit, unit, _ in EQUIVALENTS:
+            row[column] = (r["emissions_kg"] if unit == "kg CO2eq" else r["energy_kwh"]) * per_unit
+        rows.append(row)
+    return rows
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
+    return "" if value is None else str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@dataclass
+class Report:
+    out: Path
+    runs: int = 0
+    skipped: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    gpsup: list[dict] = field(default_factory=list)
+
+
+def write_report(roots: list[Path], out: Path, baseline: str = "popsan") -> Report:
+    """Read every run folder under `roots` and write the tables and plots into `out`."""
+    from . import plots
+
+    summaries, skipped = find_runs(roots)
+    report = Report(out=out, runs=len(summaries), skipped=skipped)
+    report.notes += [f"skipped {p} (no summary.json: failed or unfinished)" for p in skipped]
+    if not summaries:
+        report.notes.append("no finished runs: nothing to compare")
+        return report
+    out.mkdir(parents=True, exist_ok=True)
+    report.gpsup = compare(summaries, baseline)
+    finals, curves, energy = final_returns(summaries), learning_curves(summaries), energy_rows(report.gpsup)
+    if not any("speedup" in r for r in report.gpsup):
+        report.notes.append(f"no task has runs of the baseline {baseline!r}: GPS-UP left out")
+    if not energy:
+        report.notes.append("no run measured its energy (energy=none?): energy table and quadrant left out")
+
+    sections = [f"# Comparison of {report.runs} runs\n\nBaseline for GPS-UP: `{baseline}` on the same task; "
+                "means over seeds. Speedup = T_base / T, Powerup = P / P_base, Greenup = E_base / E = "
+                "Speedup / Powerup; differences in percent of the baseline."]
+
+    def table(name: str, title: str, rows: list[dict], columns: list[str], extra: str = "") -> None:
+        text = markdown_table(rows, columns)
+        (out / f"{name}.md").write_text(f"# {title}\n\n{text}\n{extra}")
+        write_csv(out / f"{name}.csv", rows, columns)
+        report.files += [out / f"{name}.md", out / f"{name}.csv"]
+        sections.append(f"## {title}\n\n{text}\n{extra}")
+
+    def figure(name: str, draw, *args) -> None:
+        path = out / f"{name}.png"
+        draw(*args, path)
+        report.files.append(path)
+        sections.append(f"![{name}]({name}.png)")
+
+    table("final_returns", "Final evaluation return", finals, RETURN_COLUMNS)
+    if curves:
+        write_csv(out / "learning_curves.csv", curves, CURVE_COLUMNS)
+        report.files.append(out / "learning_curves.csv")
+        figure("learning_curves", plots.learning_curves, curves)
+    table("gpsup", f"GPS-UP against {baseline}", report.gpsup, GPSUP_COLUMNS)
+    if any("powerup" in r for r in report.gpsup):
+        figure("gpsup_quadrant", plots.gpsup_quadrant, report.gpsup, baseline)
+    if energy:
+        sources = "\n".join(f"- {column}: {label}; {source}" for column, label, _, _, source in EQUIVALENTS)
+        table("energy_carbon", "Energy and carbon", energy, ENERGY_COLUMNS, f"\nEquivalents:\n{sources}\n")
+        figure("energy_carbon", plots.energy_carbon, energy)
+    if report.notes:
+        sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in report.notes))
+    (out / "report.md").write_text("\n\n".join(sections) + "\n")
+    report.files.append(out / "report.md")
+    return report

@@ -1,0 +1,135 @@
+"""The comparison report: aggregation over seeds, GPS-UP, energy equivalents and plots, from synthetic
+run folders; and the report a real (tiny) three-method multirun leaves in its sweep folder."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY
+from spikerl.report import EQUIVALENTS, write_report
+
+
+def make_run(root, name, summary):
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("method: x\n")
+    if summary is not None:
+        history = summary.pop("eval_history")
+        (run / "summary.json").write_text(json.dumps(summary))
+        lines = ["step,return_mean,return_std", *(",".join(map(str, row)) for row in history)]
+        (run / "evaluations.csv").write_text("\n".join(lines) + "\n")
+
+
+def summary(method, seed, wall, final, history, energy_kwh=None, emissions_kg=None):
+    s = {"env_id": "Hopper-v4", "method": method, "seed": seed, "wall_seconds": wall, "eval_return_mean": final,
+         "best_eval_return": max(m for _, m, _ in history), "total_env_steps": history[-1][0],
+         "eval_history": history}
+    if energy_kwh is not None:
+        s.update(energy_kwh=energy_kwh, emissions_kg=emissions_kg, energy_seconds=wall)
+    return s
+
+
+def rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    make_run(tmp_path, "0_popsan_s0", summary("popsan", 0, 100.0, 10.0, [[10, 2.0, 0], [20, 10.0, 0]], 0.010, 0.004))
+    make_run(tmp_path, "1_popsan_s1", summary("popsan", 1, 300.0, 30.0, [[10, 4.0, 0], [20, 30.0, 0]], 0.030, 0.012))
+    make_run(tmp_path, "2_spikerl_s0", summary("spikerl", 0, 50.0, 22.0, [[10, 5.0, 0], [20, 22.0, 0]], 0.005, 0.002))
+    make_run(tmp_path, "3_dsrl_crashed", None)
+    return tmp_path
+
+
+def test_report_tables_follow_from_the_summaries(sweep):
+    report = write_report([sweep], sweep / "comparison")
+    out = sweep / "comparison"
+    assert report.runs == 3 and [p.name for p in report.skipped] == ["3_dsrl_crashed"]
+    assert any("3_dsrl_crashed" in n for n in report.notes)
+
+    finals = {r["method"]: r for r in rows(out / "final_returns.csv")}
+    assert float(finals["popsan"]["final_return_mean"]) == 20.0 and float(finals["popsan"]["final_return_std"]) == 10.0
+    assert finals["popsan"]["runs"] == "2" and float(finals["spikerl"]["final_return_std"]) == 0.0
+
+    curve = {(r["method"], r["step"]): r for r in rows(out / "learning_curves.csv")}
+    assert float(curve[("popsan", "10")]["return_mean"]) == 3.0 and float(curve[("popsan", "10")]["return_std"]) == 1.0
+    assert curve[("popsan", "20")]["seeds"] == "2"
+
+    gps = {r["method"]: r for r in rows(out / "gpsup.csv")}
+    # popsan means: T 200 s, E 0.02 kWh, P 0.02 * 3.6e6 / 200 = 360 W; spikerl: 50 s, 0.005 kWh, 360 W
+    assert float(gps["spikerl"]["speedup"]) == pytest.approx(4.0)
+    assert float(gps["spikerl"]["powerup"]) == pytest.approx(1.0)
+    assert float(gps["spikerl"]["greenup"]) == pytest.approx(4.0)
+    assert float(gps["spikerl"]["reward_diff_percent"]) == pytest.approx(10.0)
+    assert float(gps["spikerl"]["carbon_diff_percent"]) == pytest.approx(-75.0)
+
+    energy = {r["method"]: r for r in rows(out / "energy_carbon.csv")}
+    assert float(energy["spikerl"]["car_miles"]) == pytest.approx(0.002 / 0.404)
+    assert float(energy["popsan"]["household_hours"]) == pytest.approx(0.02 / (10_791 / 365) * 24)
+    text = (out / "energy_carbon.md").read_text()
+    assert all(source in text for *_, source in EQUIVALENTS)  # the factors' sources stand beside the numbers
+
+    for name in ("learning_curves", "gpsup_quadrant", "energy_carbon"):
+        assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "report.md").read_text()
+    assert "![gpsup_quadrant](gpsup_quadrant.png)" in page and "3_dsrl_crashed" in page
+
+
+def test_report_without_energy_or_baseline_says_what_it_left_out(tmp_path):
+    make_run(tmp_path, "a", summary("dsrl", 0, 10.0, 1.0, [[5, 1.0, 0]]))
+    report = write_report([tmp_path], tmp_path / "out")
+    assert not (tmp_path / "out" / "energy_carbon.csv").exists()
+    assert not (tmp_path / "out" / "gpsup_quadrant.png").exists()
+    assert any("baseline 'popsan'" in n for n in report.notes) and any("energy" in n for n in report.notes)
+
+
+def test_report_of_no_finished_runs_writes_nothing(tmp_path):
+    make_run(tmp_path, "a", None)
+    report = write_report([tmp_path], tmp_path / "out")
+    assert report.files == [] and not (tmp_path / "out").exists()
+
+
+def test_three_method_multirun_leaves_its_comparison_in_the_sweep_folder(tmp_path):
+    """The README's small sweep, at unit-test size: popsan, dsrl and spikerl with energy and W&B."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikerl.run", "-m", *TINY, "train.total_steps=400", "experiment=popsan,dsrl,spikerl",
+         "energy=codecarbon", "energy.measure_power_secs=1", "logger=wandb", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    jobs = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
+    assert set(jobs) == {"popsan", "dsrl", "spikerl"}
+    for job in sweep.glob("*_seed0"):
+        assert len(list((job / "wandb").glob("offline-run-*"))) == 1
+    out = sweep / "comparison"
+    assert "comparison of 3 run(s) written" in proc.stderr
+    gps = {r["method"]: r for r in rows(out / "gpsup.csv")}
+    base, ours = jobs["popsan"], jobs["spikerl"]
+    assert float(gps["spikerl"]["speedup"]) == pytest.approx(base["wall_seconds"] / ours["wall_seconds"], rel=1e-6)
+    assert float(gps["spikerl"]["greenup"]) == pytest.approx(base["energy_kwh"] / ours["energy_kwh"], rel=1e-6)
+    assert {r["method"] for r in rows(out / "learning_curves.csv")} == {"popsan", "dsrl", "spikerl"}
+    for name in ("report.md", "learning_curves.png", "gpsup_quadrant.png", "energy_carbon.png", "final_returns.md"):
+        assert (out / name).is_file()
+    assert list((out / "wandb").glob("offline-run-*"))  # the GPS-UP table and figures, for the W&B dashboard
+
+
+def test_a_failed_job_does_not_stop_the_sweep_or_its_report(tmp_path):
+    """Seed 1 of the faulty task crashes; seed 2 still runs, the report covers it and names the failure,
+    and the command exits 1."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikerl.run", "-m", *TINY, "train.total_steps=300", "seed=1,2",
+         "env.id=faulty_env:FaultyPendulum-v0", "hydra.sweep.dir=sweep"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stdout.count("SpikeRL run summary") == 1
+    assert "simulated crash" in proc.stderr and "comparison of 1 run(s) written" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("spikerl: error: 1 job(s) of the multirun failed:")
+    report = (tmp_path / "sweep" / "comparison" / "report.md").read_text()
+    assert "seed1" in report and "failed or unfinished" in report
