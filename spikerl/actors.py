@@ -7,8 +7,8 @@ timesteps before the layer runs (no recurrence goes back a layer), so each layer
 T * B rows, then its neurons step through time. Neuron state lives in forward locals only.
 
 The neurons are snnTorch `Synaptic` modules (constants, surrogate, reset rule). `neuron_backend`
-chooses who steps them: `snntorch` calls their forward; `fused` (default, several times faster)
-computes the same recurrence from the same modules with fewer tensor operations.
+chooses who steps them through time (spikerl/through_time.py): `snntorch` calls their forward;
+`fused` and `bptt` (default, fastest) compute the same recurrence from the same modules.
 """
 
 from __future__ import annotations
@@ -19,54 +19,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from .neurons import clear_neuron_state, current_lif, make_surrogate
-
-
-def run_through_time(neuron: nn.Module, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step one layer of snnTorch neurons through T timesteps of input current [T, B, N], from zero
-    state, with snnTorch's own forward. Returns the spikes [T, B, N] and the final (post-reset)
-    membrane [B, N]."""
-    syn = torch.zeros_like(current[0])
-    mem = torch.zeros_like(current[0])
-    spikes = []
-    for t in range(current.shape[0]):
-        spk, syn, mem = neuron(current[t], syn, mem)
-        spikes.append(spk)
-    clear_neuron_state(neuron)  # snnTorch kept the last state (and its graph) in the module
-    return torch.stack(spikes), mem
-
-
-def run_through_time_fused(neuron: nn.Module, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same as `run_through_time`, computed from the neuron's own constants and surrogate with
-    the five tensor operations a step needs (snnTorch's forward spends about twenty, plus module
-    bookkeeping, on the same result). Valid for `reset_delay=False`, which `current_lif` always sets:
-    the stored membrane is then post-reset, never above threshold, so snnTorch's delayed-reset term
-    is zero. Tests check spikes, state and gradients equal to snnTorch's forward."""
-    alpha, beta = neuron.alpha.clamp(0, 1), neuron.beta.clamp(0, 1)
-    threshold, spike_fn, reset = neuron.threshold, neuron.spike_grad, neuron.reset_mechanism_val
-    syn = torch.zeros_like(current[0])
-    mem = torch.zeros_like(current[0])
-    spikes = []
-    for t in range(current.shape[0]):
-        syn = alpha * syn + current[t]
-        mem = beta * mem + syn
-        spk = spike_fn(mem - threshold)
-        if reset == 1:  # to zero
-            mem = mem - spk * mem
-        elif reset == 0:  # by subtraction
-            mem = mem - spk * threshold
-        spikes.append(spk)
-    return torch.stack(spikes), mem
-
-
-NEURON_BACKENDS = {"snntorch": run_through_time, "fused": run_through_time_fused}
-
-
-def neuron_backend(name: str):
-    try:
-        return NEURON_BACKENDS[name]
-    except KeyError:
-        raise ValueError(f"neuron_backend must be one of {sorted(NEURON_BACKENDS)}, got {name!r}") from None
+from .neurons import current_lif, make_surrogate
+from .through_time import neuron_backend
 
 
 class SpikingLayers(nn.Module):
@@ -74,10 +28,10 @@ class SpikingLayers(nn.Module):
 
     def __init__(
         self, n_in: int, sizes: Sequence[int], neuron: dict, surrogate: dict, bias: bool = True,
-        backend: str = "fused",
+        backend: str = "bptt", compile: bool = False,
     ):
         super().__init__()
-        self.run = neuron_backend(backend)
+        self.run = neuron_backend(backend, compile)
         spike_fn = make_surrogate(**surrogate)
         widths = [n_in, *sizes]
         self.linears = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(widths, widths[1:]))
@@ -122,7 +76,8 @@ class PopSpikingActor(nn.Module):
         timesteps: int = 5,
         neuron: dict | None = None,
         surrogate: dict | None = None,
-        neuron_backend: str = "fused",
+        neuron_backend: str = "bptt",
+        compile: bool = False,
     ):
         super().__init__()
         neuron = neuron or {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5}
@@ -131,7 +86,7 @@ class PopSpikingActor(nn.Module):
         self.encoder = encoder(obs_dim)
         self.snn = SpikingLayers(
             self.encoder.num_outputs, [*hidden_sizes, act_dim * out_pop_dim], neuron, surrogate,
-            backend=neuron_backend,
+            backend=neuron_backend, compile=compile,
         )
         self.decoder = PopulationDecoder(act_dim, out_pop_dim)
 
@@ -153,7 +108,8 @@ class DSRLSpikingActor(nn.Module):
         timesteps: int = 5,
         neuron: dict | None = None,
         surrogate: dict | None = None,
-        neuron_backend: str = "fused",
+        neuron_backend: str = "bptt",
+        compile: bool = False,
     ):
         super().__init__()
         neuron = neuron or {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0}
@@ -161,7 +117,8 @@ class DSRLSpikingActor(nn.Module):
         self.timesteps = timesteps
         self.encoder = encoder(obs_dim)
         self.snn = SpikingLayers(
-            self.encoder.num_outputs, hidden_sizes, neuron, surrogate, bias=False, backend=neuron_backend
+            self.encoder.num_outputs, hidden_sizes, neuron, surrogate, bias=False, backend=neuron_backend,
+            compile=compile,
         )
         self.readout = nn.Linear(hidden_sizes[-1], act_dim, bias=False)
         self.readout_neuron = current_lif(**neuron, surrogate=make_surrogate(**surrogate), spiking=False)

@@ -25,34 +25,47 @@ class _SurrogateSpike(torch.autograd.Function):
         return grad_output * ctx.grad_shape(x, ctx.param).to(grad_output.dtype), None, None
 
 
-def _rectangular_slope(x: torch.Tensor, half_width: float) -> torch.Tensor:
+def rectangular_slope(x: torch.Tensor, half_width: float) -> torch.Tensor:
     return x.abs() < half_width
 
 
-def _fast_sigmoid_slope(x: torch.Tensor, slope: float) -> torch.Tensor:
+def fast_sigmoid_slope(x: torch.Tensor, slope: float) -> torch.Tensor:
     return 1.0 / (slope * x.abs() + 1.0) ** 2
 
 
-class Rectangular:
+class Surrogate:
+    """A spike function x > 0 whose gradient is `grad_shape(x, param)` (a module-level function, so
+    that compiled kernels can share it between neurons)."""
+
+    grad_shape = staticmethod(rectangular_slope)
+
+    def __init__(self, param: float):
+        self.param = float(param)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return _SurrogateSpike.apply(x, self.param, self.grad_shape)
+
+
+class Rectangular(Surrogate):
     """Rectangular surrogate: gradient 1 inside |x| < half_width (PopSAN's pseudo-gradient).
     snnTorch passes `mem - threshold`, so half_width=0.5 at threshold 0.5 reproduces PopSAN's window
     |v - 0.5| < 0.5."""
 
+    grad_shape = staticmethod(rectangular_slope)
+
     def __init__(self, half_width: float = 0.5):
-        self.half_width = float(half_width)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _SurrogateSpike.apply(x, self.half_width, _rectangular_slope)
+        super().__init__(half_width)
+        self.half_width = self.param
 
 
-class FastSigmoid:
+class FastSigmoid(Surrogate):
     """Fast-sigmoid surrogate: gradient 1 / (1 + slope |x|)^2 (SuperSpike's, used by DSRL)."""
 
-    def __init__(self, slope: float = 100.0):
-        self.slope = float(slope)
+    grad_shape = staticmethod(fast_sigmoid_slope)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _SurrogateSpike.apply(x, self.slope, _fast_sigmoid_slope)
+    def __init__(self, slope: float = 100.0):
+        super().__init__(slope)
+        self.slope = self.param
 
 
 SURROGATES = {"rectangular": Rectangular, "fast_sigmoid": FastSigmoid}

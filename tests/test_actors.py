@@ -118,18 +118,45 @@ def test_dsrl_layers_are_bias_free_with_scaled_normal_init():
 def test_neuron_backends_give_the_same_actions_and_gradients(actor_cls, encoder):
     obs = torch.randn(32, 3)
     outputs = []
-    for backend in ("snntorch", "fused"):
+    for backend in ("snntorch", "fused", "bptt"):
         torch.manual_seed(0)
         actor = actor_cls(3, 2, encoder=encoder, hidden_sizes=(48, 32), neuron_backend=backend)
         out = actor(obs)
         out.pow(2).sum().backward()
         outputs.append((out.detach(), [p.grad for p in actor.parameters()]))
-    (a1, g1), (a2, g2) = outputs
-    torch.testing.assert_close(a1, a2, rtol=0, atol=1e-6)
-    for x, y in zip(g1, g2):
-        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    (a1, g1), *others = outputs
+    for a2, g2 in others:
+        torch.testing.assert_close(a1, a2, rtol=0, atol=1e-6)
+        for x, y in zip(g1, g2):
+            torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_neuron_backend_is_refused():
     with pytest.raises(ValueError, match="neuron_backend"):
         PopSpikingActor(3, 2, encoder=PopulationEncoder, neuron_backend="loihi")
+
+
+@pytest.mark.parametrize(
+    "actor_cls,encoder", [(PopSpikingActor, PopulationEncoder), (DSRLSpikingActor, TwoNeuronEncoder)]
+)
+def test_compiled_kernels_give_the_same_actions_and_gradients(actor_cls, encoder):
+    """actor.compile=true runs the bptt kernels through torch.compile: same spikes, so the same
+    actions, and the same gradients up to rounding; batch 1 and the training batch both work."""
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        actor = actor_cls(3, 2, encoder=encoder, hidden_sizes=(48, 32), compile=compiled)
+        out = actor(torch.randn(32, 3))
+        out.pow(2).sum().backward()
+        with torch.inference_mode():
+            single = actor(torch.ones(1, 3))
+        results.append((out.detach(), single, [p.grad for p in actor.parameters()]))
+    (a1, s1, g1), (a2, s2, g2) = results
+    assert torch.equal(a1, a2) and torch.equal(s1, s2)
+    for x, y in zip(g1, g2):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_needs_the_bptt_backend():
+    with pytest.raises(ValueError, match="actor.compile needs neuron_backend=bptt"):
+        PopSpikingActor(3, 2, encoder=PopulationEncoder, neuron_backend="fused", compile=True)

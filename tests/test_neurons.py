@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from reference import popsan_neuron_reference
-from spikerl.actors import run_through_time, run_through_time_fused
 from spikerl.neurons import FastSigmoid, Rectangular, current_lif
+from spikerl.through_time import run_through_time, run_through_time_bptt, run_through_time_fused
 
 
 def popsan_neuron():
@@ -95,23 +95,40 @@ NEURONS = {
 }
 
 
+@pytest.mark.parametrize("backend", [run_through_time_fused, run_through_time_bptt])
 @pytest.mark.parametrize("kind", NEURONS)
-def test_fused_backend_equals_snntorch_forward(kind):
-    """The fused step computes exactly what snnTorch's forward computes: spikes, final membrane
-    and gradients with respect to the input current."""
+def test_backends_equal_snntorch_forward(kind, backend):
+    """The fused step and the hand-written backpropagation through time compute what snnTorch's
+    forward computes: the same spikes, final membrane, and gradients with respect to the input
+    current (from spikes and membrane both, as the PopSAN and DSRL actors use them)."""
     torch.manual_seed(0)
     x = (torch.rand(5, 32, 64) * 1.5 - 0.3).requires_grad_(True)
     weights = torch.randn(5, 32, 64)
     results = []
-    for run in (run_through_time, run_through_time_fused):
+    for run in (run_through_time, backend):
         x.grad = None
         spikes, mem = run(NEURONS[kind](), x)
         ((spikes * weights).sum() + (mem * weights[0]).sum()).backward()
         results.append((spikes.detach(), mem.detach(), x.grad.clone()))
     (s1, m1, g1), (s2, m2, g2) = results
-    assert torch.equal(s1, s2)
+    assert torch.equal(s1, s2) and 0 < s1.mean() < 1
     torch.testing.assert_close(m1, m2, rtol=0, atol=1e-6)
     torch.testing.assert_close(g1, g2, rtol=1e-6, atol=1e-6)
+    assert g1.abs().max() > 0
+
+
+def test_bptt_gradient_matches_a_hand_computed_two_step_case():
+    """One PopSAN neuron, two steps, input 0.6 then 0.1 (threshold 0.5, reset to zero m = u - z u,
+    rectangular slope g = 1 where |u - 0.5| < 0.5). Step 1: c = 0.6, u = 0.6, spike, m = 0.
+    Step 2: c = 0.3 + 0.1 = 0.4, u = 0.4, no spike, m = 0.4. Both u lie in the window, so g = 1, and
+    dm/du = 1 - z - u g: 1 - 1 - 0.6 = -0.6 at step 1, 1 - 0 - 0.4 = 0.6 at step 2. For L = z_1 + z_2 + m_2:
+    dL/du_2 = 0.6 + 1 = 1.6;  dL/dm_1 = 0.75 * 1.6 = 1.2;  dL/du_1 = 1 + 1.2 * (-0.6) = 0.28;
+    dL/dI_2 = dL/dc_2 = 1.6;  dL/dI_1 = dL/dc_1 = 0.28 + 0.5 * 1.6 = 1.08."""
+    x = torch.tensor([[[0.6]], [[0.1]]], requires_grad=True)
+    spikes, mem = run_through_time_bptt(popsan_neuron(), x)
+    assert spikes.flatten().tolist() == [1.0, 0.0] and mem.item() == pytest.approx(0.4)
+    (spikes.sum() + mem.sum()).backward()
+    torch.testing.assert_close(x.grad.flatten(), torch.tensor([1.08, 1.6]))
 
 
 def test_neurons_pickle_and_deepcopy_with_their_surrogates():

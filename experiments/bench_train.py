@@ -1,0 +1,178 @@
+"""Env steps per second of the real training loop, with our spiking actor or the PopSAN-style baseline.
+
+    python experiments/bench_train.py [--steps 3000] [--warmup 1000] [--rounds 2] [--precisions fp32 bf16]
+        [--mlp] [--threads N] [--out experiments/results/bench_train.json]
+
+One-thread figures: `taskset -c 0 python experiments/bench_train.py --threads 1 --out
+experiments/results/bench_train_1thread.json`.
+
+Each run is `spikerl.job.train_run`, in this process, on the paper's HalfCheetah-v4 setting
+(conf/env/halfcheetah.yaml and conf/algo/td3.yaml: batch 100, `update_every` env steps then as many
+`gradient_steps` updates; actor conf/actor/popsan.yaml, critic 256x256), with `--warmup` uniform random
+steps (start_steps = update_after) and then `--steps` timed steps. The baseline run swaps the built
+actor for `baseline_from(actor)` (same weights) before TD3 is built; `--mlp` adds conf/actor/mlp.yaml.
+The loop is the project's `Trainer`, subclassed to time its acting (`policy`) and its update rounds;
+the final evaluation and the checkpoints are skipped (not part of a training step). Logger and energy
+measurement are off; run folders go to a temporary directory. Runs alternate over the variants
+`--rounds` times; the report gives the median env steps/s over the timed steps and the fractions of
+that time spent acting and updating (the rest: env stepping, replay, normaliser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from unittest import mock
+
+import benchlib
+import popsan_baseline
+
+from spikerl import job
+from spikerl import trainer as trainer_module
+
+FULL = {"compiled": True, "precisions": ["fp32", "bf16"], "rounds": 2, "steps": 3000, "warmup": 1000}
+QUICK = {"compiled": False, "precisions": ["fp32"], "rounds": 1, "steps": 100, "warmup": 100}
+SWAPS = {"ours": lambda actor: actor, "compiled": lambda actor: actor, "baseline": popsan_baseline.baseline_from,
+         "mlp": lambda actor: actor}
+OVERRIDES = {"compiled": ["actor.compile=true"], "mlp": ["actor=mlp"]}
+
+
+class TimedTrainer(trainer_module.Trainer):
+    """The training loop with stopwatches on acting and updating, started when the random phase ends.
+    Evaluation (with `eval_every` 0, only after the last step: it stops the clock) and checkpoints are
+    skipped."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seconds = {"act": 0.0, "update": 0.0}
+        self.started = self.stopped = None
+        self.first_timed_step = 0
+
+    @contextlib.contextmanager
+    def stopwatch(self, what: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[what] += time.perf_counter() - start
+
+    def collect(self, obs, window):
+        if self.started is None and self.env_steps >= self.s.start_steps:
+            self.started, self.first_timed_step = time.perf_counter(), self.env_steps
+        return super().collect(obs, window)
+
+    def policy(self, raw_obs):
+        with self.stopwatch("act"):
+            return super().policy(raw_obs)
+
+    def update_round(self, window):
+        with self.stopwatch("update"):
+            return super().update_round(window)
+
+    def evaluate(self):
+        self.stopped = time.perf_counter()
+        return 0.0, 0.0
+
+    def save_checkpoint(self, *args, **kwargs):
+        return None
+
+    def timings(self) -> dict:
+        wall = self.stopped - self.started
+        return {"env_steps_per_second": (self.env_steps - self.first_timed_step) / wall,
+                "act_fraction": self.seconds["act"] / wall, "update_fraction": self.seconds["update"] / wall,
+                "timed_seconds": wall, "updates": self.learner.updates}
+
+
+def timed_run(rc, variant: str) -> dict:
+    """One training run through `spikerl.job.train_run`, with the built actor swapped for `variant`'s
+    before TD3 is built, and the loop timed by TimedTrainer."""
+    trainers: list[TimedTrainer] = []
+    build = job.build_components
+
+    def build_swapped(*args):
+        actor, critic = build(*args)
+        return SWAPS[variant](actor), critic
+
+    def make_trainer(*args, **kwargs):
+        trainers.append(TimedTrainer(*args, **kwargs))
+        return trainers[-1]
+
+    with (tempfile.TemporaryDirectory() as tmp, mock.patch.object(job, "build_components", build_swapped),
+          mock.patch.object(trainer_module, "Trainer", make_trainer)):
+        job.train_run(rc, Path(tmp), variant)
+    return trainers[0].timings()
+
+
+def run_config(precision: str, variant: str, steps: int, warmup: int):
+    return benchlib.paper_config(
+        f"precision={precision}", *OVERRIDES.get(variant, []),
+        f"train.total_steps={warmup + steps}", f"train.start_steps={warmup}", f"train.update_after={warmup}",
+        "train.eval_every=0", "train.eval_episodes=1", "train.checkpoint_every=0", "train.keep_best=false",
+        "train.progress=false",
+    )
+
+
+def summarize(samples: dict, batch: int) -> tuple[list[dict], dict]:
+    """The report's rows (medians over rounds) and median seconds per env step keyed as
+    `benchlib.comparisons` wants them."""
+    results, seconds = [], {}
+    for (precision, variant), runs in samples.items():
+        row = {"batch_size": batch, "precision": precision, "variant": variant}
+        for key in ("env_steps_per_second", "act_fraction", "update_fraction"):
+            row[key] = statistics.median(run[key] for run in runs)
+        results.append({**row, "samples": runs})
+        seconds[(batch, precision, variant)] = 1.0 / row["env_steps_per_second"]
+    return results, seconds
+
+
+def table(results: list[dict], compared: list[dict]) -> str:
+    by_precision = {c["precision"]: c for c in compared}
+    rows = [[r["precision"], r["variant"], f"{r['env_steps_per_second']:.1f}", f"{r['act_fraction']:.0%}",
+             f"{r['update_fraction']:.0%}", f"{1 - r['act_fraction'] - r['update_fraction']:.0%}",
+             *(benchlib.comparison_cells(by_precision[r["precision"]]) if r["variant"] == "ours"
+               else [""] * len(benchlib.COMPARISON_HEADER))]
+            for r in results]
+    header = ["precision", "actor", "env steps/s", "acting", "updates", "other"]
+    return benchlib.markdown(header + benchlib.COMPARISON_HEADER, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, help="timed env steps per run (default 3000)")
+    parser.add_argument("--warmup", type=int, help="uniform random env steps before them, untimed (default 1000)")
+    parser.add_argument("--mlp", action="store_true", help="also run the MLP actor")
+    benchlib.add_common_options(parser, "experiments/results/bench_train.json")
+    args = parser.parse_args(argv)
+    benchlib.resolve_defaults(args, FULL, QUICK)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # gymnasium: "HalfCheetah-v4 is out of date"
+
+    variants = ["ours", *(["compiled"] if args.compiled else []), "baseline", *(["mlp"] if args.mlp else [])]
+    configs = {(p, v): run_config(p, v, args.steps, args.warmup) for p in args.precisions for v in variants}
+    algo = configs[(args.precisions[0], "ours")].algo
+    if args.steps % algo.update_every:
+        parser.error(f"--steps must be a multiple of algo.update_every ({algo.update_every}): every timed step "
+                     "then has its share of update rounds")
+    if args.compiled:
+        benchlib.warm_compiled()
+    runs = {key: (lambda rc=rc, variant=key[1]: timed_run(rc, variant)) for key, rc in configs.items()}
+    samples = benchlib.interleave(runs, args.rounds, discard_first=False,
+                                  show=lambda t: f"{t['env_steps_per_second']:.1f} env steps/s, acting "
+                                                 f"{t['act_fraction']:.0%}, updates {t['update_fraction']:.0%}")
+
+    results, seconds = summarize(samples, algo.batch_size)
+    compared = benchlib.comparisons(seconds)
+    print(table(results, compared))
+    settings = {"precisions": args.precisions, "variants": variants, "rounds": args.rounds, "steps": args.steps,
+                "warmup": args.warmup, "env": "HalfCheetah-v4", "batch_size": algo.batch_size,
+                "update_every": algo.update_every, "gradient_steps": algo.gradient_steps, **benchlib.PAPER_SIZES}
+    benchlib.write_report(args.out, "bench_train.py", argv, settings, results, compared)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

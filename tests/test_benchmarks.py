@@ -1,0 +1,98 @@
+"""The speed benchmarks (experiments/bench_*.py): the PopSAN-style baseline computes what our actor
+computes, the equivalence check can fail, and every script runs and writes its report."""
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from spikerl.actors import PopSpikingActor
+from spikerl.critics import TwinQ
+from spikerl.encoders import PopulationEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "experiments"))  # the scripts import each other as top-level modules
+popsan_baseline = importlib.import_module("popsan_baseline")
+benchlib = importlib.import_module("benchlib")
+
+BATCH_SIZES = (1, 7, 64)
+
+
+@pytest.fixture
+def pair():
+    """A small actor of ours, the baseline built from it, and a critic."""
+    torch.manual_seed(0)
+    ours = PopSpikingActor(5, 2, encoder=PopulationEncoder, hidden_sizes=(32, 32))
+    return ours, popsan_baseline.baseline_from(ours), TwinQ(5, 2, hidden_sizes=(32, 32))
+
+
+def observations() -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return [(torch.randn(n, 5, generator=gen) * 1.5).clamp(-3, 3) for n in BATCH_SIZES]
+
+
+def test_baseline_gives_our_actions_and_actor_loss_gradients(pair):
+    ours, baseline, critic = pair
+    assert isinstance(baseline, popsan_baseline.PopSANBaseline)
+    for obs in observations():
+        act_ours, grads_ours = popsan_baseline.actions_and_gradients(ours, critic, obs)
+        act_base, grads_base = popsan_baseline.actions_and_gradients(baseline, critic, obs)
+        torch.testing.assert_close(act_base, act_ours, rtol=1e-5, atol=1e-6)
+        assert grads_base.keys() == grads_ours.keys() == dict(ours.named_parameters()).keys()
+        for name, grad in grads_ours.items():
+            scale = grad.abs().max().item()
+            assert scale > 0, f"{name} has no gradient: the comparison would prove nothing"
+            torch.testing.assert_close(grads_base[name], grad, rtol=1e-5, atol=1e-5 * scale, msg=name)
+
+
+def test_equivalence_check_reports_a_changed_weight(pair):
+    ours, baseline, critic = pair
+    assert popsan_baseline.mismatches(ours, baseline, critic, observations()) == []
+    # a weight that matters: the decoder's, from the output neuron that fires most (a silent one's is inert)
+    rates = ours.snn(ours.encoder(observations()[-1], ours.timesteps)).mean((0, 1)).view(baseline.decoder.weight.shape)
+    with torch.no_grad():
+        baseline.decoder.weight.view(-1)[rates.argmax()] += 0.5
+    problems = popsan_baseline.mismatches(ours, baseline, critic, observations())
+    assert any("actions" in p for p in problems) and any("gradient of decoder.bias" in p for p in problems)
+
+
+def test_equivalence_check_reports_a_gradient_only_difference(pair):
+    ours, baseline, critic = pair
+    baseline.half_width = 0.25  # the same spikes, a narrower surrogate window
+    problems = popsan_baseline.mismatches(ours, baseline, critic, observations())
+    assert problems and not any("actions" in p for p in problems)
+
+
+def test_benchmarks_stop_before_timing_when_the_baseline_differs(capsys):
+    networks, critic = benchlib.paper_networks()
+    benchlib.check_equivalence(networks, critic, [4])
+    with torch.no_grad():
+        networks["baseline"].snn.linears[0].weight.mul_(1.5)
+    with pytest.raises(SystemExit) as stop:
+        benchlib.check_equivalence(networks, critic, [4])
+    assert stop.value.code == 1 and "equivalence check FAILED" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("script, rate", [
+    ("bench_update.py", "updates_per_second"),
+    ("bench_act.py", "actions_per_second"),
+    ("bench_train.py", "env_steps_per_second"),
+])
+def test_quick_run_writes_its_report(script, rate, tmp_path):
+    out = tmp_path / "report.json"
+    cmd = [sys.executable, f"experiments/{script}", "--quick", "--threads", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report.keys() == {"meta", "results", "comparisons"}
+    assert report["meta"]["command"].startswith(f"python experiments/{script} --quick")
+    assert {"platform", "cpu", "torch", "threads"} <= report["meta"]["machine"].keys()
+    assert report["meta"]["machine"]["threads"] == 1 and report["meta"]["date"]
+    assert {r["variant"] for r in report["results"]} >= {"ours", "baseline"}
+    assert all(r[rate] > 0 and r["precision"] in ("fp32", "bf16") for r in report["results"])
+    assert all(c["speedup_vs_baseline"] > 0 for c in report["comparisons"])
+    assert "| ours" in proc.stdout or "| fp32 | ours |" in proc.stdout
