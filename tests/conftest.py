@@ -9,6 +9,22 @@ TINY = [
 ]
 
 
+def make_run_folder(root, name: str, summary: dict | None) -> None:
+    """A run folder as Hydra and a run leave it: `.hydra/config.yaml`, and unless `summary` is None
+    (a failed or unfinished run) `summary.json`, plus `evaluations.csv` from an `eval_history` key."""
+    import json
+
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("method: x\n")
+    if summary is not None:
+        summary = dict(summary)
+        history = summary.pop("eval_history", [])
+        (run / "summary.json").write_text(json.dumps(summary))
+        lines = ["step,return_mean,return_std", *(",".join(map(str, row)) for row in history)]
+        (run / "evaluations.csv").write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture
 def tiny_run(tmp_path):
     """Train a tiny run in a folder of its own; returns (summary, run folder)."""

@@ -8,19 +8,8 @@ import sys
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, make_run_folder
 from spikerl.report import EQUIVALENTS, write_report
-
-
-def make_run(root, name, summary):
-    run = root / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text("method: x\n")
-    if summary is not None:
-        history = summary.pop("eval_history")
-        (run / "summary.json").write_text(json.dumps(summary))
-        lines = ["step,return_mean,return_std", *(",".join(map(str, row)) for row in history)]
-        (run / "evaluations.csv").write_text("\n".join(lines) + "\n")
 
 
 def summary(method, seed, wall, final, history, energy_kwh=None, emissions_kg=None):
@@ -38,10 +27,14 @@ def rows(path):
 
 @pytest.fixture
 def sweep(tmp_path):
-    make_run(tmp_path, "0_popsan_s0", summary("popsan", 0, 100.0, 10.0, [[10, 2.0, 0], [20, 10.0, 0]], 0.010, 0.004))
-    make_run(tmp_path, "1_popsan_s1", summary("popsan", 1, 300.0, 30.0, [[10, 4.0, 0], [20, 30.0, 0]], 0.030, 0.012))
-    make_run(tmp_path, "2_spikerl_s0", summary("spikerl", 0, 50.0, 22.0, [[10, 5.0, 0], [20, 22.0, 0]], 0.005, 0.002))
-    make_run(tmp_path, "3_dsrl_crashed", None)
+    runs = {
+        "0_popsan_s0": summary("popsan", 0, 100.0, 10.0, [[10, 2.0, 0], [20, 10.0, 0]], 0.010, 0.004),
+        "1_popsan_s1": summary("popsan", 1, 300.0, 30.0, [[10, 4.0, 0], [20, 30.0, 0]], 0.030, 0.012),
+        "2_spikerl_s0": summary("spikerl", 0, 50.0, 22.0, [[10, 5.0, 0], [20, 22.0, 0]], 0.005, 0.002),
+    }
+    for name, run in runs.items():
+        make_run_folder(tmp_path, name, run)
+    make_run_folder(tmp_path, "3_dsrl_crashed", None)
     return tmp_path
 
 
@@ -80,7 +73,7 @@ def test_report_tables_follow_from_the_summaries(sweep):
 
 
 def test_report_without_energy_or_baseline_says_what_it_left_out(tmp_path):
-    make_run(tmp_path, "a", summary("dsrl", 0, 10.0, 1.0, [[5, 1.0, 0]]))
+    make_run_folder(tmp_path, "a", summary("dsrl", 0, 10.0, 1.0, [[5, 1.0, 0]]))
     report = write_report([tmp_path], tmp_path / "out")
     assert not (tmp_path / "out" / "energy_carbon.csv").exists()
     assert not (tmp_path / "out" / "gpsup_quadrant.png").exists()
@@ -88,7 +81,7 @@ def test_report_without_energy_or_baseline_says_what_it_left_out(tmp_path):
 
 
 def test_report_of_no_finished_runs_writes_nothing(tmp_path):
-    make_run(tmp_path, "a", None)
+    make_run_folder(tmp_path, "a", None)
     report = write_report([tmp_path], tmp_path / "out")
     assert report.files == [] and not (tmp_path / "out").exists()
 
