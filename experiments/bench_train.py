@@ -39,7 +39,7 @@ FULL = {"compiled": True, "precisions": ["fp32", "bf16"], "rounds": 2, "steps": 
 QUICK = {"compiled": False, "precisions": ["fp32"], "rounds": 1, "steps": 100, "warmup": 100}
 SWAPS = {"ours": lambda actor: actor, "compiled": lambda actor: actor, "baseline": popsan_baseline.baseline_from,
          "mlp": lambda actor: actor}
-OVERRIDES = {"compiled": ["actor.compile=true"], "mlp": ["actor=mlp"]}
+OVERRIDES = {"mlp": ["actor=mlp"]}
 
 
 class TimedTrainer(trainer_module.Trainer):
@@ -113,7 +113,7 @@ def run_config(precision: str, variant: str, steps: int, warmup: int):
         f"precision={precision}", *OVERRIDES.get(variant, []),
         f"train.total_steps={warmup + steps}", f"train.start_steps={warmup}", f"train.update_after={warmup}",
         "train.eval_every=0", "train.eval_episodes=1", "train.checkpoint_every=0", "train.keep_best=false",
-        "train.progress=false",
+        "train.progress=false", compiled=variant == "compiled",
     )
 
 

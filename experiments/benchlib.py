@@ -28,28 +28,30 @@ from spikerl.report import markdown_table
 from spikerl.td3 import TD3
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v4's sizes, fixed here so that no environment is built
-VARIANTS = ("ours", "compiled", "baseline", "mlp")  # (a), (a) with actor.compile=true, (b), (c)
+VARIANTS = ("ours", "compiled", "baseline", "mlp")  # (a), (a) with compile=true, (b), (c)
 PAPER_SIZES = {"obs_dim": OBS_DIM, "act_dim": ACT_DIM, "actor": "PopSAN 256x256, population 10 in / 10 out, T=5",
                "critic": "TwinQ 256x256"}
 TD3_KEYS = ("actor_lr", "critic_lr", "gamma", "polyak", "policy_delay", "target_noise", "noise_clip")
 
 
 # -- the paper's setting ------------------------------------------------------------------------------------
-def paper_config(*overrides: str) -> RunConfig:
+def paper_config(*overrides: str, compiled: bool = False) -> RunConfig:
     """The checked config of the paper's HalfCheetah run (conf/env/halfcheetah.yaml, algo td3, actor
-    popsan, critic twin_mlp) with `overrides`; logging and energy measurement off."""
-    return validate(compose(["env=halfcheetah", "logger=none", "energy=none", *overrides]))
+    popsan, critic twin_mlp) with `overrides`; logging and energy measurement off; the neuron kernels
+    compiled only if `compiled`."""
+    return validate(compose(["env=halfcheetah", "logger=none", "energy=none", f"compile={str(compiled).lower()}",
+                             *overrides]))
 
 
 def paper_networks(seed: int = 0, compiled: bool = False) -> tuple[dict[str, nn.Module], nn.Module]:
     """The actors at the paper's sizes, (a) ours as conf/actor/popsan.yaml builds it, with `compiled`
-    also ours with `actor.compile=true` (same weights), (b) the baseline with the same weights, (c) the
+    also ours with `compile=true` (same weights), (b) the baseline with the same weights, (c) the
     MLP of conf/actor/mlp.yaml, and one critic (TwinQ)."""
     torch.manual_seed(seed)
     ours, critic = build_components(paper_config(), OBS_DIM, ACT_DIM)
     networks = {"ours": ours}
     if compiled:
-        networks["compiled"], _ = build_components(paper_config("actor.compile=true"), OBS_DIM, ACT_DIM)
+        networks["compiled"], _ = build_components(paper_config(compiled=True), OBS_DIM, ACT_DIM)
         networks["compiled"].load_state_dict(ours.state_dict())
     mlp, _ = build_components(paper_config("actor=mlp"), OBS_DIM, ACT_DIM)
     return {**networks, "baseline": popsan_baseline.baseline_from(ours), "mlp": mlp}, critic
@@ -58,7 +60,7 @@ def paper_networks(seed: int = 0, compiled: bool = False) -> tuple[dict[str, nn.
 def warm_compiled() -> None:
     """Compile the bptt kernels (shared by every compiled actor of this process) for batch 1 and a
     training batch, so that no timed window pays for compiling."""
-    actor, critic = build_components(paper_config("actor.compile=true"), OBS_DIM, ACT_DIM)
+    actor, critic = build_components(paper_config(compiled=True), OBS_DIM, ACT_DIM)
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         actor(random_obs(1, gen))
@@ -195,7 +197,7 @@ def add_common_options(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own default)")
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (tests)")
     parser.add_argument("--compiled", action=argparse.BooleanOptionalAction,
-                        help="also time ours with actor.compile=true (default: yes; --quick: no)")
+                        help="also time ours with compile=true (default: yes; --quick: no)")
     parser.add_argument("--out", type=Path, default=Path(out), help=f"JSON report (default {out})")
 
 

@@ -59,10 +59,19 @@ def load(path: str | Path) -> dict:
 COMPATIBLE_KEYS = ("env_id", "obs_dim", "act_dim", "actor_spec", "critic_spec", "world_size")
 
 
+EXECUTION_KEYS = ("neuron_backend", "compile")  # how an actor is computed, not what: free to change on resume
+
+
+def _comparable(key: str, value):
+    if key.endswith("_spec") and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in EXECUTION_KEYS}
+    return value
+
+
 def check_compatible(meta: dict, expected: dict, path: str | Path) -> None:
     """Refuse, in one line, a checkpoint made for another task, architecture or number of ranks."""
     for key in COMPATIBLE_KEYS:
-        if key in expected and meta.get(key) != expected[key]:
+        if key in expected and _comparable(key, meta.get(key)) != _comparable(key, expected[key]):
             if key.endswith("_spec"):
                 what = f"its {key[:-5]} differs from this config's"
             else:

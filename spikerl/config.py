@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
     "method", "seed", "device", "resume", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist",
-    "energy", "logger",
+    "energy", "logger", "compile",
 }
 
 
@@ -122,6 +122,7 @@ class RunConfig:
     method: str
     seed: int
     device: str  # auto | cpu | cuda
+    compile: bool  # torch.compile the spiking actors' neuron kernels (the actor specs read it)
     resume: str | None  # None | "auto" | a checkpoint file or run folder
     train: TrainConfig
     algo: AlgoConfig
@@ -229,9 +230,12 @@ def validate(cfg: DictConfig) -> RunConfig:
             raise ConfigError(f"missing top-level key {key!r}")
     if not isinstance(resolved["seed"], int) or isinstance(resolved["seed"], bool):
         raise ConfigError(f"seed must be an integer, got {resolved['seed']!r}")
+    if not isinstance(resolved.get("compile", False), bool):
+        raise ConfigError(f"compile must be true or false, got {resolved['compile']!r}")
     sections = {name: _typed(name, resolved.get(name, {})) for name in SCHEMAS}
     rc = RunConfig(
         method=str(resolved["method"]), seed=resolved["seed"], device=str(resolved.get("device", "auto")),
+        compile=resolved.get("compile", False),
         resume=None if resolved.get("resume") is None else str(resolved["resume"]),
         **sections,
         actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],

@@ -24,7 +24,8 @@ def load_policy(state: dict):
     from hydra.utils import instantiate
 
     meta = state["meta"]
-    actor = instantiate(meta["actor_spec"], obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])
+    spec = {**meta["actor_spec"], **({"compile": False} if "compile" in meta["actor_spec"] else {})}
+    actor = instantiate(spec, obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])  # a few episodes: eager
     try:
         actor.load_state_dict(state["learner"]["actor"])
     except RuntimeError as exc:

@@ -17,6 +17,7 @@ membranes and gradients equal across backends.
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import torch
@@ -101,19 +102,27 @@ def lif_backward(grad_spikes, grad_mem, pre, spikes, alpha: float, beta: float, 
     return torch.stack(grads[::-1])
 
 
-_COMPILED: dict[str, object] = {}
+KERNELS = {"forward": lif_forward, "backward": lif_backward}
+_compiled: dict[str, object] = {}  # torch.compile'd kernels, shared by every layer of the process
+_compile_failed: list[str] = []  # why compiling failed, once it has: the eager kernels are used from then on
 
 
-def _kernels(compiled: bool):
-    """The eager kernels, or `torch.compile`d ones (each fuses a layer's whole time loop into one C++
-    loop on the CPU, or one kernel on the GPU). Shapes are dynamic, so the training batch, the
-    evaluation batch and the last layer's width share a graph; batch 1 gets one of its own."""
-    if not compiled:
-        return lif_forward, lif_backward
-    if not _COMPILED:
-        _COMPILED["forward"] = torch.compile(lif_forward, dynamic=True, fullgraph=True)
-        _COMPILED["backward"] = torch.compile(lif_backward, dynamic=True, fullgraph=True)
-    return _COMPILED["forward"], _COMPILED["backward"]
+def _run_kernel(name: str, compiled: bool, *args):
+    """Run kernel `name`, eager or compiled. A compiled kernel fuses a layer's whole time loop into
+    one C++ loop on the CPU (one kernel on a GPU). Shapes are dynamic, so the training batch, the
+    evaluation batch and every layer width share a graph; batch 1 gets one of its own. If compiling
+    fails (no C++ compiler, an unsupported platform) the run warns once and goes on eagerly."""
+    if not compiled or _compile_failed:
+        return KERNELS[name](*args)
+    if name not in _compiled:
+        _compiled[name] = torch.compile(KERNELS[name], dynamic=True, fullgraph=True)
+    try:
+        return _compiled[name](*args)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        _compile_failed.append(reason)
+        warnings.warn(f"compile: torch.compile failed ({reason}); using the eager kernels", stacklevel=2)
+        return KERNELS[name](*args)
 
 
 class _LIFThroughTime(torch.autograd.Function):
@@ -121,7 +130,7 @@ class _LIFThroughTime(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, alpha, beta, threshold, reset, surrogate, compiled):
-        spikes, pre, mem = _kernels(compiled)[0](current, alpha, beta, threshold, reset)
+        spikes, pre, mem = _run_kernel("forward", compiled, current, alpha, beta, threshold, reset)
         ctx.save_for_backward(pre, spikes)
         ctx.constants = alpha, beta, threshold, reset, surrogate.grad_shape, surrogate.param
         ctx.compiled = compiled
@@ -130,7 +139,7 @@ class _LIFThroughTime(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes, grad_mem):
         pre, spikes = ctx.saved_tensors
-        grad = _kernels(ctx.compiled)[1](grad_spikes, grad_mem, pre, spikes, *ctx.constants)
+        grad = _run_kernel("backward", ctx.compiled, grad_spikes, grad_mem, pre, spikes, *ctx.constants)
         return grad, None, None, None, None, None, None
 
 
@@ -152,5 +161,5 @@ def neuron_backend(name: str, compiled: bool = False):
     if name not in NEURON_BACKENDS:
         raise ValueError(f"neuron_backend must be one of {sorted(NEURON_BACKENDS)}, got {name!r}")
     if compiled and name != "bptt":
-        raise ValueError(f"actor.compile needs neuron_backend=bptt, got {name!r}")
+        raise ValueError(f"compile=true needs neuron_backend=bptt, got {name!r}")
     return partial(run_through_time_bptt, compiled=True) if compiled else NEURON_BACKENDS[name]

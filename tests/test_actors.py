@@ -140,7 +140,7 @@ def test_unknown_neuron_backend_is_refused():
     "actor_cls,encoder", [(PopSpikingActor, PopulationEncoder), (DSRLSpikingActor, TwoNeuronEncoder)]
 )
 def test_compiled_kernels_give_the_same_actions_and_gradients(actor_cls, encoder):
-    """actor.compile=true runs the bptt kernels through torch.compile: same spikes, so the same
+    """compile=true runs the bptt kernels through torch.compile: same spikes, so the same
     actions, and the same gradients up to rounding; batch 1 and the training batch both work."""
     results = []
     for compiled in (False, True):
@@ -158,5 +158,28 @@ def test_compiled_kernels_give_the_same_actions_and_gradients(actor_cls, encoder
 
 
 def test_compile_needs_the_bptt_backend():
-    with pytest.raises(ValueError, match="actor.compile needs neuron_backend=bptt"):
+    with pytest.raises(ValueError, match="compile=true needs neuron_backend=bptt"):
         PopSpikingActor(3, 2, encoder=PopulationEncoder, neuron_backend="fused", compile=True)
+
+
+def test_a_failing_compile_warns_once_and_falls_back_to_the_eager_kernels(monkeypatch):
+    from spikerl import through_time
+
+    def broken_compile(fn, **kwargs):
+        def run(*args):
+            raise RuntimeError("no C++ compiler found")
+        return run
+
+    monkeypatch.setattr(through_time, "_compiled", {})
+    monkeypatch.setattr(through_time, "_compile_failed", [])
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    torch.manual_seed(0)
+    eager = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16))
+    compiled = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16), compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    obs = torch.randn(8, 3)
+    with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler found"):
+        out = compiled(obs)
+    assert torch.equal(out, eager(obs))
+    out.sum().backward()  # the backward kernel falls back silently: the failure is known
+    assert through_time._compile_failed == ["RuntimeError: no C++ compiler found"]

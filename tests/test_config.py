@@ -52,6 +52,7 @@ BAD_INPUTS = [
     (["train.total_steps=abc"], "train.total_steps"),
     (["train.progress=maybe"], "train.progress"),
     (["seed=1.5"], "seed must be an integer"),
+    (["compile=sometimes"], "compile must be true or false"),
     (["env=pong"], "choose one of: ant, halfcheetah, hopper, humanoid, inverted_pendulum, walker2d"),
     (["actor=transformer"], "choose one of: dsrl, mlp, popsan"),
     (["experiment=ppo"], "choose one of: dsrl, popsan, spikerl, td3"),

@@ -174,3 +174,10 @@ def test_environment_faults_are_reported_with_the_step(tmp_path, mode, expected)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("spikerl: error: faulty_env:FaultyPendulum-v0") and expected in last, last
     assert "Traceback" not in proc.stderr
+
+
+def test_how_the_actor_is_computed_may_change_on_resume(tmp_path):
+    """neuron_backend and compile change the computation, not the maths: a run may continue with others."""
+    train(tmp_path / "a", "train.total_steps=200")
+    summary = train(tmp_path / "b", f"resume={tmp_path / 'a'}", "train.total_steps=300", "actor.neuron_backend=fused")
+    assert summary["total_env_steps"] == 300
