@@ -70,6 +70,17 @@ def actor_loss(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, precision
         critic.requires_grad_(True)
 
 
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with its fused kernel where this torch and device have it (CPU and CUDA since torch 2.4): one
+    call updates every parameter, instead of a loop of per-tensor operations that cost a TD3 update
+    about 0.9 ms on a CPU (experiments/profile_update.py). Elsewhere, the default implementation."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 class TD3:
     def __init__(
         self,
@@ -94,8 +105,8 @@ class TD3:
         self.actor, self.critic = actor, critic
         self.actor_target = frozen_copy(actor)
         self.critic_target = frozen_copy(critic)
-        self.actor_opt = torch.optim.Adam(actor.parameters(), lr=actor_lr)
-        self.critic_opt = torch.optim.Adam(critic.parameters(), lr=critic_lr)
+        self.actor_opt = adam(actor.parameters(), actor_lr)
+        self.critic_opt = adam(critic.parameters(), critic_lr)
         self.gamma, self.polyak, self.policy_delay = gamma, polyak, policy_delay
         self.target_noise, self.noise_clip = target_noise, noise_clip
         self.precision = precision or Precision("fp32")

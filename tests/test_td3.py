@@ -124,3 +124,19 @@ def test_update_reduces_critic_loss_on_a_fixed_batch():
     batch = make_batch(64)
     losses = [td3.update(batch)["loss/critic"] for _ in range(200)]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_optimizers_use_the_fused_adam_kernel_and_fall_back_without_it(monkeypatch):
+    from spikerl.td3 import adam
+
+    assert adam(torch.nn.Linear(3, 2).parameters(), 1e-3).defaults["fused"] is True  # CPU, torch >= 2.4
+    real = torch.optim.Adam
+
+    def no_fused(params, lr, fused=None):
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be on a supported device")
+        return real(params, lr=lr)
+
+    monkeypatch.setattr(torch.optim, "Adam", no_fused)
+    opt = adam(torch.nn.Linear(3, 2).parameters(), 1e-3)
+    assert not opt.defaults.get("fused") and len(opt.param_groups[0]["params"]) == 2
