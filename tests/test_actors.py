@@ -157,9 +157,11 @@ def test_compiled_kernels_give_the_same_actions_and_gradients(actor_cls, encoder
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
 
 
-def test_compile_needs_the_bptt_backend():
-    with pytest.raises(ValueError, match="compile=true needs neuron_backend=bptt"):
-        PopSpikingActor(3, 2, encoder=PopulationEncoder, neuron_backend="fused", compile=True)
+def test_compile_applies_to_the_bptt_backend_only():
+    from spikerl.through_time import run_through_time_fused
+
+    actor = PopSpikingActor(3, 2, encoder=PopulationEncoder, neuron_backend="fused", compile=True)
+    assert actor.snn.run is run_through_time_fused  # the reference backends stay eager
 
 
 def test_a_failing_compile_warns_once_and_falls_back_to_the_eager_kernels(monkeypatch):
