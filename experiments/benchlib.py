@@ -89,19 +89,22 @@ def random_batch(size: int, gen: torch.Generator) -> Batch:
 
 
 def check_equivalence(networks: dict[str, nn.Module], critic: nn.Module, sizes: list[int], seed: int = 0) -> None:
-    """Stop the benchmark (exit 1) unless ours and the baseline give the same actions and actor-loss
-    gradients in fp32 on random observations of each batch size: otherwise the timings compare two
-    different computations."""
+    """Stop the benchmark (exit 1) unless ours (and ours compiled, when timed) and the baseline give the
+    same actions and actor-loss gradients in fp32 on random observations of each batch size: otherwise
+    the timings compare different computations."""
     gen = torch.Generator().manual_seed(seed)
     batches = [random_obs(n, gen) for n in sizes]
-    problems = popsan_baseline.mismatches(networks["ours"], networks["baseline"], critic, batches)
-    if problems:
-        print("equivalence check FAILED: ours and the baseline differ\n  " + "\n  ".join(problems[:20]),
-              file=sys.stderr)
-        raise SystemExit(1)
-    n_params = sum(1 for _ in networks["ours"].parameters())
-    print(f"equivalence check passed: same actions and actor-loss gradients ({n_params} parameters) "
-          f"at batch sizes {sizes}", file=sys.stderr)
+    for variant in ("ours", "compiled"):
+        if variant not in networks:
+            continue
+        problems = popsan_baseline.mismatches(networks[variant], networks["baseline"], critic, batches)
+        if problems:
+            print(f"equivalence check FAILED: {variant} and the baseline differ\n  " + "\n  ".join(problems[:20]),
+                  file=sys.stderr)
+            raise SystemExit(1)
+        n_params = sum(1 for _ in networks[variant].parameters())
+        print(f"equivalence check passed: {variant} and the baseline give the same actions and actor-loss "
+              f"gradients ({n_params} parameters) at batch sizes {sizes}", file=sys.stderr)
 
 
 # -- timing ---------------------------------------------------------------------------------------------------

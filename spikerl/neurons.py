@@ -6,6 +6,8 @@ and deep-copied.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import snntorch
 import torch
 
@@ -34,10 +36,10 @@ def fast_sigmoid_slope(x: torch.Tensor, slope: float) -> torch.Tensor:
 
 
 class Surrogate:
-    """A spike function x > 0 whose gradient is `grad_shape(x, param)` (a module-level function, so
-    that compiled kernels can share it between neurons)."""
+    """A spike function x > 0 whose gradient is `grad_shape(x, param)`. Subclasses set `grad_shape` to a
+    module-level function, so that compiled kernels can share it between neurons."""
 
-    grad_shape = staticmethod(rectangular_slope)
+    grad_shape: Callable[[torch.Tensor, float], torch.Tensor]
 
     def __init__(self, param: float):
         self.param = float(param)
