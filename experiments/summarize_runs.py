@@ -9,24 +9,14 @@ listed as skipped.
 from __future__ import annotations
 
 import argparse
-import csv
 from pathlib import Path
 
+from spikerl.report import markdown_table, write_csv
 from spikerl.results import find_runs
 
 COLUMNS = ["method", "actor", "env_id", "seed", "precision", "world_size", "total_env_steps",
            "wall_seconds", "eval_return_mean", "eval_return_std", "best_eval_return",
            "env_steps_per_second", "updates_per_second"]
-
-
-def fmt(value) -> str:
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
-
-
-def markdown(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,17 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows, skipped = find_runs(args.roots)
     rows.sort(key=lambda r: (r.get("env_id", ""), r.get("method", ""), r.get("seed", 0)))
-    table = markdown(rows)
+    table = markdown_table(rows, COLUMNS)
     print(table)
     for run_dir in skipped:
         print(f"skipped (no summary.json: failed or unfinished): {run_dir}")
     if args.markdown:
         args.markdown.write_text(table + "\n")
     if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(args.csv, rows, COLUMNS)
     return 0
 
 
