@@ -41,34 +41,29 @@ def run_through_time(neuron: nn.Module, current: torch.Tensor) -> tuple[torch.Te
 
 
 def run_through_time_fused(neuron: nn.Module, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The step in five tensor operations, from the neuron's own constants and surrogate."""
+    """The step in five tensor operations (`lif_forward`), from the neuron's own constants and
+    surrogate, differentiated by autograd."""
     alpha, beta = neuron.alpha.clamp(0, 1), neuron.beta.clamp(0, 1)
-    threshold, spike_fn, reset = neuron.threshold, neuron.spike_grad, neuron.reset_mechanism_val
-    syn = torch.zeros_like(current[0])
-    mem = torch.zeros_like(current[0])
-    spikes = []
-    for t in range(current.shape[0]):
-        syn = alpha * syn + current[t]
-        mem = beta * mem + syn
-        spk = spike_fn(mem - threshold)
-        if reset == RESET_ZERO:
-            mem = mem - spk * mem
-        elif reset == RESET_SUBTRACT:
-            mem = mem - spk * threshold
-        spikes.append(spk)
-    return torch.stack(spikes), mem
+    spikes, _, mem = lif_forward(current, alpha, beta, neuron.threshold, neuron.reset_mechanism_val,
+                                 neuron.spike_grad)
+    return spikes, mem
 
 
-def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: float, reset: int):
-    """c_t = a c_{t-1} + I_t;  u_t = b m_{t-1} + c_t;  z_t = H(u_t - th);  m_t = reset(u_t, z_t), without
-    autograd. Returns the spikes z, the pre-reset membranes u (both [T, B, N]) and the last m."""
+def heaviside(x: torch.Tensor) -> torch.Tensor:
+    return (x > 0).to(x.dtype)
+
+
+def lif_forward(current: torch.Tensor, alpha, beta, threshold, reset: int, spike=heaviside):
+    """c_t = a c_{t-1} + I_t;  u_t = b m_{t-1} + c_t;  z_t = spike(u_t - th);  m_t = reset(u_t, z_t).
+    Returns the spikes z, the pre-reset membranes u (both [T, B, N]) and the last m. The bptt kernels
+    run it without autograd and the hard step; the `fused` backend with autograd and the surrogate."""
     syn = torch.zeros_like(current[0])
     mem = torch.zeros_like(current[0])
     pre, spikes = [], []
     for t in range(current.shape[0]):
         syn = alpha * syn + current[t]
         u = beta * mem + syn
-        z = (u > threshold).to(u.dtype)
+        z = spike(u - threshold)
         if reset == RESET_ZERO:
             mem = u - z * u
         elif reset == RESET_SUBTRACT:
