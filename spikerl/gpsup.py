@@ -13,13 +13,18 @@ import statistics
 from collections import defaultdict
 
 
-def mean_by_method(summaries: list[dict]) -> dict[tuple[str, str], dict]:
-    """Mean wall time, energy, power and final return per (env_id, method), with the seed count."""
+def by_task_and_method(summaries: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """The runs of each (env_id, method), sorted by key: one entry per seed."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for s in summaries:
         groups[(s["env_id"], s["method"])].append(s)
+    return dict(sorted(groups.items()))
+
+
+def mean_by_method(summaries: list[dict]) -> dict[tuple[str, str], dict]:
+    """Mean wall time, energy, power and final return per (env_id, method), with the seed count."""
     out = {}
-    for key, runs in groups.items():
+    for key, runs in by_task_and_method(summaries).items():
         row = {"runs": len(runs), "wall_seconds": statistics.fmean(r["wall_seconds"] for r in runs),
                "eval_return_mean": statistics.fmean(r["eval_return_mean"] for r in runs)}
         if all("energy_kwh" in r for r in runs):

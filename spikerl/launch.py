@@ -85,5 +85,3 @@ def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
             raise
     summary_file = run_dir / "summary.json"
     return json.loads(summary_file.read_text()) if rc.dist.node_rank == 0 and summary_file.exists() else None
-
-

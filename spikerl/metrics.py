@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from collections import defaultdict
 from pathlib import Path
 
@@ -58,8 +59,6 @@ class WandbWriter:
 
     def __init__(self, run_dir: str | Path, mode: str, project: str, entity: str | None, name: str, group: str,
                  tags: list[str], config: dict):
-        import warnings
-
         self.run = None
         try:
             import wandb
@@ -77,8 +76,6 @@ class WandbWriter:
         try:
             self.run.log({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
         except Exception as exc:
-            import warnings
-
             warnings.warn(f"W&B logging stopped: {type(exc).__name__}: {exc}", stacklevel=2)
             self.run = None
 
@@ -89,8 +86,6 @@ class WandbWriter:
         try:
             self.run.summary.update(values)
         except Exception as exc:
-            import warnings
-
             warnings.warn(f"W&B summary not written: {type(exc).__name__}: {exc}", stacklevel=2)
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gpsup import compare
+from .gpsup import by_task_and_method, compare
 from .results import find_runs
 
 # Everyday equivalents: (column, label, amount per unit, unit of the run figure, source).
@@ -47,11 +47,8 @@ def _spread(values: list[float]) -> float:
 
 def final_returns(summaries: list[dict]) -> list[dict]:
     """Final and best evaluation return per (task, method): mean and standard deviation over seeds."""
-    groups = defaultdict(list)
-    for s in summaries:
-        groups[(s["env_id"], s["method"])].append(s)
     rows = []
-    for (env_id, method), runs in sorted(groups.items()):
+    for (env_id, method), runs in by_task_and_method(summaries).items():
         finals = [r["eval_return_mean"] for r in runs]
         rows.append({
             "env_id": env_id, "method": method, "runs": len(runs), "final_return_mean": statistics.fmean(finals),
