@@ -26,9 +26,9 @@ import benchlib
 import numpy as np
 import torch
 
-from spikerl.normalizer import ObsNormalizer
-from spikerl.td3 import TD3
-from spikerl.trainer import Trainer
+from spikerl.rl.normalizer import ObsNormalizer
+from spikerl.rl.td3 import TD3
+from spikerl.rl.trainer import Trainer
 
 FULL = {"compiled": True, "batches": [1, 8, 64], "precisions": ["fp32", "bf16"], "rounds": 5, "calls": 200}
 QUICK = {"compiled": False, "batches": [1, 8], "rounds": 2, "calls": 5}

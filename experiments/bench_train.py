@@ -33,7 +33,7 @@ import benchlib
 import popsan_baseline
 
 from spikerl import job
-from spikerl import trainer as trainer_module
+from spikerl.rl import trainer as trainer_module
 
 FULL = {"compiled": True, "precisions": ["fp32", "bf16"], "rounds": 2, "steps": 3000, "warmup": 1000}
 QUICK = {"compiled": False, "precisions": ["fp32"], "rounds": 1, "steps": 100, "warmup": 100}

@@ -20,12 +20,12 @@ import popsan_baseline
 import torch
 from torch import nn
 
+from spikerl.analysis.report import markdown_table
 from spikerl.config import RunConfig, compose, validate
 from spikerl.job import build_components
-from spikerl.precision import Precision
-from spikerl.replay import Batch
-from spikerl.report import markdown_table
-from spikerl.td3 import TD3
+from spikerl.rl.replay import Batch
+from spikerl.rl.td3 import TD3
+from spikerl.runtime.precision import Precision
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v4's sizes, fixed here so that no environment is built
 VARIANTS = ("ours", "compiled", "baseline", "mlp")  # (a), (a) with compile=true, (b), (c)
@@ -234,7 +234,7 @@ def fmt(value: float | None, spec: str = ".3g", suffix: str = "") -> str:
 
 
 def markdown(header: list[str], rows: list[list]) -> str:
-    """Rows of cells under `header` as a Markdown table (spikerl.report's)."""
+    """Rows of cells under `header` as a Markdown table (spikerl.analysis.report's)."""
     return markdown_table([dict(zip(header, row)) for row in rows], header)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spikerl.report import GPSUP_COLUMNS, markdown_table, write_report
+from spikerl.analysis.report import GPSUP_COLUMNS, markdown_table, write_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """PopSAN's actor computed the published way: the baseline the speed benchmarks measure ours against.
 
-The maths of `spikerl.actors.PopSpikingActor` with the regular population encoder and PopSAN's neurons,
+The maths of `spikerl.snn.actors.PopSpikingActor` with the regular population encoder and PopSAN's neurons,
 computed step by step as PopSAN's published code computes it (written here from the equations):
 
     encoder   a = exp(-(o - mean)^2 / (2 std^2));  u = u + a;  e = u > 0.999;  u = u - 0.999 e
@@ -11,7 +11,7 @@ computed step by step as PopSAN's published code computes it (written here from 
 One Python loop over the T timesteps: at each timestep the encoder's spikes, then for every layer one
 `nn.Linear` on that timestep's input and the neuron update, which returns new state tensors; output
 spikes are summed over time, then decoded. Ours instead runs each layer's matmul once over all T
-timesteps and steps the neurons of that layer through time (see `spikerl/actors.py`).
+timesteps and steps the neurons of that layer through time (see `spikerl/snn/actors.py`).
 
 Parameters carry PopSpikingActor's names and shapes (`encoder.mean`, `encoder.std`,
 `snn.linears.<i>.weight|bias`, `decoder.weight|bias`), so `baseline_from(actor)` copies an actor's
@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikerl.actors import PopSpikingActor
-from spikerl.encoders import PopulationEncoder
-from spikerl.neurons import Rectangular
-from spikerl.precision import Precision
-from spikerl.td3 import actor_loss
+from spikerl.rl.td3 import actor_loss
+from spikerl.runtime.precision import Precision
+from spikerl.snn.actors import PopSpikingActor
+from spikerl.snn.encoders import PopulationEncoder
+from spikerl.snn.neurons import Rectangular
 
 
 class PseudoSpikeRect(torch.autograd.Function):

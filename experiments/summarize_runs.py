@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from spikerl.report import markdown_table, write_csv
-from spikerl.results import find_runs
+from spikerl.analysis.report import markdown_table, write_csv
+from spikerl.analysis.results import find_runs
 
 COLUMNS = ["method", "actor", "env_id", "seed", "precision", "world_size", "total_env_steps",
            "wall_seconds", "eval_return_mean", "eval_return_std", "best_eval_return",

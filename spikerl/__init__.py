@@ -1,0 +1,14 @@
+"""SpikeRL: population-coded spiking actors trained with TD3, fast, distributed and energy-measured.
+
+Subpackages, each importing only the ones listed before it:
+
+    runtime/    the process: device, distributed ranks, mixed precision, checkpoints, stop signals
+    snn/        spiking networks: snnTorch neurons and their kernels, encoders, spiking actors
+    rl/         the algorithm: TD3, networks, replay, normaliser, envs, collector, evaluation, loop
+    telemetry/  what a run reports while it runs: metric writers (JSON lines, W&B), energy
+    analysis/   reading finished runs: GPS-UP, the comparison report and its plots
+
+The modules here are the entry points and the composition root: `run` (python -m spikerl.run),
+`evaluate`, `config` (schema and validation), `job` (one rank's job), `launch` (its ranks) and
+`callbacks` (Hydra's).
+"""

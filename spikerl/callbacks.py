@@ -19,7 +19,7 @@ class ComparisonReport(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         if not self.enabled:
             return
-        from .report import write_report
+        from .analysis.report import write_report
 
         sweep = Path(config.hydra.sweep.dir)
         try:
@@ -40,7 +40,7 @@ def log_to_wandb(report, logger, sweep_name: str) -> None:
     try:
         import wandb
 
-        from .report import GPSUP_COLUMNS
+        from .analysis.report import GPSUP_COLUMNS
 
         run = wandb.init(mode=logger.mode, project=logger.project, entity=logger.entity, dir=str(report.out),
                          name=f"comparison-{sweep_name}", group="comparison", job_type="comparison",

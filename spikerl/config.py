@@ -187,7 +187,7 @@ def _check_values(rc: RunConfig) -> None:
         raise ConfigError(f"precision.mode must be one of fp32, bf16, fp16; got {rc.precision.mode!r}")
     if rc.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device must be one of auto, cpu, cuda; got {rc.device!r}")
-    from .distributed import device_type
+    from .runtime.device import device_type
 
     if rc.device == "cuda" and device_type(rc.device) != "cuda":
         raise ConfigError("device=cuda needs a CUDA GPU; use device=auto or cpu")
@@ -208,7 +208,7 @@ def _check_values(rc: RunConfig) -> None:
         raise ConfigError("a multi-node job needs dist.master_addr and a fixed dist.master_port")
     if not 0 <= d.master_port < 65536 or d.timeout_s <= 0:
         raise ConfigError("dist.master_port must be in [0, 65535] and dist.timeout_s positive")
-    from .distributed import resolve_backend
+    from .runtime.distributed import resolve_backend
 
     try:
         resolve_backend(d.backend, device_type(rc.device))

@@ -13,10 +13,10 @@ import sys
 import numpy as np
 import torch
 
-from . import checkpoint
-from .evaluation import evaluate_policy
-from .normalizer import ObsNormalizer
-from .precision import Precision
+from .rl.evaluation import evaluate_policy
+from .rl.normalizer import ObsNormalizer
+from .runtime import checkpoint
+from .runtime.precision import Precision
 
 
 def load_policy(state: dict):

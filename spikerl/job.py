@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint, distributed
 from .config import ConfigError, RunConfig
-from .distributed import DistInfo
-from .energy import make_meter
-from .signals import stop_on_signals
+from .runtime import checkpoint, distributed
+from .runtime.device import rank_device
+from .runtime.distributed import DistInfo
+from .runtime.signals import stop_on_signals
+from .telemetry.energy import make_meter
 
 
 def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -109,12 +110,12 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
 def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writers) -> dict:
     from functools import partial
 
-    from .normalizer import ObsNormalizer
-    from .precision import Precision
-    from .td3 import TD3
-    from .trainer import Trainer, TrainSettings
+    from .rl.normalizer import ObsNormalizer
+    from .rl.td3 import TD3
+    from .rl.trainer import Trainer, TrainSettings
+    from .runtime.precision import Precision
 
-    device = distributed.rank_device(rc.device, info.local_rank)  # decided here, once
+    device = rank_device(rc.device, info.local_rank)  # decided here, once
     seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
     obs_dim, act_dim = env_dims(rc.env.id)
     actor, critic = (module.to(device) for module in build_components(rc, obs_dim, act_dim))
@@ -157,7 +158,7 @@ def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):
     """Rank 0's metric writers for `logger.kind`: JSON lines, plus W&B for `wandb`; none for `none`."""
     import dataclasses
 
-    from .metrics import MetricsWriter, WandbWriter, Writers
+    from .telemetry.metrics import MetricsWriter, WandbWriter, Writers
 
     writers = []
     if rc.logger.kind != "none":

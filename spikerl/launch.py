@@ -10,16 +10,17 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
 from .config import RunConfig
-from .distributed import DistInfo
 from .job import train_run
-from .signals import forward_signals
-from .trainer import Preempted
+from .rl.trainer import Preempted
+from .runtime import distributed
+from .runtime.device import device_type
+from .runtime.distributed import DistInfo
+from .runtime.signals import forward_signals
 
 
 def _checkpoint_step(run_dir: Path) -> int:
-    from . import checkpoint
+    from .runtime import checkpoint
 
     try:
         return checkpoint.load(run_dir)["counters"]["env_steps"]
@@ -64,7 +65,7 @@ def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
     rank 0's node). Each node's local rank 0 measures the node's energy (see `job.train_run`)."""
     import torch.multiprocessing as mp
 
-    backend = distributed.resolve_backend(rc.dist.backend, distributed.device_type(rc.device))
+    backend = distributed.resolve_backend(rc.dist.backend, device_type(rc.device))
     external = distributed.external_launch()
     if external is not None:
         return run_rank(rc, run_dir, actor_name, external, backend, rc.dist.master_addr,

@@ -13,10 +13,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .checkpoint import CheckpointError
 from .config import CONF_DIR, ConfigError, compose, expand_overrides, validate
 from .job import check, format_summary
 from .launch import launch
+from .runtime.checkpoint import CheckpointError
 
 FAILED_JOBS: list[str] = []  # run folders of this multirun's failed jobs (jobs run in this process)
 
@@ -27,7 +27,7 @@ def _job(cfg) -> None:
     from omegaconf import OmegaConf
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
-    from .trainer import EnvFault, Preempted, TrainingDiverged
+    from .rl.trainer import EnvFault, Preempted, TrainingDiverged
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from reference import popsan_neuron_step
-from spikerl.actors import DSRLSpikingActor, MLPActor, PopSpikingActor, PopulationDecoder
-from spikerl.encoders import PopulationEncoder, TwoNeuronEncoder
+from spikerl.rl.networks import MLPActor
+from spikerl.snn.actors import DSRLSpikingActor, PopSpikingActor, PopulationDecoder
+from spikerl.snn.encoders import PopulationEncoder, TwoNeuronEncoder
 
 
 def popsan_actor(obs_dim=3, act_dim=2, hidden=(32, 16)):
@@ -158,14 +159,14 @@ def test_compiled_kernels_give_the_same_actions_and_gradients(actor_cls, encoder
 
 
 def test_compile_applies_to_the_bptt_backend_only():
-    from spikerl.through_time import run_through_time_fused
+    from spikerl.snn.through_time import run_through_time_fused
 
     actor = PopSpikingActor(3, 2, encoder=PopulationEncoder, neuron_backend="fused", compile=True)
     assert actor.snn.run is run_through_time_fused  # the reference backends stay eager
 
 
 def test_a_failing_compile_warns_once_and_falls_back_to_the_eager_kernels(monkeypatch):
-    from spikerl import through_time
+    from spikerl.snn import through_time
 
     def broken_compile(fn, **kwargs):
         def run(*args):

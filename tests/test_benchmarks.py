@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from spikerl.actors import PopSpikingActor
-from spikerl.critics import TwinQ
-from spikerl.encoders import PopulationEncoder
+from spikerl.rl.networks import TwinQ
+from spikerl.snn.actors import PopSpikingActor
+from spikerl.snn.encoders import PopulationEncoder
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "experiments"))  # the scripts import each other as top-level modules

@@ -13,11 +13,11 @@ import torch.multiprocessing as mp
 from test_td3 import ACT, OBS, make_batch
 
 from conftest import TINY
-from spikerl import distributed
-from spikerl.actors import PopSpikingActor
-from spikerl.critics import TwinQ
-from spikerl.encoders import PopulationEncoder
-from spikerl.td3 import TD3
+from spikerl.rl.networks import TwinQ
+from spikerl.rl.td3 import TD3
+from spikerl.runtime import distributed
+from spikerl.snn.actors import PopSpikingActor
+from spikerl.snn.encoders import PopulationEncoder
 
 UPDATES = 4
 

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from spikerl.encoders import PopulationEncoder, TwoNeuronEncoder
+from spikerl.snn.encoders import PopulationEncoder, TwoNeuronEncoder
 
 
 def test_receptive_fields_initialised_as_popsan():

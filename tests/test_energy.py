@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from spikerl import energy
 from spikerl.config import compose, validate
 from spikerl.launch import launch
+from spikerl.telemetry import energy
 
 
 def run_with_energy(tmp_path, *overrides):

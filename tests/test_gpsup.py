@@ -2,7 +2,7 @@
 
 import pytest
 
-from spikerl.gpsup import compare, gps_up, mean_by_method
+from spikerl.analysis.gpsup import compare, gps_up, mean_by_method
 
 
 def summary(method, seed, wall, energy, ret, env="HalfCheetah-v4", carbon=None):

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from reference import popsan_neuron_reference
-from spikerl.neurons import FastSigmoid, Rectangular, current_lif
-from spikerl.through_time import run_through_time, run_through_time_bptt, run_through_time_fused
+from spikerl.snn.neurons import FastSigmoid, Rectangular, current_lif
+from spikerl.snn.through_time import run_through_time, run_through_time_bptt, run_through_time_fused
 
 
 def popsan_neuron():

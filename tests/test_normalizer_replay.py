@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from spikerl.envs import make_vec_env, real_next_obs
-from spikerl.normalizer import ObsNormalizer
-from spikerl.replay import ReplayBuffer
+from spikerl.rl.envs import make_vec_env, real_next_obs
+from spikerl.rl.normalizer import ObsNormalizer
+from spikerl.rl.replay import ReplayBuffer
 
 
 def test_zscore_matches_numpy_whatever_the_batching_and_clips_at_3():

@@ -4,9 +4,10 @@ import pytest
 import torch
 from test_td3 import OBS, make_batch, make_learner
 
-from spikerl.actors import DSRLSpikingActor, MLPActor, PopSpikingActor
-from spikerl.encoders import PopulationEncoder, TwoNeuronEncoder
-from spikerl.precision import Precision
+from spikerl.rl.networks import MLPActor
+from spikerl.runtime.precision import Precision
+from spikerl.snn.actors import DSRLSpikingActor, PopSpikingActor
+from spikerl.snn.encoders import PopulationEncoder, TwoNeuronEncoder
 
 # Under bf16 autocast the linear layers compute in bfloat16 while spiking neurons keep their membrane
 # recurrence in fp32, so spiking actors return fp32; the MLP's last layer stays bf16. The learner casts

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import TINY, make_run_folder
-from spikerl.report import EQUIVALENTS, write_report
+from spikerl.analysis.report import EQUIVALENTS, write_report
 
 
 def summary(method, seed, wall, final, history, energy_kwh=None, emissions_kg=None):

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import TINY
-from spikerl import checkpoint
 from spikerl.config import compose, validate
 from spikerl.job import train_run
+from spikerl.runtime import checkpoint
 
 
 def train(run_dir, *overrides):

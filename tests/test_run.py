@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from conftest import TINY
-from spikerl import checkpoint
 from spikerl.evaluate import load_policy
 from spikerl.evaluate import main as evaluate_main
-from spikerl.evaluation import evaluate_policy
-from spikerl.metrics import read_metrics
+from spikerl.rl.evaluation import evaluate_policy
+from spikerl.runtime import checkpoint
+from spikerl.telemetry.metrics import read_metrics
 
 SUMMARY_KEYS = {
     "method", "actor", "env_id", "seed", "total_env_steps", "wall_seconds", "eval_return_mean",

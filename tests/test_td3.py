@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from spikerl.actors import MLPActor, PopSpikingActor
-from spikerl.critics import TwinQ
-from spikerl.encoders import PopulationEncoder
-from spikerl.precision import Precision
-from spikerl.replay import Batch
-from spikerl.td3 import TD3, actor_loss, critic_loss, td_target
+from spikerl.rl.networks import MLPActor, TwinQ
+from spikerl.rl.replay import Batch
+from spikerl.rl.td3 import TD3, actor_loss, critic_loss, td_target
+from spikerl.runtime.precision import Precision
+from spikerl.snn.actors import PopSpikingActor
+from spikerl.snn.encoders import PopulationEncoder
 
 OBS, ACT = 4, 2
 
@@ -127,7 +127,7 @@ def test_update_reduces_critic_loss_on_a_fixed_batch():
 
 
 def test_optimizers_use_the_fused_adam_kernel_and_fall_back_without_it(monkeypatch):
-    from spikerl.td3 import adam
+    from spikerl.rl.td3 import adam
 
     assert adam(torch.nn.Linear(3, 2).parameters(), 1e-3).defaults["fused"] is True  # CPU, torch >= 2.4
     real = torch.optim.Adam

@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
-from .distributed import DistInfo, all_reduce_
+from ..runtime import checkpoint
+from ..runtime.distributed import DistInfo, all_reduce_
+from ..telemetry.metrics import RunningMeans
 from .envs import ActionScaler, get_env_states, make_vec_env, real_next_obs, set_env_states
 from .evaluation import evaluate_policy
-from .metrics import RunningMeans
 from .normalizer import ObsNormalizer
 from .replay import ReplayBuffer
 from .td3 import TD3

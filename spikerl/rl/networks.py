@@ -1,4 +1,4 @@
-"""Critics: twin Q networks for TD3's clipped double-Q learning."""
+"""Non-spiking networks: the ReLU MLP, the ANN baseline actor and TD3's twin Q critic."""
 
 from __future__ import annotations
 
@@ -7,7 +7,25 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .actors import mlp
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class MLPActor(nn.Module):
+    """The ANN baseline: a ReLU MLP with a tanh output (TD3's deterministic actor)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp([obs_dim, *hidden_sizes, act_dim])
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(obs))
 
 
 class TwinQ(nn.Module):

@@ -12,8 +12,8 @@ import copy
 import torch
 from torch import nn
 
-from .neurons import clear_neuron_state
-from .precision import Precision
+from ..runtime.precision import Precision
+from ..snn.neurons import clear_neuron_state
 from .replay import Batch
 
 

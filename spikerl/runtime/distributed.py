@@ -52,18 +52,6 @@ def resolve_backend(requested: str, device_type: str = "cpu") -> str:
     return requested
 
 
-def device_type(requested: str) -> str:
-    """`auto`: CUDA when this machine has a GPU, else CPU."""
-    return "cuda" if requested in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
-
-
-def rank_device(requested: str, local_rank: int) -> torch.device:
-    """The device this rank's networks live on: its own GPU (by local rank) or the CPU."""
-    if device_type(requested) == "cuda":
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def external_launch() -> DistInfo | None:
     """The ranks set by torchrun or SLURM (`srun`), when this process was started by one of them."""
     env = os.environ

@@ -1,0 +1,1 @@
+"""Reading finished runs: GPS-UP arithmetic, the comparison report and its plots."""
