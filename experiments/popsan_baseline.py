@@ -148,17 +148,17 @@ class PopSANBaseline(nn.Module):
 def baseline_from(actor: PopSpikingActor) -> PopSANBaseline:
     """A baseline with `actor`'s sizes, constants and (copied) weights. Only PopSAN's setting is
     covered: regular population encoder, rectangular surrogate, reset to zero."""
-    encoder, neuron = actor.encoder, actor.snn.neurons[0]
+    encoder, neuron = actor.encoder, actor.snn.specs[0]
     if not (isinstance(encoder, PopulationEncoder) and encoder.spikes == "regular"):
         raise ValueError("the baseline covers the regular population encoder only")
-    if not isinstance(neuron.spike_grad, Rectangular) or neuron.reset_mechanism_val != 1 or neuron.reset_delay:
+    if not isinstance(neuron.surrogate, Rectangular) or not neuron.spiking:
         raise ValueError("the baseline covers PopSAN's neurons only: rectangular surrogate, immediate reset to zero")
     baseline = PopSANBaseline(
         encoder.obs_dim, actor.decoder.act_dim,
         hidden_sizes=[linear.out_features for linear in actor.snn.linears[:-1]],
         pop_dim=encoder.pop_dim, out_pop_dim=actor.decoder.pop_dim, timesteps=actor.timesteps,
-        encoder_threshold=encoder.threshold, current_decay=float(neuron.alpha), voltage_decay=float(neuron.beta),
-        threshold=float(neuron.threshold), half_width=neuron.spike_grad.half_width,
+        encoder_threshold=encoder.threshold, current_decay=neuron.alpha, voltage_decay=neuron.beta,
+        threshold=neuron.threshold, half_width=neuron.surrogate.half_width,
     )
     baseline.load_state_dict(dict(actor.named_parameters()))  # strict: same names and shapes
     return baseline.to(next(actor.parameters()).device)

@@ -165,24 +165,91 @@ def test_compile_applies_to_the_bptt_backend_only():
     assert actor.snn.run is run_through_time_fused  # the reference backends stay eager
 
 
-def test_a_failing_compile_warns_once_and_falls_back_to_the_eager_kernels(monkeypatch):
-    from spikerl.snn import through_time
-
+def _compile_raising(make_error):
+    """A torch.compile whose compiled functions raise `make_error()` when called."""
     def broken_compile(fn, **kwargs):
         def run(*args):
-            raise RuntimeError("no C++ compiler found")
+            raise make_error()
         return run
+    return broken_compile
+
+
+def _no_compiler():
+    from torch._inductor.exc import CppCompileError
+
+    return CppCompileError(["g++"], "g++: not found")
+
+
+def test_a_failing_compile_warns_once_and_that_kernel_falls_back_to_eager(monkeypatch):
+    from spikerl.snn import through_time
 
     monkeypatch.setattr(through_time, "_compiled", {})
-    monkeypatch.setattr(through_time, "_compile_failed", [])
-    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(through_time, "_compile_failed", {})
+    monkeypatch.setattr(torch, "compile", _compile_raising(_no_compiler))
     torch.manual_seed(0)
     eager = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16))
     compiled = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16), compile=True)
     compiled.load_state_dict(eager.state_dict())
     obs = torch.randn(8, 3)
-    with pytest.warns(UserWarning, match="torch.compile failed .*no C\\+\\+ compiler found"):
+    with pytest.warns(UserWarning, match="compile of the forward kernel failed .CppCompileError"):
         out = compiled(obs)
     assert torch.equal(out, eager(obs))
-    out.sum().backward()  # the backward kernel falls back silently: the failure is known
-    assert through_time._compile_failed == ["RuntimeError: no C++ compiler found"]
+    assert list(through_time._compile_failed) == ["forward"]  # the backward kernel has not failed (yet)
+    with pytest.warns(UserWarning, match="backward kernel failed"):
+        out.sum().backward()
+    assert set(through_time._compile_failed) == {"forward", "backward"}
+
+
+def test_a_compile_failure_of_one_kernel_leaves_the_other_compiled(monkeypatch):
+    from spikerl.snn import through_time
+
+    calls = []
+
+    def compile_breaking_forward(fn, **kwargs):
+        def run(*args):
+            calls.append(fn.__name__)
+            if fn is through_time.lif_forward:
+                raise _no_compiler()
+            return fn(*args)
+        return run
+
+    monkeypatch.setattr(through_time, "_compiled", {})
+    monkeypatch.setattr(through_time, "_compile_failed", {})
+    monkeypatch.setattr(torch, "compile", compile_breaking_forward)
+    actor = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16), compile=True)
+    with pytest.warns(UserWarning, match="forward kernel failed"):
+        actor(torch.randn(8, 3)).sum().backward()
+    assert list(through_time._compile_failed) == ["forward"]
+    assert "lif_backward" in calls  # the backward still ran compiled
+
+
+@pytest.mark.parametrize("error", [
+    lambda: torch.OutOfMemoryError("CUDA out of memory"),
+    lambda: RuntimeError("mat1 and mat2 shapes cannot be multiplied"),
+])
+def test_an_error_of_the_computation_in_a_compiled_kernel_is_raised_not_hidden(monkeypatch, error):
+    """Only compile failures fall back; out of memory or a shape error is the run's problem."""
+    from spikerl.snn import through_time
+
+    monkeypatch.setattr(through_time, "_compiled", {})
+    monkeypatch.setattr(through_time, "_compile_failed", {})
+    monkeypatch.setattr(torch, "compile", _compile_raising(error))
+    actor = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16), compile=True)
+    with pytest.raises(type(error())):
+        actor(torch.randn(8, 3))
+    assert through_time._compile_failed == {}
+
+
+def test_a_tracing_error_that_eager_also_raises_is_the_computations(monkeypatch):
+    """Dynamo reports a shape error met while tracing as its own exception; running eagerly then
+    raises the real error, which is raised, and compile is not marked as failed."""
+    from torch._dynamo.exc import TorchRuntimeError
+
+    from spikerl.snn import through_time
+
+    tracing_error = _compile_raising(lambda: TorchRuntimeError("shape"))(None)
+    monkeypatch.setattr(through_time, "_compiled", {"forward": tracing_error})
+    monkeypatch.setattr(through_time, "_compile_failed", {})
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        through_time._run_kernel("forward", True, torch.ones(2, 3, 4), 0.5, torch.ones(5), 0.5, True)
+    assert through_time._compile_failed == {}

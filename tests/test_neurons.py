@@ -4,8 +4,12 @@ import pytest
 import torch
 
 from reference import popsan_neuron_reference
-from spikerl.snn.neurons import FastSigmoid, Rectangular, current_lif
-from spikerl.snn.through_time import run_through_time, run_through_time_bptt, run_through_time_fused
+from spikerl.snn.neurons import FastSigmoid, LIFSpec, Rectangular, current_lif, run_snntorch
+from spikerl.snn.through_time import run_through_time_bptt, run_through_time_fused
+
+
+def run_through_time(neuron, current):
+    return run_snntorch(LIFSpec.of(neuron), current)
 
 
 def popsan_neuron():
@@ -105,9 +109,9 @@ def test_backends_equal_snntorch_forward(kind, backend):
     x = (torch.rand(5, 32, 64) * 1.5 - 0.3).requires_grad_(True)
     weights = torch.randn(5, 32, 64)
     results = []
-    for run in (run_through_time, backend):
+    for run in (run_snntorch, backend):
         x.grad = None
-        spikes, mem = run(NEURONS[kind](), x)
+        spikes, mem = run(LIFSpec.of(NEURONS[kind]()), x)
         ((spikes * weights).sum() + (mem * weights[0]).sum()).backward()
         results.append((spikes.detach(), mem.detach(), x.grad.clone()))
     (s1, m1, g1), (s2, m2, g2) = results
@@ -125,7 +129,7 @@ def test_bptt_gradient_matches_a_hand_computed_two_step_case():
     dL/du_2 = 0.6 + 1 = 1.6;  dL/dm_1 = 0.75 * 1.6 = 1.2;  dL/du_1 = 1 + 1.2 * (-0.6) = 0.28;
     dL/dI_2 = dL/dc_2 = 1.6;  dL/dI_1 = dL/dc_1 = 0.28 + 0.5 * 1.6 = 1.08."""
     x = torch.tensor([[[0.6]], [[0.1]]], requires_grad=True)
-    spikes, mem = run_through_time_bptt(popsan_neuron(), x)
+    spikes, mem = run_through_time_bptt(LIFSpec.of(popsan_neuron()), x)
     assert spikes.flatten().tolist() == [1.0, 0.0] and mem.item() == pytest.approx(0.4)
     (spikes.sum() + mem.sum()).backward()
     torch.testing.assert_close(x.grad.flatten(), torch.tensor([1.08, 1.6]))
@@ -139,4 +143,44 @@ def test_neurons_pickle_and_deepcopy_with_their_surrogates():
         neuron = make()
         for clone in (pickle.loads(pickle.dumps(neuron)), copy.deepcopy(neuron)):
             x = torch.rand(5, 4, 8) * 1.5
-            torch.testing.assert_close(run_through_time_fused(clone, x)[0], run_through_time_fused(neuron, x)[0])
+            torch.testing.assert_close(run_through_time_fused(LIFSpec.of(clone), x)[0],
+                                       run_through_time_fused(LIFSpec.of(neuron), x)[0])
+
+
+def test_spec_reads_the_snntorch_constants_once():
+    spec = LIFSpec.of(popsan_neuron())
+    assert (spec.alpha, spec.beta, spec.threshold, spec.spiking) == (0.5, 0.75, 0.5, True)
+    assert isinstance(spec.surrogate, Rectangular) and spec.surrogate.half_width == 0.5
+    readout = LIFSpec.of(NEURONS["readout"]())
+    assert readout.spiking is False and readout.threshold == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("change", [
+    {"reset_mechanism": "subtract"}, {"reset_delay": True}, {"learn_beta": True}, {"learn_threshold": True},
+])
+def test_spec_refuses_neurons_the_kernels_do_not_compute(change):
+    """A subtract or delayed reset or a learned constant would be computed wrongly by the kernels:
+    refused by name instead."""
+    import snntorch
+
+    kwargs = {"alpha": 0.5, "beta": 0.75, "threshold": 0.5, "spike_grad": Rectangular(0.5),
+              "reset_mechanism": "zero", "reset_delay": False, **change}
+    with pytest.raises(ValueError, match="reset_delay=False"):
+        LIFSpec.of(snntorch.Synaptic(**kwargs))
+
+
+@pytest.mark.parametrize("backend", ["snntorch", "fused", "bptt"])
+def test_actors_deepcopy_after_a_forward_with_gradients(backend):
+    """TD3 deep-copies the actor for its target after it has run: no backend may leave autograd state
+    in the modules (snnTorch keeps its last state in buffers unless told otherwise)."""
+    import copy
+
+    from spikerl.snn.actors import DSRLSpikingActor
+    from spikerl.snn.encoders import TwoNeuronEncoder
+
+    actor = DSRLSpikingActor(3, 2, encoder=TwoNeuronEncoder, hidden_sizes=(8, 8), neuron_backend=backend)
+    actor(torch.randn(4, 3)).sum().backward()
+    clone = copy.deepcopy(actor)
+    obs = torch.randn(4, 3)
+    torch.testing.assert_close(clone(obs), actor(obs))
+    assert clone.snn.specs[0].module is clone.snn.neurons[0]  # the spec follows its copied module

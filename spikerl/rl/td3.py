@@ -13,13 +13,11 @@ import torch
 from torch import nn
 
 from ..runtime.precision import Precision
-from ..snn.neurons import clear_neuron_state
 from .replay import Batch
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A target network: a deep copy with gradients off."""
-    clear_neuron_state(module)
     target = copy.deepcopy(module)
     target.requires_grad_(False)
     return target

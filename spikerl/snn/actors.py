@@ -6,9 +6,10 @@ Spiking actors run time-major ([T, B, N]) and layer by layer: a layer's input is
 timesteps before the layer runs (no recurrence goes back a layer), so each layer is one matmul over
 T * B rows, then its neurons step through time. Neuron state lives in forward locals only.
 
-The neurons are snnTorch `Synaptic` modules (constants, surrogate, reset rule). `neuron_backend`
-chooses who steps them through time (spikerl/through_time.py): `snntorch` calls their forward;
-`fused` and `bptt` (default, fastest) compute the same recurrence from the same modules.
+The neurons are snnTorch `Synaptic` modules (constants, surrogate, reset rule), read once into a
+`LIFSpec` per layer. `neuron_backend` chooses who steps them through time (spikerl/snn/through_time.py):
+`snntorch` calls their forward; `fused` and `bptt` (default, fastest) compute the same recurrence from
+the spec.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from .neurons import current_lif, make_surrogate
+from .neurons import LIFSpec, current_lif, make_surrogate
 from .through_time import neuron_backend
 
 
@@ -36,11 +37,12 @@ class SpikingLayers(nn.Module):
         widths = [n_in, *sizes]
         self.linears = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(widths, widths[1:]))
         self.neurons = nn.ModuleList(current_lif(**neuron, surrogate=spike_fn) for _ in sizes)
+        self.specs = tuple(LIFSpec.of(n) for n in self.neurons)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for linear, neuron in zip(self.linears, self.neurons):
+        for linear, spec in zip(self.linears, self.specs):
             # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
-            x, _ = self.run(neuron, linear(x).float())
+            x, _ = self.run(spec, linear(x).float())
         return x
 
 
@@ -122,10 +124,11 @@ class DSRLSpikingActor(nn.Module):
         )
         self.readout = nn.Linear(hidden_sizes[-1], act_dim, bias=False)
         self.readout_neuron = current_lif(**neuron, surrogate=make_surrogate(**surrogate), spiking=False)
+        self.readout_spec = LIFSpec.of(self.readout_neuron)
         for linear in [*self.snn.linears, self.readout]:
             nn.init.normal_(linear.weight, 0.0, 1.0 / math.sqrt(linear.in_features))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         spikes = self.snn(self.encoder(obs, self.timesteps))
-        _, membrane = self.snn.run(self.readout_neuron, self.readout(spikes).float())
+        _, membrane = self.snn.run(self.readout_spec, self.readout(spikes).float())
         return torch.tanh(membrane)

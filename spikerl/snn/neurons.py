@@ -1,4 +1,9 @@
-"""Spiking neurons: snnTorch `Synaptic` neurons configured per method, and their surrogate gradients.
+"""Spiking neurons, and the one place that touches snnTorch.
+
+snnTorch `Synaptic` modules define each layer's neurons (constants, surrogate, reset rule) and are what
+the actors hold and save. Everything else reads them through `LIFSpec.of`, once, into a frozen spec of
+plain numbers that the kernels in `through_time` compute with; `run_snntorch` (snnTorch's own forward,
+the reference backend) is the only caller of a module's forward and the only user of its state buffers.
 
 The surrogates are module-level classes (not closures) so that neurons holding them can be pickled
 and deep-copied.
@@ -7,6 +12,7 @@ and deep-copied.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import snntorch
 import torch
@@ -112,10 +118,44 @@ def current_lif(
     return neuron
 
 
-def clear_neuron_state(module: torch.nn.Module) -> None:
-    """Drop the state snnTorch keeps in its buffers after a forward call (it may hold an autograd
-    graph, which breaks deepcopy and keeps memory alive). SpikeRL always passes state explicitly."""
-    for m in module.modules():
-        if isinstance(m, snntorch.Synaptic):
-            m.syn = torch.zeros(0, device=m.syn.device)
-            m.mem = torch.zeros(0, device=m.mem.device)
+@dataclass(frozen=True)
+class LIFSpec:
+    """A layer's current-based LIF neurons as numbers: c = alpha c + I; u = beta m + c;
+    z = surrogate(u - threshold); m = u - z u when `spiking` (reset to zero), else m = u."""
+
+    alpha: float
+    beta: float
+    threshold: float
+    spiking: bool
+    surrogate: Surrogate
+    module: snntorch.Synaptic = field(compare=False, repr=False)  # for the snnTorch reference backend
+
+    @classmethod
+    def of(cls, neuron: snntorch.Synaptic) -> LIFSpec:
+        """Read a `Synaptic` built by `current_lif`. Anything the kernels do not compute (learned
+        constants, a subtract or delayed reset) is refused rather than computed wrongly."""
+        mechanism = neuron.reset_mechanism
+        learned = [n for n in ("alpha", "beta", "threshold") if isinstance(getattr(neuron, n), torch.nn.Parameter)]
+        if learned or mechanism not in ("zero", "none") or neuron.reset_delay:
+            raise ValueError(f"SpikeRL's neuron kernels need fixed constants and reset_delay=False with a zero or no "
+                             f"reset; got learned {learned}, reset {mechanism!r}, reset_delay={neuron.reset_delay}")
+        return cls(alpha=float(neuron.alpha.clamp(0, 1)), beta=float(neuron.beta.clamp(0, 1)),
+                   threshold=float(neuron.threshold), spiking=mechanism == "zero", surrogate=neuron.spike_grad,
+                   module=neuron)
+
+
+def run_snntorch(spec: LIFSpec, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """snnTorch's own forward, one call per timestep, from zero state: spikes [T, B, N] and the final
+    (post-reset) membrane [B, N]. The reference the faster backends are tested against."""
+    neuron = spec.module
+    syn = torch.zeros_like(current[0])
+    mem = torch.zeros_like(current[0])
+    spikes = []
+    for t in range(current.shape[0]):
+        spk, syn, mem = neuron(current[t], syn, mem)
+        spikes.append(spk)
+    # snnTorch keeps the last state (and its autograd graph) in the module's buffers, which breaks
+    # deepcopy and holds memory: drop it, state is always passed explicitly here
+    neuron.syn = torch.zeros(0, device=neuron.syn.device)
+    neuron.mem = torch.zeros(0, device=neuron.mem.device)
+    return torch.stack(spikes), mem

@@ -1,8 +1,8 @@
 """Stepping one layer of current-based LIF neurons through T timesteps of input current [T, B, N],
 from zero state. Returns the spikes [T, B, N] and the final (post-reset) membrane [B, N].
 
-Three backends compute the same recurrence from the same snnTorch `Synaptic` module (its constants,
-surrogate and reset rule); `actor.neuron_backend` chooses:
+Three backends compute the same recurrence from a layer's `LIFSpec` (spikerl/snn/neurons.py);
+`actor.neuron_backend` chooses:
 
     snntorch  snnTorch's own forward, step by step (about twenty tensor operations a step)
     fused     the same step in five tensor operations, differentiated by autograd
@@ -10,9 +10,7 @@ surrogate and reset rule); `actor.neuron_backend` chooses:
               the backward is backpropagation through time written out, with every per-timestep
               factor computed for all T at once
 
-All three are valid for `reset_delay=False`, which `current_lif` always sets: the stored membrane is
-then post-reset, never above threshold, so snnTorch's delayed-reset term is zero. Tests check spikes,
-membranes and gradients equal across backends.
+Tests check spikes, membranes and gradients equal across backends.
 """
 
 from __future__ import annotations
@@ -21,42 +19,18 @@ import warnings
 from functools import partial
 
 import torch
-from torch import nn
 
-from .neurons import clear_neuron_state
-
-RESET_SUBTRACT, RESET_ZERO, RESET_NONE = 0, 1, 2  # snnTorch's reset_mechanism_val
-
-
-def run_through_time(neuron: nn.Module, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """snnTorch's forward, one call per timestep."""
-    syn = torch.zeros_like(current[0])
-    mem = torch.zeros_like(current[0])
-    spikes = []
-    for t in range(current.shape[0]):
-        spk, syn, mem = neuron(current[t], syn, mem)
-        spikes.append(spk)
-    clear_neuron_state(neuron)  # snnTorch kept the last state (and its graph) in the module
-    return torch.stack(spikes), mem
-
-
-def run_through_time_fused(neuron: nn.Module, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The step in five tensor operations (`lif_forward`), from the neuron's own constants and
-    surrogate, differentiated by autograd."""
-    alpha, beta = neuron.alpha.clamp(0, 1), neuron.beta.clamp(0, 1)
-    spikes, _, mem = lif_forward(current, alpha, beta, neuron.threshold, neuron.reset_mechanism_val,
-                                 neuron.spike_grad)
-    return spikes, mem
+from .neurons import LIFSpec, run_snntorch
 
 
 def heaviside(x: torch.Tensor) -> torch.Tensor:
     return (x > 0).to(x.dtype)
 
 
-def lif_forward(current: torch.Tensor, alpha, beta, threshold, reset: int, spike=heaviside):
-    """c_t = a c_{t-1} + I_t;  u_t = b m_{t-1} + c_t;  z_t = spike(u_t - th);  m_t = reset(u_t, z_t).
-    Returns the spikes z, the pre-reset membranes u (both [T, B, N]) and the last m. The bptt kernels
-    run it without autograd and the hard step; the `fused` backend with autograd and the surrogate."""
+def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: float, spiking: bool, spike=heaviside):
+    """c_t = a c_{t-1} + I_t;  u_t = b m_{t-1} + c_t;  z_t = spike(u_t - th);  m_t = u_t - z_t u_t (spiking)
+    or u_t. Returns the spikes z, the pre-reset membranes u (both [T, B, N]) and the last m. The bptt
+    kernels run it without autograd and the hard step; the `fused` backend with autograd and the surrogate."""
     syn = torch.zeros_like(current[0])
     mem = torch.zeros_like(current[0])
     pre, spikes = [], []
@@ -64,28 +38,18 @@ def lif_forward(current: torch.Tensor, alpha, beta, threshold, reset: int, spike
         syn = alpha * syn + current[t]
         u = beta * mem + syn
         z = spike(u - threshold)
-        if reset == RESET_ZERO:
-            mem = u - z * u
-        elif reset == RESET_SUBTRACT:
-            mem = u - z * threshold
-        else:
-            mem = u
+        mem = u - z * u if spiking else u
         pre.append(u)
         spikes.append(z)
     return torch.stack(spikes), torch.stack(pre), mem
 
 
-def lif_backward(grad_spikes, grad_mem, pre, spikes, alpha: float, beta: float, threshold: float, reset: int,
+def lif_backward(grad_spikes, grad_mem, pre, spikes, alpha: float, beta: float, threshold: float, spiking: bool,
                  grad_shape, param: float) -> torch.Tensor:
     """Backpropagation through time of `lif_forward`, differentiating the spike by the surrogate slope
     `grad_shape(u - th, param)` and the reset as autograd would. Returns dL/dI [T, B, N]."""
     g = grad_shape(pre - threshold, param).to(pre.dtype)  # dz_t/du_t, every t at once
-    if reset == RESET_ZERO:  # m = u - z u
-        dm_du = (1.0 - spikes) - pre * g
-    elif reset == RESET_SUBTRACT:  # m = u - z th
-        dm_du = 1.0 - threshold * g
-    else:
-        dm_du = torch.ones_like(pre)
+    dm_du = (1.0 - spikes) - pre * g if spiking else torch.ones_like(pre)  # m = u - z u, or m = u
     from_spikes = grad_spikes * g
     grad_m, grad_syn = grad_mem, torch.zeros_like(grad_mem)
     grads = []
@@ -99,35 +63,53 @@ def lif_backward(grad_spikes, grad_mem, pre, spikes, alpha: float, beta: float, 
 
 KERNELS = {"forward": lif_forward, "backward": lif_backward}
 _compiled: dict[str, object] = {}  # torch.compile'd kernels, shared by every layer of the process
-_compile_failed: list[str] = []  # why compiling failed, once it has: the eager kernels are used from then on
+_compile_failed: dict[str, str] = {}  # kernel -> why compiling it failed: that kernel runs eagerly from then on
+
+
+def _is_compile_failure(exc: BaseException) -> bool:
+    """Dynamo's and Inductor's own errors (tracing, lowering, the C++ build); not errors of the
+    computation, such as running out of memory."""
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor.exc import CppCompileError
+
+    return isinstance(exc, (TorchDynamoException, CppCompileError))
 
 
 def _run_kernel(name: str, compiled: bool, *args):
     """Run kernel `name`, eager or compiled. A compiled kernel fuses a layer's whole time loop into
     one C++ loop on the CPU (one kernel on a GPU). Shapes are dynamic, so the training batch, the
-    evaluation batch and every layer width share a graph; batch 1 gets one of its own. If compiling
-    fails (no C++ compiler, an unsupported platform) the run warns once and goes on eagerly."""
-    if not compiled or _compile_failed:
+    evaluation batch and every layer width share a graph; batch 1 gets one of its own.
+
+    If compiling this kernel fails (no C++ compiler, an unsupported platform), the call is retried
+    eagerly: when that works, the run warns once and this kernel stays eager; when it fails too, the
+    error was the computation's (a shape error), and the eager error is raised. Any other error of a
+    compiled kernel (out of memory) is raised as it is."""
+    if not compiled or name in _compile_failed:
         return KERNELS[name](*args)
     if name not in _compiled:
         _compiled[name] = torch.compile(KERNELS[name], dynamic=True, fullgraph=True)
     try:
         return _compiled[name](*args)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        _compile_failed.append(reason)
-        warnings.warn(f"compile: torch.compile failed ({reason}); using the eager kernels", stacklevel=2)
-        return KERNELS[name](*args)
+        if not _is_compile_failure(exc):
+            raise
+        result = KERNELS[name](*args)  # raises the computation's own error, if that was the cause
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        _compile_failed[name] = f"{type(exc).__name__}: {message}"
+        warnings.warn(f"compile: torch.compile of the {name} kernel failed ({_compile_failed[name]}); "
+                      "it runs eagerly", stacklevel=2)
+        return result
 
 
 class _LIFThroughTime(torch.autograd.Function):
     """One autograd node for a layer's T steps: saves the pre-reset membranes and the spikes."""
 
     @staticmethod
-    def forward(ctx, current, alpha, beta, threshold, reset, surrogate, compiled):
-        spikes, pre, mem = _run_kernel("forward", compiled, current, alpha, beta, threshold, reset)
+    def forward(ctx, current, spec: LIFSpec, compiled: bool):
+        constants = spec.alpha, spec.beta, spec.threshold, spec.spiking
+        spikes, pre, mem = _run_kernel("forward", compiled, current, *constants)
         ctx.save_for_backward(pre, spikes)
-        ctx.constants = alpha, beta, threshold, reset, surrogate.grad_shape, surrogate.param
+        ctx.constants = *constants, spec.surrogate.grad_shape, spec.surrogate.param
         ctx.compiled = compiled
         return spikes, mem
 
@@ -135,25 +117,26 @@ class _LIFThroughTime(torch.autograd.Function):
     def backward(ctx, grad_spikes, grad_mem):
         pre, spikes = ctx.saved_tensors
         grad = _run_kernel("backward", ctx.compiled, grad_spikes, grad_mem, pre, spikes, *ctx.constants)
-        return grad, None, None, None, None, None, None
+        return grad, None, None
 
 
-def run_through_time_bptt(neuron: nn.Module, current: torch.Tensor, compiled: bool = False):
-    """One autograd node per layer (see the module docstring). The neuron's constants are fixed
-    numbers here: a neuron that learns them takes the `fused` path."""
-    if any(isinstance(p, nn.Parameter) for p in (neuron.alpha, neuron.beta, neuron.threshold)):
-        return run_through_time_fused(neuron, current)
-    alpha, beta = float(neuron.alpha.clamp(0, 1)), float(neuron.beta.clamp(0, 1))
-    return _LIFThroughTime.apply(current, alpha, beta, float(neuron.threshold), int(neuron.reset_mechanism_val),
-                                 neuron.spike_grad, compiled)
+def run_through_time_fused(spec: LIFSpec, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The step in five tensor operations (`lif_forward`) with the surrogate, differentiated by autograd."""
+    spikes, _, mem = lif_forward(current, spec.alpha, spec.beta, spec.threshold, spec.spiking, spec.surrogate)
+    return spikes, mem
 
 
-NEURON_BACKENDS = {"snntorch": run_through_time, "fused": run_through_time_fused, "bptt": run_through_time_bptt}
+def run_through_time_bptt(spec: LIFSpec, current: torch.Tensor, compiled: bool = False):
+    """One autograd node per layer (see the module docstring)."""
+    return _LIFThroughTime.apply(current, spec, compiled)
+
+
+NEURON_BACKENDS = {"snntorch": run_snntorch, "fused": run_through_time_fused, "bptt": run_through_time_bptt}
 
 
 def neuron_backend(name: str, compiled: bool = False):
-    """The backend `name`. `compiled` runs the bptt kernels through torch.compile; the other backends,
-    kept as references, always run eagerly."""
+    """The backend `name`, a function (LIFSpec, current) -> (spikes, membrane). `compiled` runs the bptt
+    kernels through torch.compile; the other backends, kept as references, always run eagerly."""
     if name not in NEURON_BACKENDS:
         raise ValueError(f"neuron_backend must be one of {sorted(NEURON_BACKENDS)}, got {name!r}")
     return partial(run_through_time_bptt, compiled=True) if compiled and name == "bptt" else NEURON_BACKENDS[name]
