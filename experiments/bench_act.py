@@ -6,9 +6,9 @@
 One-thread figures: `taskset -c 0 python experiments/bench_act.py --threads 1 --out
 experiments/results/bench_act_1thread.json`.
 
-The timed call is the training loop's acting path: `Trainer.policy` (observation normaliser, then
-`TD3.act`: inference mode, the precision's autocast) on a raw NumPy observation batch, as
-`Trainer.explore` calls it, without the exploration noise (the same for every actor). Batch 1 is the
+The timed call is the training loop's acting path: `spikerl.rl.evaluation.greedy_policy` (observation
+normaliser, then `TD3.act`: inference mode, the precision's autocast) on a raw NumPy observation batch,
+as `Collector.explore` calls it, without the exploration noise (the same for every actor). Batch 1 is the
 latency of one env; larger batches are a vector of envs. Variants, learners and the equivalence check
 (same actions and actor-loss gradients in fp32 at every batch size, or exit 1) are bench_update.py's;
 timing windows of `--calls` calls (after 5 untimed) cycle over all variants `--rounds` times and the
@@ -18,17 +18,14 @@ report gives the median time per call, actions/s and the same ratios.
 from __future__ import annotations
 
 import argparse
-import functools
 from collections.abc import Callable
-from types import SimpleNamespace
 
 import benchlib
 import numpy as np
 import torch
 
+from spikerl.rl.evaluation import greedy_policy
 from spikerl.rl.normalizer import ObsNormalizer
-from spikerl.rl.td3 import TD3
-from spikerl.rl.trainer import Trainer
 
 FULL = {"compiled": True, "batches": [1, 8, 64], "precisions": ["fp32", "bf16"], "rounds": 5, "calls": 200}
 QUICK = {"compiled": False, "batches": [1, 8], "rounds": 2, "calls": 5}
@@ -41,12 +38,6 @@ def fitted_normalizer(rc, rng: np.random.Generator) -> ObsNormalizer:
     normalizer.update(rng.normal(0.5, 2.0, (5000, benchlib.OBS_DIM)))
     normalizer.sync()
     return normalizer
-
-
-def trainer_policy(learner: TD3, normalizer: ObsNormalizer) -> Callable:
-    """`Trainer.policy` itself, bound to a stand-in trainer that has no environments."""
-    stand_in = SimpleNamespace(learner=learner, normalizer=normalizer, device=torch.device("cpu"))
-    return functools.partial(Trainer.policy, stand_in)
 
 
 def act_window(policy: Callable, raw_obs: np.ndarray, calls: int) -> Callable[[], float]:
@@ -77,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     rc, rng = benchlib.paper_config(), np.random.default_rng(1)
     normalizer = fitted_normalizer(rc, rng)
     observations = {batch: rng.normal(0.5, 2.0, (batch, benchlib.OBS_DIM)) for batch in args.batches}
-    policies = {(precision, variant): trainer_policy(benchlib.build_learner(rc, actor, critic, precision), normalizer)
+    policies = {(precision, variant): greedy_policy(benchlib.build_learner(rc, actor, critic, precision), normalizer)
                 for precision in args.precisions for variant, actor in networks.items()}
     windows = {(batch, *key): act_window(policy, raw_obs, args.calls)
                for batch, raw_obs in observations.items() for key, policy in policies.items()}

@@ -6,13 +6,14 @@
 One-thread figures: `taskset -c 0 python experiments/bench_train.py --threads 1 --out
 experiments/results/bench_train_1thread.json`.
 
-Each run is `spikerl.job.train_run`, in this process, on the paper's HalfCheetah-v4 setting
-(conf/env/halfcheetah.yaml and conf/algo/td3.yaml: batch 100, `update_every` env steps then as many
-`gradient_steps` updates; actor conf/actor/popsan.yaml, critic 256x256), with `--warmup` uniform random
-steps (start_steps = update_after) and then `--steps` timed steps. The baseline run swaps the built
-actor for `baseline_from(actor)` (same weights) before TD3 is built; `--mlp` adds conf/actor/mlp.yaml.
-The loop is the project's `Trainer`, subclassed to time its acting (`policy`) and its update rounds;
-the final evaluation and the checkpoints are skipped (not part of a training step). Logger and energy
+Each run is the project's training loop, built by `spikerl.job.build_loop` in this process on the
+paper's HalfCheetah-v4 setting (conf/env/halfcheetah.yaml and conf/algo/td3.yaml: batch 100,
+`update_every` env steps then as many `gradient_steps` updates; actor conf/actor/popsan.yaml, critic
+256x256), stepped through `--warmup` uniform random steps (start_steps = update_after) and then
+`--steps` timed steps. The baseline run passes `baseline_from(actor)` (same weights) as the loop's
+actor; `--mlp` adds conf/actor/mlp.yaml. Acting and updating are timed by the loop's own counters
+(`Collector.act_seconds`, `UpdateSchedule.seconds`); the run never reaches its final step, so no
+evaluation or checkpoint is part of the timed steps. Logger and energy
 measurement are off; run folders go to a temporary directory. Runs alternate over the variants
 `--rounds` times; the report gives the median env steps/s over the timed steps and the fractions of
 that time spent acting and updating (the rest: env stepping, replay, normaliser).
@@ -21,19 +22,16 @@ that time spent acting and updating (the rest: env stepping, replay, normaliser)
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from unittest import mock
 
 import benchlib
 import popsan_baseline
 
-from spikerl import job
-from spikerl.rl import trainer as trainer_module
+from spikerl.job import build_components, build_loop, seed_everything
 
 FULL = {"compiled": True, "precisions": ["fp32", "bf16"], "rounds": 2, "steps": 3000, "warmup": 1000}
 QUICK = {"compiled": False, "precisions": ["fp32"], "rounds": 1, "steps": 100, "warmup": 100}
@@ -42,76 +40,34 @@ SWAPS = {"ours": lambda actor: actor, "compiled": lambda actor: actor, "baseline
 OVERRIDES = {"mlp": ["actor=mlp"]}
 
 
-class TimedTrainer(trainer_module.Trainer):
-    """The training loop with stopwatches on acting and updating, started when the random phase ends.
-    Evaluation (with `eval_every` 0, only after the last step: it stops the clock) and checkpoints are
-    skipped."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seconds = {"act": 0.0, "update": 0.0}
-        self.started = self.stopped = None
-        self.first_timed_step = 0
-
-    @contextlib.contextmanager
-    def stopwatch(self, what: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[what] += time.perf_counter() - start
-
-    def collect(self, obs, window):
-        if self.started is None and self.env_steps >= self.s.start_steps:
-            self.started, self.first_timed_step = time.perf_counter(), self.env_steps
-        return super().collect(obs, window)
-
-    def policy(self, raw_obs):
-        with self.stopwatch("act"):
-            return super().policy(raw_obs)
-
-    def update_round(self, window):
-        with self.stopwatch("update"):
-            return super().update_round(window)
-
-    def evaluate(self):
-        self.stopped = time.perf_counter()
-        return 0.0, 0.0
-
-    def save_checkpoint(self, *args, **kwargs):
-        return None
-
-    def timings(self) -> dict:
-        wall = self.stopped - self.started
-        return {"env_steps_per_second": (self.env_steps - self.first_timed_step) / wall,
-                "act_fraction": self.seconds["act"] / wall, "update_fraction": self.seconds["update"] / wall,
-                "timed_seconds": wall, "updates": self.learner.updates}
-
-
 def timed_run(rc, variant: str) -> dict:
-    """One training run through `spikerl.job.train_run`, with the built actor swapped for `variant`'s
-    before TD3 is built, and the loop timed by TimedTrainer."""
-    trainers: list[TimedTrainer] = []
-    build = job.build_components
-
-    def build_swapped(*args):
-        actor, critic = build(*args)
-        return SWAPS[variant](actor), critic
-
-    def make_trainer(*args, **kwargs):
-        trainers.append(TimedTrainer(*args, **kwargs))
-        return trainers[-1]
-
-    with (tempfile.TemporaryDirectory() as tmp, mock.patch.object(job, "build_components", build_swapped),
-          mock.patch.object(trainer_module, "Trainer", make_trainer)):
-        job.train_run(rc, Path(tmp), variant)
-    return trainers[0].timings()
+    """One training run of `variant` through the project's loop: the random phase untimed, then
+    `steps` timed env steps."""
+    seed_everything(rc.seed)  # as build_loop does: every variant starts from the same weights
+    actor, _ = build_components(rc, benchlib.OBS_DIM, benchlib.ACT_DIM)
+    with tempfile.TemporaryDirectory() as tmp:
+        loop = build_loop(rc, Path(tmp), variant, actor=SWAPS[variant](actor))
+        state, collector, updates = loop.state, loop.collector, loop.updates
+        try:
+            while state.env_steps < rc.train.start_steps:
+                loop.iteration()
+            first_step, act0, update0 = state.env_steps, collector.act_seconds, updates.seconds
+            start = time.perf_counter()
+            while state.env_steps < state.total_steps - 1:
+                loop.iteration()
+            wall = time.perf_counter() - start
+        finally:
+            collector.close()
+    return {"env_steps_per_second": (state.env_steps - first_step) / wall,
+            "act_fraction": (collector.act_seconds - act0) / wall,
+            "update_fraction": (updates.seconds - update0) / wall,
+            "timed_seconds": wall, "updates": updates.learner.updates}
 
 
 def run_config(precision: str, variant: str, steps: int, warmup: int):
     return benchlib.paper_config(
         f"precision={precision}", *OVERRIDES.get(variant, []),
-        f"train.total_steps={warmup + steps}", f"train.start_steps={warmup}", f"train.update_after={warmup}",
+        f"train.total_steps={warmup + steps + 1}", f"train.start_steps={warmup}", f"train.update_after={warmup}",
         "train.eval_every=0", "train.eval_episodes=1", "train.checkpoint_every=0", "train.keep_best=false",
         "train.progress=false", compiled=variant == "compiled",
     )

@@ -1,10 +1,11 @@
-"""Config schemas and validation: the only library module that touches Hydra/OmegaConf.
+"""Config schemas and validation: compose a config with Hydra and check it into a typed RunConfig.
 
-Sections with fixed keys (train, algo, env, precision, dist) are checked against dataclass schemas
-(unknown keys, wrong types); the instantiated parts (actor, encoder, critic) are checked by building
-them. Every problem becomes a `ConfigError` whose message is one line naming the key and, where there
-is a choice, the valid options. `preflight` runs all of it on the command line's overrides before
-Hydra creates a run folder.
+Sections with fixed keys (train, algo, env, precision, dist, energy, logger) are checked against
+dataclass schemas that live with the code that owns them (unknown keys, wrong types, and the allowed
+values each schema declares); the instantiated parts (actor, encoder, critic) are checked by building
+them, so their choices too are the owning module's. Every problem becomes a `ConfigError` whose
+message is one line naming the key and, where there is a choice, the valid options. `preflight`
+(spikerl/run.py) runs all of it on the command line's overrides before Hydra creates a run folder.
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ import itertools
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from .rl.envs import EnvConfig
+from .rl.loop import TrainConfig
+from .rl.td3 import AlgoConfig
+from .runtime.device import DEVICES
+from .runtime.distributed import DistConfig
+from .runtime.precision import PrecisionConfig
+from .telemetry.energy import EnergyConfig
+from .telemetry.metrics import LoggerConfig
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
@@ -27,81 +36,6 @@ TOP_LEVEL_KEYS = {
 
 class ConfigError(Exception):
     """A user's configuration mistake; the message is one line."""
-
-
-@dataclass
-class TrainConfig:
-    total_steps: int
-    start_steps: int
-    update_after: int
-    eval_every: int
-    eval_episodes: int
-    checkpoint_every: int
-    log_every: int
-    progress: bool = True
-    save_replay: bool = False  # put the replay buffer in checkpoints/last.pt (exact resume)
-    keep_best: bool = True  # also keep checkpoints/best.pt, the actor with the best evaluation
-
-
-@dataclass
-class AlgoConfig:
-    name: str
-    gamma: float
-    polyak: float
-    policy_delay: int
-    act_noise: float
-    target_noise: float
-    noise_clip: float
-    actor_lr: float
-    critic_lr: float
-    batch_size: int
-    replay_size: int
-    update_every: int
-    gradient_steps: int
-    obs_norm: str
-    obs_clip: float
-
-
-@dataclass
-class EnvConfig:
-    name: str
-    id: str
-    pop_spikes: str
-    dsrl_threshold: float
-    dsrl_batch_size: int
-    num_envs: int = 1
-    max_episode_steps: Optional[int] = None  # noqa: UP045 (OmegaConf needs typing.Optional)
-
-
-@dataclass
-class PrecisionConfig:
-    mode: str = "fp32"
-
-
-@dataclass
-class DistConfig:
-    world_size: int = 1  # processes in the job, over all nodes
-    backend: str = "auto"  # auto | gloo | nccl | mpi
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int = 0  # 0: a free port (single node only)
-    timeout_s: float = 300.0  # a collective waiting longer than this fails the job
-
-
-@dataclass
-class EnergyConfig:
-    kind: str = "codecarbon"  # codecarbon | none
-    country: str = "USA"
-    measure_power_secs: float = 15.0
-
-
-@dataclass
-class LoggerConfig:
-    kind: str = "wandb"  # wandb | jsonl | none
-    mode: str = "offline"  # W&B: offline | online | disabled
-    project: str = "spikerl"
-    entity: Optional[str] = None  # noqa: UP045 (OmegaConf needs typing.Optional)
 
 
 SCHEMAS = {
@@ -150,64 +84,52 @@ def _typed(section: str, node) -> object:
         raise ConfigError(f"{key}: {detail}") from None
 
 
+def _check_declared(section: str, values) -> None:
+    """The rules a section's schema declares beside its fields (in the module that owns it): CHOICES
+    (allowed values), POSITIVE and NON_NEGATIVE (numeric keys)."""
+    schema = type(values)
+    for key, allowed in getattr(schema, "CHOICES", {}).items():
+        if getattr(values, key) not in allowed:
+            raise ConfigError(f"{section}.{key} must be one of {', '.join(allowed)}; got {getattr(values, key)!r}")
+    for key in getattr(schema, "POSITIVE", ()):
+        if not getattr(values, key) > 0:
+            raise ConfigError(f"{section}.{key} must be positive, got {getattr(values, key)}")
+    for key in getattr(schema, "NON_NEGATIVE", ()):
+        if getattr(values, key) < 0:
+            raise ConfigError(f"{section}.{key} must not be negative, got {getattr(values, key)}")
+
+
 def _check_values(rc: RunConfig) -> None:
-    t, a, e = rc.train, rc.algo, rc.env
-    positive = {
-        "train.total_steps": t.total_steps, "train.eval_episodes": t.eval_episodes,
-        "algo.batch_size": a.batch_size, "algo.replay_size": a.replay_size,
-        "algo.update_every": a.update_every, "algo.policy_delay": a.policy_delay,
-        "env.num_envs": e.num_envs, "dist.world_size": rc.dist.world_size,
-    }
-    non_negative = {
-        "train.start_steps": t.start_steps, "train.update_after": t.update_after,
-        "train.eval_every": t.eval_every, "train.checkpoint_every": t.checkpoint_every,
-        "train.log_every": t.log_every, "algo.gradient_steps": a.gradient_steps,
-        "algo.act_noise": a.act_noise, "algo.target_noise": a.target_noise, "algo.noise_clip": a.noise_clip,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
-    for key, value in non_negative.items():
-        if value < 0:
-            raise ConfigError(f"{key} must not be negative, got {value}")
-    for key, value in {"algo.actor_lr": a.actor_lr, "algo.critic_lr": a.critic_lr}.items():
-        if not value > 0:
-            raise ConfigError(f"{key} must be positive, got {value}")
+    """Each section's declared rules, then the rules that tie keys or sections together."""
+    for section in SCHEMAS:
+        _check_declared(section, getattr(rc, section))
+    a, e, d = rc.algo, rc.env, rc.dist
     if not 0.0 <= a.gamma <= 1.0:
         raise ConfigError(f"algo.gamma must be in [0, 1], got {a.gamma}")
     if not 0.0 <= a.polyak < 1.0:
         raise ConfigError(f"algo.polyak must be in [0, 1), got {a.polyak}")
     if a.batch_size > a.replay_size:
         raise ConfigError(f"algo.batch_size ({a.batch_size}) is larger than algo.replay_size ({a.replay_size})")
-    if a.obs_norm not in ("zscore", "maxabs", "none"):
-        raise ConfigError(f"algo.obs_norm must be one of zscore, maxabs, none; got {a.obs_norm!r}")
     if e.max_episode_steps is not None and e.max_episode_steps <= 0:
         raise ConfigError(f"env.max_episode_steps must be positive or null, got {e.max_episode_steps}")
-    if rc.precision.mode not in ("fp32", "bf16", "fp16"):
-        raise ConfigError(f"precision.mode must be one of fp32, bf16, fp16; got {rc.precision.mode!r}")
-    if rc.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device must be one of auto, cpu, cuda; got {rc.device!r}")
+    if rc.device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {rc.device!r}")
     from .runtime.device import device_type
 
     if rc.device == "cuda" and device_type(rc.device) != "cuda":
         raise ConfigError("device=cuda needs a CUDA GPU; use device=auto or cpu")
     if rc.precision.mode == "fp16" and device_type(rc.device) != "cuda":
         raise ConfigError("precision=fp16 needs a CUDA GPU; use precision=bf16 or fp32 on CPU")
-    if rc.energy.kind not in ("codecarbon", "none"):
-        raise ConfigError(f"energy.kind must be codecarbon or none; got {rc.energy.kind!r}")
-    if len(rc.energy.country) != 3 or not rc.energy.country.isalpha() or rc.energy.measure_power_secs <= 0:
-        raise ConfigError("energy.country must be a 3-letter ISO code (e.g. USA), energy.measure_power_secs positive")
-    if rc.logger.kind not in ("wandb", "jsonl", "none") or rc.logger.mode not in ("offline", "online", "disabled"):
-        raise ConfigError("logger.kind must be wandb, jsonl or none and logger.mode offline, online or disabled")
-    d = rc.dist
-    if d.nnodes <= 0 or d.world_size % d.nnodes:
+    if len(rc.energy.country) != 3 or not rc.energy.country.isalpha():
+        raise ConfigError(f"energy.country must be a 3-letter ISO code (e.g. USA), got {rc.energy.country!r}")
+    if d.world_size % d.nnodes:
         raise ConfigError(f"dist.world_size ({d.world_size}) must be a positive multiple of dist.nnodes ({d.nnodes})")
     if not 0 <= d.node_rank < d.nnodes:
         raise ConfigError(f"dist.node_rank must be in [0, {d.nnodes}), got {d.node_rank}")
     if d.nnodes > 1 and d.master_port == 0:
         raise ConfigError("a multi-node job needs dist.master_addr and a fixed dist.master_port")
-    if not 0 <= d.master_port < 65536 or d.timeout_s <= 0:
-        raise ConfigError("dist.master_port must be in [0, 65535] and dist.timeout_s positive")
+    if not 0 <= d.master_port < 65536:
+        raise ConfigError(f"dist.master_port must be in [0, 65535], got {d.master_port}")
     from .runtime.distributed import resolve_backend
 
     try:

@@ -1,22 +1,34 @@
-"""One training job on one rank: build the actor, critic and learner from a checked config, train,
-and (rank 0) write `summary.json`. Library code below this takes plain arguments only."""
+"""One training job on one rank, the composition root: build every part of the training loop from a
+checked config, train, and (rank 0) write `summary.json`. Library code below this takes plain
+arguments only."""
 
 from __future__ import annotations
 
 import json
 import random
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .config import ConfigError, RunConfig
+from .rl.collector import Collector
+from .rl.evaluation import Evaluator, greedy_policy
+from .rl.loop import TrainingLoop
+from .rl.normalizer import ObsNormalizer
+from .rl.protocols import MetricWriter
+from .rl.replay import ReplayBuffer
+from .rl.run_state import RunState
+from .rl.td3 import TD3
+from .rl.updates import UpdateSchedule
 from .runtime import checkpoint, distributed
 from .runtime.device import rank_device
 from .runtime.distributed import DistInfo
+from .runtime.precision import Precision
 from .runtime.signals import stop_on_signals
-from .telemetry.energy import make_meter
+from .telemetry.energy import EnergyLedger, make_meter
 
 
 def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -60,6 +72,7 @@ def expected_meta(rc: RunConfig, obs_dim: int, act_dim: int, world_size: int) ->
         "method": rc.method, "env_id": rc.env.id, "obs_dim": obs_dim, "act_dim": act_dim,
         "actor_spec": rc.actor, "critic_spec": rc.critic, "world_size": world_size,
         "precision": rc.precision.mode, "seed": rc.seed, "max_episode_steps": rc.env.max_episode_steps,
+        "obs_norm": rc.algo.obs_norm,
     }
 
 
@@ -86,62 +99,71 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
 
     One energy meter per node (local rank 0; CodeCarbon reads the whole machine) spans the rank's work,
     from before the networks are built to after the last checkpoint, so that its figures reach W&B
-    before rank 0 finishes the W&B run."""
+    before rank 0 finishes the W&B run. Rank 0 keeps each segment's figures in the run's energy ledger:
+    a resumed run's energy is that of all its segments."""
     info = info or DistInfo()
+    resume = checkpoint.resume_path(rc.resume, run_dir, info.rank)
     meter = make_meter(rc.energy.kind if info.local_rank == 0 else "none", run_dir / "energy", rc.energy.country,
                        rc.energy.measure_power_secs)
     writers = make_writers(rc, run_dir, actor_name) if info.is_main else None
     meter.start()
     try:
-        result = _train(rc, run_dir, actor_name, info, writers)
+        result = _train(rc, run_dir, actor_name, info, writers, resume)
     finally:
         energy = meter.stop()
+        if info.is_main and energy:
+            energy = EnergyLedger(run_dir / "energy").add(energy, fresh=resume is None)
         if writers:
             writers.summarize({f"energy/{k}": v for k, v in energy.items()})
             writers.close()
     if not info.is_main:
         return None
     write_evaluations(run_dir, result.pop("eval_history"))
-    summary = {"method": rc.method, "actor": actor_name, **result, **energy, "run_dir": str(run_dir)}
+    summary = {"method": rc.method, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed, **result, **energy,
+               "run_dir": str(run_dir)}
     write_summary(run_dir, summary)
     return summary
 
 
-def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writers) -> dict:
-    from functools import partial
-
-    from .rl.normalizer import ObsNormalizer
-    from .rl.td3 import TD3
-    from .rl.trainer import Trainer, TrainSettings
-    from .runtime.precision import Precision
-
+def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: DistInfo | None = None,
+               writers: MetricWriter | None = None, actor: torch.nn.Module | None = None) -> TrainingLoop:
+    """This rank's training loop, built from a checked config: networks on the rank's device, the
+    learner (DDP-wrapped in a distributed job), replay, normaliser, collector, update schedule,
+    evaluator and run state. `actor` replaces the config's actor (benchmarks time other actors in
+    the same loop)."""
+    info = info or DistInfo()
     device = rank_device(rc.device, info.local_rank)  # decided here, once
     seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
     obs_dim, act_dim = env_dims(rc.env.id)
-    actor, critic = (module.to(device) for module in build_components(rc, obs_dim, act_dim))
+    built_actor, critic = build_components(rc, obs_dim, act_dim)
     a, t = rc.algo, rc.train
     learner = TD3(
-        actor, critic, actor_lr=a.actor_lr, critic_lr=a.critic_lr, gamma=a.gamma, polyak=a.polyak,
-        policy_delay=a.policy_delay, target_noise=a.target_noise, noise_clip=a.noise_clip,
-        precision=Precision(rc.precision.mode, device),
+        (actor or built_actor).to(device), critic.to(device), actor_lr=a.actor_lr, critic_lr=a.critic_lr,
+        gamma=a.gamma, polyak=a.polyak, policy_delay=a.policy_delay, target_noise=a.target_noise,
+        noise_clip=a.noise_clip, precision=Precision(rc.precision.mode, device),
         wrap=partial(distributed.wrap_ddp, device=device) if info.enabled else None,
     )
-    settings = TrainSettings(
-        env_id=rc.env.id, total_steps=t.total_steps, start_steps=t.start_steps, update_after=t.update_after,
-        update_every=a.update_every, gradient_steps=a.gradient_steps, batch_size=a.batch_size,
-        replay_size=a.replay_size, act_noise=a.act_noise, eval_every=t.eval_every,
-        eval_episodes=t.eval_episodes, checkpoint_every=t.checkpoint_every, log_every=t.log_every,
-        seed=rc.seed, num_envs=rc.env.num_envs, max_episode_steps=rc.env.max_episode_steps,
-        progress=t.progress, save_replay=t.save_replay, keep_best=t.keep_best,
-    )
-    meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name}
+    rank_seed = rc.seed + info.rank * rc.env.num_envs  # env copy i of this rank: rank_seed + i
     normalizer = ObsNormalizer(obs_dim, a.obs_norm, a.obs_clip)
-    trainer = Trainer(learner, normalizer, settings, run_dir, meta, dist=info, device=device, metrics=writers)
-    resume_from(trainer, checkpoint.resume_path(rc.resume, run_dir, info.rank), meta)
-    with stop_on_signals(trainer):
-        result = trainer.train()
+    replay = ReplayBuffer(obs_dim, act_dim, a.replay_size, device=device)
+    policy = greedy_policy(learner, normalizer, device)
+    collector = Collector(rc.env, policy, replay, normalizer, act_noise=a.act_noise, seed=rank_seed, rank=info.rank)
+    updates = UpdateSchedule(learner, replay, normalizer, a, update_after=t.update_after, seed=rank_seed)
+    evaluator = Evaluator(policy, rc.env, t.eval_episodes, rc.seed, info)
+    meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name}
+    parts = {"learner": learner, "normalizer": normalizer, "collector": collector, "updates": updates,
+             "evaluator": evaluator, "replay": replay}
+    state = RunState(t.total_steps, rc.env.num_envs, run_dir, meta, parts, info, save_replay=t.save_replay)
+    return TrainingLoop(collector, updates, evaluator, state, t, writers)
+
+
+def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writers, resume: Path | None) -> dict:
+    loop = build_loop(rc, run_dir, actor_name, info, writers)
+    resume_from(loop.state, resume)
+    with stop_on_signals(loop.state):
+        result = loop.run()
     return {**result, "world_size": info.world_size, "backend": info.backend, "precision": rc.precision.mode,
-            "device": device.type}
+            "device": rank_device(rc.device, info.local_rank).type}
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
@@ -172,17 +194,17 @@ def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):
     return Writers(writers)
 
 
-def resume_from(trainer, path: Path | None, meta: dict) -> None:
+def resume_from(state: RunState, path: Path | None) -> None:
     if path is None:
         return
-    state = checkpoint.load(path)
-    checkpoint.check_compatible(state["meta"], meta, path)
-    exact = trainer.load_state_dict(state)
-    if trainer.dist.is_main:
-        notes = [] if "replay" in state else ["replay buffer not saved: it refills before updates resume"]
+    saved = checkpoint.load(path)
+    checkpoint.check_compatible(saved["meta"], state.meta, path)
+    exact = state.load_state_dict(saved)
+    if state.dist.is_main:
+        notes = [] if "replay" in saved else ["replay buffer not saved: it refills before updates resume"]
         if not exact:
             notes.append("environments restart their episodes")
-        print(f"spikerl: resumed from {path} at env step {trainer.env_steps:,}"
+        print(f"spikerl: resumed from {path} at env step {state.env_steps:,}"
               + (f" ({'; '.join(notes)})" if notes else ""), file=sys.stderr)
 
 
@@ -191,7 +213,8 @@ def format_summary(summary: dict) -> str:
         ("method / actor", f"{summary['method']} / {summary['actor']}"),
         ("task", f"{summary['env_id']} (seed {summary['seed']})"),
         ("env steps", f"{summary['total_env_steps']:,} in {summary['wall_seconds']:.0f} s "
-                      f"({summary['env_steps_per_second']:.0f} steps/s)"),
+                      f"({summary['env_steps_per_second']:.0f} steps/s"
+                      + (f"; {summary['segments']} segments" if summary.get("segments", 1) > 1 else "") + ")"),
         ("updates", f"{summary['updates']:,} ({summary['updates_per_second']:.0f} updates/s)"),
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),

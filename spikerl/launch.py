@@ -12,11 +12,10 @@ import torch
 
 from .config import RunConfig
 from .job import train_run
-from .rl.trainer import Preempted
 from .runtime import distributed
 from .runtime.device import device_type
 from .runtime.distributed import DistInfo
-from .runtime.signals import forward_signals
+from .runtime.signals import Preempted, forward_signals
 
 
 def _checkpoint_step(run_dir: Path) -> int:

@@ -27,7 +27,9 @@ def _job(cfg) -> None:
     from omegaconf import OmegaConf
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
-    from .rl.trainer import EnvFault, Preempted, TrainingDiverged
+    from .rl.collector import EnvFault
+    from .rl.updates import TrainingDiverged
+    from .runtime.signals import Preempted
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)

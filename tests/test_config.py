@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -38,6 +39,42 @@ def test_presets_set_published_hyperparameters():
     assert validate(compose(["experiment=spikerl"])).precision.mode == "bf16"
     assert validate(compose(["experiment=td3"])).actor["_target_"].endswith("MLPActor")
     assert validate(compose(["env=halfcheetah"])).encoder["spikes"] == "regular"
+
+
+def test_default_run_and_every_preset_have_distinct_method_names():
+    # a comparison report groups runs by method: the default run must not be averaged into a preset's
+    presets = sorted(f.stem for f in (Path(__file__).resolve().parent.parent / "conf" / "experiment").glob("*.yaml"))
+    assert set(presets) >= {"popsan", "spikerl", "dsrl", "td3"}
+    names = [validate(compose([f"experiment={e}"] if e else [])).method for e in [None, *presets]]
+    assert len(set(names)) == len(names), names
+
+
+def test_published_per_task_values_live_with_the_method_and_the_command_line_wins():
+    """conf/published/<method>/<task>.yaml holds a method's per-task values; the env group holds none."""
+    assert validate(compose(["experiment=spikerl", "env=walker2d"])).encoder["spikes"] == "poisson"
+    assert validate(compose(["experiment=popsan", "env=ant"])).encoder["spikes"] == "regular"
+    dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah", "algo.batch_size=64", "actor.neuron.threshold=0.3"]))
+    assert dsrl.algo.batch_size == 64 and dsrl.actor["neuron"]["threshold"] == 0.3
+    assert validate(compose(["experiment=dsrl", "env=walker2d"])).actor["neuron"]["threshold"] == 1.0  # unpublished
+    popsan = validate(compose(["experiment=popsan", "env=hopper", "encoder.spikes=regular"]))
+    assert popsan.encoder["spikes"] == "regular"
+    env_keys = set(compose(["env=hopper"]).env.keys())
+    assert env_keys == {"name", "id", "num_envs", "max_episode_steps"}
+
+
+def test_allowed_values_are_read_from_the_modules_that_own_them():
+    from spikerl.config import SCHEMAS
+    from spikerl.rl import normalizer
+    from spikerl.runtime import distributed, precision
+    from spikerl.telemetry import energy, metrics
+
+    assert SCHEMAS["algo"].CHOICES["obs_norm"] is normalizer.KINDS
+    assert SCHEMAS["precision"].CHOICES["mode"] is precision.MODES
+    assert SCHEMAS["dist"].CHOICES["backend"] is distributed.BACKENDS
+    assert SCHEMAS["energy"].CHOICES["kind"] is energy.KINDS
+    assert SCHEMAS["logger"].CHOICES == {"kind": metrics.KINDS, "mode": metrics.WANDB_MODES}
+    assert all(SCHEMAS[name].__module__.startswith("spikerl.") and SCHEMAS[name].__module__ != "spikerl.config"
+               for name in SCHEMAS)
 
 
 def test_sweeps_expand_into_jobs():
@@ -77,6 +114,11 @@ BAD_INPUTS = [
     (["resume=/nonexistent/last.pt"], "resume: no checkpoint at /nonexistent/last.pt"),
     (["energy=solar"], "choose one of: codecarbon, none"),
     (["energy.country=France"], "energy.country must be a 3-letter ISO code"),
+    (["logger.kind=slack"], "logger.kind must be one of wandb, jsonl, none; got 'slack'"),
+    (["logger.mode=cloud"], "logger.mode must be one of offline, online, disabled"),
+    (["env.num_envs=0"], "env.num_envs must be positive"),
+    (["energy.measure_power_secs=0"], "energy.measure_power_secs must be positive"),
+    (["dist.timeout_s=0"], "dist.timeout_s must be positive"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["device=cuda"], "device=cuda needs a CUDA GPU"))

@@ -41,3 +41,24 @@ def test_runs_without_energy_get_speedup_only():
     del runs[1]["energy_kwh"]
     row = {r["method"]: r for r in compare(runs)}["spikerl"]
     assert row["speedup"] == 2.0 and "powerup" not in row and "greenup" not in row
+
+
+def test_one_time_base_per_row_so_greenup_is_speedup_over_powerup():
+    # the energy meter spans more than training (setup, final evaluation), by different amounts per method
+    runs = [{**summary("popsan", 0, 100.0, 0.01, 1000.0), "energy_seconds": 130.0},
+            {**summary("popsan", 1, 120.0, 0.012, 1000.0), "energy_seconds": 150.0},
+            {**summary("spikerl", 0, 50.0, 0.006, 1000.0), "energy_seconds": 90.0},
+            {**summary("dsrl", 0, 80.0, 0.008, 1000.0), "energy_seconds": 81.0}]
+    no_energy = {**summary("mlp", 0, 40.0, 0.0, 1000.0)}
+    del no_energy["energy_kwh"]
+    rows = {r["method"]: r for r in compare([*runs, no_energy])}
+    for method in ("popsan", "spikerl", "dsrl"):
+        r = rows[method]
+        assert r["time_basis"] == "energy_seconds"
+        assert r["greenup"] == pytest.approx(r["speedup"] / r["powerup"], rel=1e-12)
+    assert rows["spikerl"]["speedup"] == pytest.approx(140.0 / 90.0)  # the energy's own span
+    assert rows["spikerl"]["wall_seconds"] == 50.0 and rows["spikerl"]["energy_seconds"] == 90.0  # for display
+    assert rows["spikerl"]["greenup"] == pytest.approx(0.011 / 0.006)
+    mlp = rows["mlp"]  # no energy on one side: training wall time, and no powerup/greenup
+    assert mlp["time_basis"] == "wall_seconds" and mlp["speedup"] == pytest.approx(110.0 / 40.0)
+    assert "powerup" not in mlp and "greenup" not in mlp

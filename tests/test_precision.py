@@ -74,3 +74,40 @@ def test_fp16_needs_a_gpu():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
         Precision("fp16")
+
+
+def cpu_fp16() -> Precision:
+    """fp16 with a real GradScaler on the CPU: the scaler logic is device-independent, so its skip
+    bookkeeping is testable without a GPU (users still cannot ask for fp16 on a CPU)."""
+    return Precision("fp16", "cpu", scaler=torch.amp.GradScaler("cpu"))
+
+
+def test_fp16_step_with_a_non_finite_gradient_is_skipped_and_reported():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    precision = cpu_fp16()
+    x = torch.randn(4, 3)
+    before = [p.detach().clone() for p in model.parameters()]
+    assert precision.step(model(x).sum() * torch.tensor(float("inf")), opt) is False
+    assert all(torch.equal(b, p) for b, p in zip(before, model.parameters()))  # the optimizer did not step
+    scale = precision.scaler.get_scale()
+    precision.end_iteration()
+    assert precision.scaler.get_scale() == scale * 0.5  # the scaler saw the inf too and backed off
+    assert precision.step(model(x).sum(), opt) is True
+    precision.end_iteration()
+    assert not all(torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_fp16_skips_are_counted_by_the_learner():
+    td3 = make_learner(spiking=False, precision=cpu_fp16())
+    before = [p.detach().clone() for p in td3.critic.parameters()]
+    bad = make_batch(8)
+    bad.rew[0] = float("inf")
+    td3.update(bad)
+    assert td3.skipped == 1 and td3.consecutive_skips == 1
+    assert all(torch.equal(b, p) for b, p in zip(before, td3.critic.parameters()))
+    td3.update(bad)
+    assert td3.skipped == 2 and td3.consecutive_skips == 2
+    td3.update(make_batch(8))
+    assert td3.skipped == 2 and td3.consecutive_skips == 0

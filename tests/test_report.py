@@ -102,8 +102,12 @@ def test_three_method_multirun_leaves_its_comparison_in_the_sweep_folder(tmp_pat
     assert "comparison of 3 run(s) written" in proc.stderr
     gps = {r["method"]: r for r in rows(out / "gpsup.csv")}
     base, ours = jobs["popsan"], jobs["spikerl"]
-    assert float(gps["spikerl"]["speedup"]) == pytest.approx(base["wall_seconds"] / ours["wall_seconds"], rel=1e-6)
+    # one time base, the span the energy was measured over, so that Greenup = Speedup / Powerup
+    assert gps["spikerl"]["time_basis"] == "energy_seconds"
+    assert float(gps["spikerl"]["speedup"]) == pytest.approx(base["energy_seconds"] / ours["energy_seconds"], rel=1e-6)
     assert float(gps["spikerl"]["greenup"]) == pytest.approx(base["energy_kwh"] / ours["energy_kwh"], rel=1e-6)
+    assert float(gps["spikerl"]["greenup"]) == pytest.approx(
+        float(gps["spikerl"]["speedup"]) / float(gps["spikerl"]["powerup"]), rel=1e-6)
     assert {r["method"] for r in rows(out / "learning_curves.csv")} == {"popsan", "dsrl", "spikerl"}
     for name in ("report.md", "learning_curves.png", "gpsup_quadrant.png", "energy_carbon.png", "final_returns.md"):
         assert (out / name).is_file()

@@ -31,7 +31,7 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
     for part in ("actor", "critic", "actor_target", "critic_target"):
         for key, value in a["learner"][part].items():
             assert torch.equal(value, b["learner"][part][key]), f"{part}.{key}"
-    assert torch.equal(a["eval_history"], b["eval_history"])  # the same returns at 300 and 600
+    assert torch.equal(a["evaluator"]["history"], b["evaluator"]["history"])  # the same returns at 300 and 600
     assert whole["eval_return_mean"] == resumed["eval_return_mean"]
     assert a["learner"]["updates"] == b["learner"]["updates"] == 80
 
@@ -56,10 +56,26 @@ def test_checkpoint_of_another_architecture_or_task_is_refused(tmp_path):
         train(tmp_path / "other", f"resume={tmp_path / 'small'}", "env.id=InvertedDoublePendulum-v5")
 
 
+def test_changing_the_observation_normaliser_on_resume_is_refused(tmp_path):
+    """The checkpoint's normaliser statistics belong to its obs_norm: another one cannot continue it."""
+    train(tmp_path / "small", "train.total_steps=200")
+    with pytest.raises(checkpoint.CheckpointError, match="it has obs_norm='zscore', this run 'maxabs'"):
+        train(tmp_path / "other", f"resume={tmp_path / 'small'}", "algo.obs_norm=maxabs")
+
+
+def test_checkpoint_from_before_obs_norm_was_recorded_still_resumes(tmp_path):
+    train(tmp_path / "a", "train.total_steps=200")
+    path = tmp_path / "a" / "checkpoints" / "last.pt"
+    state = checkpoint.load(path)
+    state["meta"].pop("obs_norm", None)
+    torch.save(state, path)
+    assert train(tmp_path / "b", f"resume={path}", "train.total_steps=300")["total_env_steps"] == 300
+
+
 def test_best_checkpoint_holds_the_best_evaluation(tmp_path):
     summary = train(tmp_path)
     best = checkpoint.load(tmp_path / "checkpoints" / "best.pt")
-    assert best["eval_history"][-1, 1].item() == summary["best_eval_return"]
+    assert best["evaluator"]["history"][-1, 1].item() == summary["best_eval_return"]
     assert "replay" not in best
 
 
@@ -181,3 +197,34 @@ def test_how_the_actor_is_computed_may_change_on_resume(tmp_path):
     train(tmp_path / "a", "train.total_steps=200")
     summary = train(tmp_path / "b", f"resume={tmp_path / 'a'}", "train.total_steps=300", "actor.neuron_backend=fused")
     assert summary["total_env_steps"] == 300
+
+
+def test_a_resumed_runs_summary_counts_every_segment(tmp_path, monkeypatch):
+    """Steps and updates were totals over a run's segments, but wall time and energy were the last
+    segment's alone: a requeued job looked faster and greener than it was."""
+    from spikerl import job
+
+    class FixedMeter:  # each segment "uses" 2 Wh over 10 s
+        def start(self):
+            pass
+
+        def stop(self):
+            return {"energy_kwh": 0.002, "cpu_energy_kwh": 0.001, "gpu_energy_kwh": 0.0, "ram_energy_kwh": 0.001,
+                    "energy_seconds": 10.0, "power_w": 720.0, "emissions_kg": 0.001, "country": "USA",
+                    "energy_source": "estimate"}
+
+    monkeypatch.setattr(job, "make_meter", lambda *args, **kwargs: FixedMeter())
+    first = train(tmp_path, "train.total_steps=300")
+    assert first["segments"] == 1 and first["energy_kwh"] == pytest.approx(0.002)
+    saved_wall = checkpoint.load(tmp_path)["counters"]["wall_seconds"]
+    resumed = train(tmp_path, "resume=auto")
+    assert resumed["segments"] == 2 and resumed["total_env_steps"] == 600
+    assert resumed["wall_seconds"] == pytest.approx(saved_wall + resumed["segment_wall_seconds"], rel=1e-6)
+    assert resumed["wall_seconds"] > resumed["segment_wall_seconds"]
+    assert resumed["env_steps_per_second"] == pytest.approx(600 / resumed["wall_seconds"])
+    assert resumed["energy_kwh"] == pytest.approx(0.004) and resumed["energy_seconds"] == pytest.approx(20.0)
+    assert resumed["emissions_kg"] == pytest.approx(0.002) and resumed["energy_segments"] == 2
+    assert resumed["power_w"] == pytest.approx(0.004 * 3.6e6 / 20.0)
+    # a fresh run in the same folder starts its ledger anew
+    fresh = train(tmp_path, "train.total_steps=300")
+    assert fresh["energy_kwh"] == pytest.approx(0.002) and fresh["segments"] == 1

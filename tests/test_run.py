@@ -83,7 +83,7 @@ def test_command_line_run_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "SpikeRL run summary" in proc.stdout
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["total_env_steps"] == 600 and summary["method"] == "spikerl" and summary["actor"] == "popsan"
+    assert summary["total_env_steps"] == 600 and summary["method"] == "default" and summary["actor"] == "popsan"
     assert (tmp_path / "out" / ".hydra" / "config.yaml").is_file()
     assert (tmp_path / "out" / "config.yaml").is_file()
 
@@ -92,4 +92,4 @@ def test_several_env_copies_count_every_step(tiny_run):
     summary, run_dir = tiny_run("env.num_envs=3", "train.total_steps=600")
     assert summary["total_env_steps"] == 600  # 200 iterations of 3 copies
     state = checkpoint.load(run_dir)
-    assert state["counters"]["local_steps"] == 600 and len(state["envs"]) == 3
+    assert state["counters"]["local_steps"] == 600 and len(state["collector"]["envs"]) == 3

@@ -2,8 +2,14 @@
 
 For a method's runs and its baseline's runs on the same task (means over seeds):
     Speedup = T_base / T          (time)
-    Powerup = P / P_base          (mean power, P = E / T, T the span the energy was measured over)
+    Powerup = P / P_base          (mean power, P = E / T)
     Greenup = E_base / E = Speedup / Powerup   (energy)
+Every row uses one time base T, so the identity Greenup = Speedup / Powerup holds in each row. When
+both the method and the baseline have energy, T is `energy_seconds`, the span the energy meter measured
+(the whole job: setup and final evaluation too), since that is the time the energy belongs to; a run
+without `energy_seconds` falls back to its `wall_seconds`. Without energy on both sides T is the
+training wall time and there is no Powerup or Greenup. Each row records its base in `time_basis`
+("energy_seconds" or "wall_seconds") and keeps `wall_seconds` for display.
 and the reward difference in percent, as the SpikeRL paper reports it: 100 (R - R_base) / |R_base|.
 """
 
@@ -31,20 +37,23 @@ def mean_by_method(summaries: list[dict]) -> dict[tuple[str, str], dict]:
             row["energy_kwh"] = statistics.fmean(r["energy_kwh"] for r in runs)
             row["emissions_kg"] = statistics.fmean(r["emissions_kg"] for r in runs)
             # mean power over the span the energy was measured in (the whole job), else the training time
-            seconds = statistics.fmean(r.get("energy_seconds", r["wall_seconds"]) for r in runs)
-            row["power_w"] = row["energy_kwh"] * 3.6e6 / seconds
+            row["energy_seconds"] = statistics.fmean(r.get("energy_seconds", r["wall_seconds"]) for r in runs)
+            row["power_w"] = row["energy_kwh"] * 3.6e6 / row["energy_seconds"]
         out[key] = row
     return out
 
 
 def gps_up(method: dict, base: dict) -> dict:
-    """GPS-UP of one method's means against the baseline's (same task)."""
+    """GPS-UP of one method's means against the baseline's (same task), on one time base (module doc)."""
+    with_energy = "energy_kwh" in method and "energy_kwh" in base
+    basis = "energy_seconds" if with_energy else "wall_seconds"
     result = {
-        "speedup": base["wall_seconds"] / method["wall_seconds"],
+        "time_basis": basis,
+        "speedup": base[basis] / method[basis],
         "reward_diff_percent": 100.0 * (method["eval_return_mean"] - base["eval_return_mean"])
         / abs(base["eval_return_mean"]) if base["eval_return_mean"] else float("nan"),
     }
-    if "energy_kwh" in method and "energy_kwh" in base:
+    if with_energy:
         result["powerup"] = method["power_w"] / base["power_w"]
         result["greenup"] = base["energy_kwh"] / method["energy_kwh"]
         result["carbon_diff_percent"] = 100.0 * (method["emissions_kg"] - base["emissions_kg"]) / base["emissions_kg"]

@@ -32,8 +32,9 @@ EQUIVALENTS = [
      "American home use?'"),
 ]
 
-GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "wall_seconds", "energy_kwh", "power_w",
-                 "emissions_kg", "speedup", "powerup", "greenup", "reward_diff_percent", "carbon_diff_percent"]
+GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "wall_seconds", "energy_seconds", "energy_kwh",
+                 "power_w", "emissions_kg", "time_basis", "speedup", "powerup", "greenup", "reward_diff_percent",
+                 "carbon_diff_percent"]
 RETURN_COLUMNS = ["env_id", "method", "runs", "final_return_mean", "final_return_std", "best_return_mean",
                   "total_env_steps"]
 CURVE_COLUMNS = ["env_id", "method", "step", "seeds", "return_mean", "return_std"]

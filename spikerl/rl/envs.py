@@ -2,14 +2,69 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
 import gymnasium as gym
 import numpy as np
 import torch
+
+# Notices that would otherwise come once per env copy, evaluation and rank, drowning the progress bar:
+# gymnasium's "is out of date" for the paper's v4 MuJoCo tasks (a DeprecationWarning under gymnasium's
+# own "once" filter, which forgets what it showed whenever anything changes the warning filters, as
+# importing torch's dependencies does) and MuJoCo's compiler warnings (HalfCheetah-v4's `settotalmass`,
+# printed by every model compile). Each is shown once per process instead: see `_quiet_repeats`.
+_GYM_OUT_OF_DATE = r".*The environment \S+ is out of date"
+_shown: set[str] = set()
+
+
+def _mujoco_warning(message: str) -> None:
+    """MuJoCo's warning handler: each distinct message once per process, on stderr (MuJoCo's own
+    prints every one and appends it to MUJOCO_LOG.TXT in the working directory)."""
+    if message not in _shown:
+        _shown.add(message)
+        print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
+
+
+def _quiet_repeats() -> None:
+    """Silence gymnasium's "is out of date" (`make_vec_env` says it once instead) with an "ignore"
+    filter, which, unlike "once", keeps no state to forget; and hand MuJoCo's warnings to
+    `_mujoco_warning` unless the process has a handler of its own. Idempotent."""
+    if not any(f[0] == "ignore" and f[1] is not None and f[1].pattern == _GYM_OUT_OF_DATE for f in warnings.filters):
+        warnings.filterwarnings("ignore", message=_GYM_OUT_OF_DATE, category=DeprecationWarning)
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def _note_out_of_date(env_id: str) -> None:
+    """Gymnasium's notice that `env_id` is not the task's latest version, once per process."""
+    from gymnasium.envs.registration import find_highest_version, parse_env_id
+
+    try:
+        namespace, name, version = parse_env_id(env_id)
+        latest = find_highest_version(namespace, name)
+    except gym.error.Error:
+        return
+    message = f"The environment {env_id} is out of date: gymnasium's latest is v{latest} (shown once per process)"
+    if version is not None and latest is not None and latest > version and message not in _shown:
+        _shown.add(message)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
+_quiet_repeats()
 
 
 def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = None) -> gym.vector.VectorEnv:
     """A synchronous vector env (on few cores it beats subprocess envs for MuJoCo) that resets an
     episode in the same step it ends: `info["final_obs"]` then holds the real last observation."""
+    _quiet_repeats()
+    _note_out_of_date(env_id)
     return gym.make_vec(
         env_id,
         num_envs=num_envs,
@@ -93,3 +148,15 @@ def set_env_states(envs: gym.vector.SyncVectorEnv, states: list[dict]) -> bool:
         else:
             exact = False
     return exact
+
+
+@dataclass
+class EnvConfig:
+    """The `env` config section: which gymnasium task, and how many copies each rank steps."""
+
+    name: str  # short name used in run folders and comparisons
+    id: str  # gymnasium task id
+    num_envs: int = 1  # vector-env copies per rank
+    max_episode_steps: Optional[int] = None  # noqa: UP045 (OmegaConf needs typing.Optional); None: the task's limit
+
+    POSITIVE = ("num_envs",)

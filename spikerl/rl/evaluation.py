@@ -1,24 +1,36 @@
-"""Deterministic evaluation of an actor: N episodes run side by side in a vector env."""
+"""Deterministic evaluation of a policy: episodes run side by side in a vector env, split over the
+ranks of a distributed job."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from .envs import ActionScaler, make_vec_env
+from ..runtime.distributed import DistInfo, all_reduce_
+from .envs import ActionScaler, EnvConfig, make_vec_env
+from .normalizer import ObsNormalizer
+from .protocols import Learner
+
+Policy = Callable[[torch.Tensor], torch.Tensor]  # raw observations (CPU) -> actions in [-1, 1]
 
 
-def evaluate_policy(
-    policy: Callable[[torch.Tensor], torch.Tensor],
-    env_id: str,
-    episodes: int,
-    seed: int,
-    max_episode_steps: int | None = None,
-) -> np.ndarray:
-    """Returns of `episodes` episodes, the k-th reset with seed `seed + k`, acting with `policy`
-    (raw observation tensor -> action in [-1, 1]). Each env copy runs exactly one episode."""
+def greedy_policy(learner: Learner, normalizer: ObsNormalizer, device: torch.device | str = "cpu") -> Policy:
+    """The learner's deterministic action for raw observations, normalised with the current statistics."""
+    device = torch.device(device)
+
+    def policy(raw_obs: torch.Tensor) -> torch.Tensor:
+        return learner.act(normalizer(raw_obs.to(device)))
+
+    return policy
+
+
+def evaluate_policy(policy: Policy, env_id: str, episodes: int, seed: int,
+                    max_episode_steps: int | None = None) -> np.ndarray:
+    """Returns of `episodes` episodes, the k-th reset with seed `seed + k`, acting with `policy`.
+    Each env copy runs exactly one episode."""
     envs = make_vec_env(env_id, episodes, max_episode_steps)
     try:
         scale = ActionScaler(envs.single_action_space)
@@ -33,3 +45,43 @@ def evaluate_policy(
         return returns
     finally:
         envs.close()
+
+
+class Evaluator:
+    """`episodes` deterministic episodes per evaluation, split over the ranks (rounded up to a multiple
+    of the world size); episode k is reset with seed + 10000 + k whatever the number of ranks. Keeps
+    the history [(env step, mean, std)] and the time spent evaluating."""
+
+    def __init__(self, policy: Policy, env: EnvConfig, episodes: int, seed: int, dist: DistInfo | None = None):
+        self.policy, self.env, self.episodes, self.seed = policy, env, episodes, seed
+        self.dist = dist or DistInfo()
+        self.history: list[tuple[int, float, float]] = []
+        self.episodes_run = 0
+        self.seconds = 0.0
+
+    @property
+    def best(self) -> float:
+        return max((mean for _, mean, _ in self.history), default=-np.inf)
+
+    def __call__(self, env_step: int) -> tuple[float, float, bool]:
+        """Evaluate now: (mean, std, whether it beats every earlier evaluation)."""
+        start = time.perf_counter()
+        per_rank = -(-self.episodes // self.dist.world_size)
+        returns = evaluate_policy(self.policy, self.env.id, per_rank,
+                                  self.seed + 10_000 + self.dist.rank * per_rank, self.env.max_episode_steps)
+        sums = all_reduce_(torch.tensor([len(returns), returns.sum(), (returns**2).sum()], dtype=torch.float64))
+        n, total, squares = sums.tolist()
+        mean = total / n
+        std = float(np.sqrt(max(squares / n - mean**2, 0.0)))
+        improved = mean > self.best
+        self.history.append((env_step, mean, std))
+        self.episodes_run = int(n)
+        self.seconds += time.perf_counter() - start
+        return mean, std, improved
+
+    def state_dict(self) -> dict:
+        return {"history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 3), "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = [(int(step), mean, std) for step, mean, std in state["history"].tolist()]
+        self.seconds = float(state["seconds"])

@@ -8,12 +8,40 @@ soft target updates). Actions are in [-1, 1] throughout; noise scales are fracti
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..runtime.precision import Precision
+from .normalizer import KINDS as OBS_NORMS
 from .replay import Batch
+
+
+@dataclass
+class AlgoConfig:
+    """The `algo` config section: TD3's hyperparameters, the update schedule and the observation
+    normalisation (noise scales are fractions of the action half-range)."""
+
+    name: str
+    gamma: float
+    polyak: float  # target <- polyak * target + (1 - polyak) * online
+    policy_delay: int
+    act_noise: float
+    target_noise: float
+    noise_clip: float
+    actor_lr: float
+    critic_lr: float
+    batch_size: int
+    replay_size: int
+    update_every: int  # every update_every env steps of a rank ...
+    gradient_steps: int  # ... this many updates
+    obs_norm: str
+    obs_clip: float
+
+    CHOICES = {"obs_norm": OBS_NORMS}
+    POSITIVE = ("batch_size", "replay_size", "update_every", "policy_delay", "actor_lr", "critic_lr")
+    NON_NEGATIVE = ("gradient_steps", "act_noise", "target_noise", "noise_clip")
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

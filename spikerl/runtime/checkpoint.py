@@ -1,4 +1,9 @@
-"""Checkpoints: written atomically, read without running code from the file."""
+"""Checkpoints: written atomically, read without running code from the file.
+
+Every checkpoint records `meta["format"]`. Format 1 (no key) predates the package reorganisation: its
+actor/critic specs name classes by their old paths, which `load` rewrites to the current ones. A format
+newer than FORMAT_VERSION is refused: this code cannot know what changed.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,76 @@ from pathlib import Path
 
 import torch
 
+FORMAT_VERSION = 2  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
+
+# Format 1 -> 2: Hydra `_target_` prefixes of classes that moved when the package was reorganised.
+_MOVED_TARGETS_V1 = {
+    "spikerl.actors.MLPActor": "spikerl.rl.networks.MLPActor",
+    "spikerl.actors.": "spikerl.snn.actors.",
+    "spikerl.critics.TwinQ": "spikerl.rl.networks.TwinQ",
+    "spikerl.encoders.": "spikerl.snn.encoders.",
+}
+
 
 class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message is one line for the user."""
+
+
+def _retarget_v1(spec):
+    """A spec with every `_target_` (nested ones included) moved to its format-2 class path."""
+    if isinstance(spec, dict):
+        spec = {k: _retarget_v1(v) for k, v in spec.items()}
+        target = spec.get("_target_")
+        if isinstance(target, str):
+            for old, new in _MOVED_TARGETS_V1.items():  # exact class first, then whole modules
+                if target == old or (old.endswith(".") and target.startswith(old)):
+                    spec["_target_"] = new + target[len(old):]
+                    break
+        return spec
+    if isinstance(spec, list):
+        return [_retarget_v1(v) for v in spec]
+    return spec
+
+
+def _migrate(state: dict, path: Path) -> dict:
+    """Bring a checkpoint of an older format up to FORMAT_VERSION; refuse a newer one."""
+    meta = state["meta"]
+    version = meta.get("format", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format {version}; this SpikeRL reads formats up to "
+                              f"{FORMAT_VERSION}: upgrade SpikeRL")
+    if version == 1:
+        meta = {**meta, **{k: _retarget_v1(meta[k]) for k in ("actor_spec", "critic_spec") if k in meta}}
+        state = _regroup_v1(state)
+    return {**state, "meta": {**meta, "format": FORMAT_VERSION}}
+
+
+def _regroup_v1(state: dict) -> dict:
+    """Format 1 kept the training loop's state in one flat layout; format 2 keeps each part's under
+    its name (collector, updates, evaluator) and counts the wall time of a run's segments, which
+    format 1 did not record (taken as 0)."""
+    if "counters" not in state:  # a bare meta + weights file: nothing to regroup
+        return state
+    state = dict(state)
+    counters, rng = state.pop("counters"), state.pop("rng")
+    state["collector"] = {"envs": state.pop("envs"), "obs": state.pop("obs"),
+                          "episode_returns": state.pop("episode_returns"), "rng": rng["numpy"],
+                          "episodes": counters["episodes"]}
+    state["updates"] = {"sampler": rng["sampler"], "seconds": 0.0}
+    state["evaluator"] = {"history": state.pop("eval_history"), "seconds": 0.0}
+    state["counters"] = {"env_steps": counters["env_steps"], "local_steps": counters["local_steps"],
+                         "rank": counters["rank"], "world_size": counters["world_size"], "wall_seconds": 0.0,
+                         "segments": 1}
+    state["rng"] = {"python": rng["python"], "torch": rng["torch"]}
+    return state
 
 
 def save_atomic(state: dict, path: str | Path) -> Path:
     """Write to a temporary file in the same folder, fsync it, then rename over `path`: a crash at
     any moment leaves either the old checkpoint or the new one, never a torn file."""
     path = Path(path)
+    if isinstance(state.get("meta"), dict):
+        state = {**state, "meta": {**state["meta"], "format": FORMAT_VERSION}}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +106,8 @@ def save_atomic(state: dict, path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> dict:
-    """Load a checkpoint with `weights_only=True` (tensors and plain containers only)."""
+    """Load a checkpoint with `weights_only=True` (tensors and plain containers only), migrated to
+    FORMAT_VERSION."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
@@ -50,13 +117,14 @@ def load(path: str | Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which, in one line
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}") from exc
-    if not isinstance(state, dict) or "meta" not in state:
+    if not isinstance(state, dict) or not isinstance(state.get("meta"), dict):
         raise CheckpointError(f"{path} is not a SpikeRL checkpoint")
-    return state
+    return _migrate(state, path)
 
 
 # What must match for a checkpoint to continue a run (the rest of the config may change on resume).
-COMPATIBLE_KEYS = ("env_id", "obs_dim", "act_dim", "actor_spec", "critic_spec", "world_size")
+# obs_norm: the saved normaliser statistics belong to the checkpoint's kind of normalisation.
+COMPATIBLE_KEYS = ("env_id", "obs_dim", "act_dim", "actor_spec", "critic_spec", "world_size", "obs_norm")
 
 
 EXECUTION_KEYS = ("neuron_backend", "compile")  # how an actor is computed, not what: free to change on resume
@@ -69,9 +137,11 @@ def _comparable(key: str, value):
 
 
 def check_compatible(meta: dict, expected: dict, path: str | Path) -> None:
-    """Refuse, in one line, a checkpoint made for another task, architecture or number of ranks."""
+    """Refuse, in one line, a checkpoint made for another task, architecture, observation normalisation
+    or number of ranks. A key is compared only when both sides record it: checkpoints written before a
+    key was recorded (obs_norm) still resume."""
     for key in COMPATIBLE_KEYS:
-        if key in expected and _comparable(key, meta.get(key)) != _comparable(key, expected[key]):
+        if key in expected and key in meta and _comparable(key, meta.get(key)) != _comparable(key, expected[key]):
             if key.endswith("_spec"):
                 what = f"its {key[:-5]} differs from this config's"
             else:

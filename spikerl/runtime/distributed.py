@@ -17,6 +17,22 @@ import torch.distributed as dist
 BACKENDS = ("auto", "gloo", "nccl", "mpi")
 
 
+@dataclass
+class DistConfig:
+    """The `dist` config section."""
+
+    world_size: int = 1  # processes in the job, over all nodes
+    backend: str = "auto"  # auto | gloo | nccl | mpi
+    nnodes: int = 1
+    node_rank: int = 0
+    master_addr: str = "127.0.0.1"
+    master_port: int = 0  # 0: a free port (single node only)
+    timeout_s: float = 300.0  # a collective waiting longer than this fails the job
+
+    CHOICES = {"backend": BACKENDS}
+    POSITIVE = ("world_size", "nnodes", "timeout_s")
+
+
 @dataclass(frozen=True)
 class DistInfo:
     """Where this process stands in the job."""
@@ -38,8 +54,9 @@ class DistInfo:
 
 def resolve_backend(requested: str, device_type: str = "cpu") -> str:
     """`auto`: NCCL when the networks live on CUDA GPUs, else gloo. An explicit choice that cannot
-    work here is a ValueError naming why. (Training runs on the CPU for now, so NCCL, which reduces
-    CUDA tensors only, is refused until networks are placed on GPUs.)"""
+    work here is a ValueError naming why. `device_type` is where the networks live: job.py places each
+    rank's networks on its own CUDA GPU when device is auto or cuda and a GPU exists (runtime/device.py),
+    else on the CPU, where NCCL (which reduces CUDA tensors only) is refused."""
     if requested not in BACKENDS:
         raise ValueError(f"dist.backend must be one of {', '.join(BACKENDS)}; got {requested!r}")
     cuda = device_type == "cuda" and torch.cuda.is_available() and dist.is_nccl_available()
@@ -122,8 +139,15 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DDP over `module` when a group is up (it broadcasts rank 0's weights); else the module."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):
         return module
+    # Buffers are neuron constants (and snnTorch's empty scratch state), the same on every rank: nothing
+    # to broadcast every forward. torch 2.13 deprecates `broadcast_buffers` for `forward_sync_buffers`,
+    # which still copies rank 0's buffers once here (that changes no value); older torch has only the first.
+    import inspect
+
     from torch.nn.parallel import DistributedDataParallel
 
-    # Buffers are neuron constants (and snnTorch's scratch state): nothing to broadcast every forward.
+    no_forward_sync = ({"forward_sync_buffers": False}
+                       if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                       else {"broadcast_buffers": False})
     return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
-                                   broadcast_buffers=False, gradient_as_bucket_view=True)
+                                   gradient_as_bucket_view=True, **no_forward_sync)

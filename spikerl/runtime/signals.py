@@ -11,6 +11,14 @@ import threading
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+class Preempted(Exception):
+    """Training stopped on request (SIGTERM, SIGINT) after writing a checkpoint."""
+
+    def __init__(self, signum: int, step: int):
+        super().__init__(f"stopped by signal {signum} at env step {step}; checkpoint written")
+        self.signum, self.step = signum, step
+
+
 @contextlib.contextmanager
 def handling(handler):
     """Install `handler(signum, frame)` for the stop signals while the block runs (main thread only:
@@ -26,13 +34,14 @@ def handling(handler):
             signal.signal(sig, old)
 
 
-def stop_on_signals(trainer):
-    """The training loop stops at its next safe point (after the current update, with a checkpoint)."""
+def stop_on_signals(state):
+    """Set `state.stop_signal`: the training loop stops at its next safe point (after the current
+    update, with a checkpoint)."""
 
     def handler(signum, frame):
-        if trainer.stop_signal:
+        if state.stop_signal:
             os._exit(128 + signum)
-        trainer.stop_signal = signum
+        state.stop_signal = signum
 
     return handling(handler)
 

@@ -7,10 +7,26 @@ stop, warns once and the run goes on without energy figures.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+
+KINDS = ("codecarbon", "none")
+
+
+@dataclass
+class EnergyConfig:
+    """The `energy` config section."""
+
+    kind: str = "codecarbon"
+    country: str = "USA"  # ISO 3166 alpha-3 code of the grid the machine draws from
+    measure_power_secs: float = 15.0
+
+    CHOICES = {"kind": KINDS}
+    POSITIVE = ("measure_power_secs",)
 
 
 class NullMeter:
@@ -82,4 +98,30 @@ def make_meter(kind: str, output_dir: str | Path, country: str = "USA", measure_
         return NullMeter()
     if kind == "codecarbon":
         return CodeCarbonMeter(output_dir, country, measure_power_secs)
-    raise ValueError(f"energy.kind must be codecarbon or none, got {kind!r}")
+    raise ValueError(f"energy.kind must be one of {', '.join(KINDS)}; got {kind!r}")
+
+
+# Figures of a segment that add up over a run's segments; power, country and source do not.
+ADDITIVE = ("energy_kwh", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", "energy_seconds", "emissions_kg")
+
+
+class EnergyLedger:
+    """The figures of each segment of a run (a run stopped and resumed has several) in
+    `<run>/energy/segments.jsonl`, one line a segment: a run's energy is the sum over its segments."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / "segments.jsonl"
+
+    def add(self, figures: dict, fresh: bool) -> dict:
+        """Record one segment's figures (a fresh run starts the ledger anew); returns the run's totals."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w" if fresh else "a") as f:
+            f.write(json.dumps(figures) + "\n")
+        return self.totals()
+
+    def totals(self) -> dict:
+        segments = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        totals = {**segments[-1], **{k: sum(s.get(k, 0.0) for s in segments) for k in ADDITIVE}}
+        totals["power_w"] = totals["energy_kwh"] * 3.6e6 / totals["energy_seconds"] if totals["energy_seconds"] else 0.0
+        totals["energy_segments"] = len(segments)
+        return totals

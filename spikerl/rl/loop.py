@@ -1,0 +1,139 @@
+"""TD3's off-policy training loop, as one rank runs it: collect, update on schedule, evaluate, log,
+checkpoint. Each job is done by its own part (collector, update schedule, evaluator, run state);
+this module only orders them."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ..runtime.distributed import all_reduce_
+from ..runtime.signals import Preempted
+from ..telemetry.metrics import RunningMeans
+from .collector import Collector
+from .evaluation import Evaluator
+from .protocols import MetricWriter
+from .run_state import RunState, Tick
+from .updates import UpdateSchedule
+
+
+@dataclass
+class TrainConfig:
+    """The `train` config section. Step counts are global env steps (summed over ranks)."""
+
+    total_steps: int
+    start_steps: int  # uniform random actions before the actor acts
+    update_after: int  # no gradient updates before this many env steps
+    eval_every: int
+    eval_episodes: int
+    checkpoint_every: int
+    log_every: int
+    progress: bool = True
+    save_replay: bool = False  # put the replay buffer in checkpoints/last.pt (exact resume)
+    keep_best: bool = True  # also keep checkpoints/best.pt, the actor with the best evaluation
+
+    POSITIVE = ("total_steps", "eval_episodes")
+    NON_NEGATIVE = ("start_steps", "update_after", "eval_every", "checkpoint_every", "log_every")
+
+
+class TrainingLoop:
+    """In a job of N ranks every rank runs this loop in lockstep; the update schedule is per rank, each
+    update averaging gradients over ranks. Rank 0 alone writes metrics and checkpoints and shows progress."""
+
+    def __init__(self, collector: Collector, updates: UpdateSchedule, evaluator: Evaluator, state: RunState,
+                 train: TrainConfig, metrics: MetricWriter | None = None):
+        self.collector, self.updates, self.evaluator, self.state = collector, updates, evaluator, state
+        self.train, self.metrics = train, metrics  # rank 0's metric writers; None logs nothing
+        self.window = RunningMeans()  # metric means since the last logged row
+        self.last_log = (time.perf_counter(), state.env_steps, 0)  # time, env steps, updates at the last row
+        self.updates_run = 0
+
+    def run(self) -> dict:
+        """Train to `train.total_steps` (from where a resumed run stopped); returns the loop's summary."""
+        main = self.state.dist.is_main
+        bar = tqdm(total=self.train.total_steps, initial=self.state.env_steps, unit="step", dynamic_ncols=True,
+                   disable=not (self.train.progress and main), mininterval=1.0, desc=self.collector.env_id)
+        self.state.start_segment()
+        try:
+            while not self.state.done:
+                tick = self.iteration()
+                bar.update(tick.after - tick.before)
+                if self.evaluator.history and self.evaluator.history[-1][0] == tick.after:
+                    bar.set_postfix(eval=f"{self.evaluator.history[-1][1]:.1f}", refresh=False)
+        finally:
+            bar.close()
+            self.collector.close()  # the metric writers belong to the caller, who closes them
+        return self.summary()
+
+    def iteration(self) -> Tick:
+        """One step of every env copy, and whatever falls due at the env step it reaches."""
+        state, train = self.state, self.train
+        self.collector.step(state.env_steps < train.start_steps, state.env_steps, self.window)
+        tick = state.advance()
+        round_due = self.updates.round_due(tick.local_before, tick.local_after)
+        if round_due or tick.final:  # every rank folds in every rank's new observations
+            self.collector.sync_normalizer(state.dist.enabled)
+        if round_due and self.updates.ready(tick.after):
+            self.updates_run += self.updates.run_round(tick.after, self.window)
+        row = {}
+        if tick.crossed(train.eval_every) or tick.final:
+            row = self.evaluate(tick.after)
+        if self.metrics and (row or tick.crossed(train.log_every)):
+            self.log(row, tick.after)
+        if tick.crossed(train.checkpoint_every) or tick.final:
+            state.save()
+        if state.stop_requested(round_due) and not tick.final:
+            state.save()
+            raise Preempted(state.stop_signal or signal.SIGTERM, tick.after)
+        return tick
+
+    def evaluate(self, env_step: int) -> dict:
+        mean, std, improved = self.evaluator(env_step)
+        if improved and self.train.keep_best and self.state.dist.is_main:
+            self.state.save("best.pt", with_replay=False)
+        return {"eval/return_mean": mean, "eval/return_std": std}
+
+    def log(self, row: dict, env_step: int) -> None:
+        now = time.perf_counter()
+        then, steps_then, updates_then = self.last_log
+        seconds = max(now - then, 1e-9)
+        self.metrics.write({
+            **row, **self.window.pop(),
+            "step": env_step,
+            "time/wall": self.state.wall_seconds,
+            "time/env_steps_per_second": (env_step - steps_then) / seconds,
+            "time/updates_per_second": (self.updates_run - updates_then) / seconds,
+            "train/episodes": self.collector.episodes,
+        })
+        self.last_log = (now, env_step, self.updates_run)
+
+    def summary(self) -> dict:
+        """The run's figures over all its segments. `wall_seconds` is the whole training time,
+        evaluations included; `eval_seconds` and `update_seconds` say how much of it they took."""
+        learner, state, evaluator = self.updates.learner, self.state, self.evaluator
+        _, mean, std = evaluator.history[-1]
+        episodes = all_reduce_(torch.tensor([float(self.collector.episodes)]))  # every rank's episodes
+        segment = state.segment_seconds
+        wall = state.earlier_seconds + segment
+        return {
+            "total_env_steps": state.env_steps,
+            "wall_seconds": wall,
+            "segments": state.segments,
+            "segment_wall_seconds": segment,
+            "eval_seconds": evaluator.seconds,
+            "update_seconds": self.updates.seconds,
+            "eval_return_mean": mean,
+            "eval_return_std": std,
+            "eval_episodes": evaluator.episodes_run,
+            "best_eval_return": evaluator.best,
+            "updates": learner.updates,
+            "skipped_updates": learner.skipped,
+            "updates_per_second": learner.updates / self.updates.seconds if self.updates.seconds else 0.0,
+            "env_steps_per_second": state.env_steps / wall,
+            "episodes": int(episodes.item()),
+            "eval_history": list(evaluator.history),  # [(env step, mean, std)]: evaluations.csv
+        }

@@ -1,0 +1,43 @@
+"""What the training loop needs from the parts that vary, as typed protocols: the actor (any module
+from normalised observations to actions in [-1, 1]), the learner (TD3 today) and the metric writers."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from .replay import Batch
+
+
+@runtime_checkable
+class Actor(Protocol):
+    """`actor(obs) -> action`: obs normalised, [B, obs_dim]; action in [-1, 1], [B, act_dim]."""
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+
+class Learner(Protocol):
+    """Acts deterministically and learns from replay batches. The loop also reads its counters."""
+
+    updates: int  # learner iterations so far
+    skipped: int  # optimizer steps skipped for non-finite gradients
+    consecutive_skips: int  # the current run of skipped steps (too long a run stops training)
+
+    def act(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def update(self, batch: Batch) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class MetricWriter(Protocol):
+    """Takes logged rows (`step` plus namespaced metrics) and run totals; must never raise into training."""
+
+    def write(self, row: dict) -> None: ...
+
+    def summarize(self, values: dict) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,57 @@
+"""The update schedule (PopSAN's): every `update_every` env steps of a rank, `gradient_steps` learner
+updates on batches from that rank's replay, once `update_after` global env steps have been taken."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..telemetry.metrics import RunningMeans
+from .normalizer import ObsNormalizer
+from .protocols import Learner
+from .replay import ReplayBuffer
+from .run_state import crossed
+from .td3 import AlgoConfig
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many updates in a row had non-finite gradients."""
+
+
+class UpdateSchedule:
+    def __init__(self, learner: Learner, replay: ReplayBuffer, normalizer: ObsNormalizer, algo: AlgoConfig, *,
+                 update_after: int, seed: int, max_consecutive_skips: int = 100):
+        self.learner, self.replay, self.normalizer = learner, replay, normalizer
+        self.update_every, self.gradient_steps = algo.update_every, algo.gradient_steps
+        self.batch_size = algo.batch_size
+        self.update_after, self.max_consecutive_skips = update_after, max_consecutive_skips
+        self.sampler = torch.Generator().manual_seed(seed)
+        self.seconds = 0.0  # time spent updating, over every segment of the run
+
+    def round_due(self, local_before: int, local_after: int) -> bool:
+        """Whether this rank's env steps crossed a round boundary (every rank crosses it together)."""
+        return crossed(local_before, local_after, self.update_every)
+
+    def ready(self, env_steps: int) -> bool:
+        return env_steps > self.update_after and len(self.replay) >= self.batch_size
+
+    def run_round(self, env_step: int, window: RunningMeans) -> int:
+        """`gradient_steps` learner updates; their metrics go to `window`. Returns the number run."""
+        start = time.perf_counter()
+        for _ in range(self.gradient_steps):
+            batch = self.replay.sample(self.batch_size, self.normalizer, self.sampler)
+            window.update(self.learner.update(batch))
+            if self.learner.consecutive_skips >= self.max_consecutive_skips:
+                raise TrainingDiverged(
+                    f"{self.learner.consecutive_skips} updates in a row had non-finite gradients at env step "
+                    f"{env_step}; stopping (the last checkpoint is kept)")
+        self.seconds += time.perf_counter() - start
+        return self.gradient_steps
+
+    def state_dict(self) -> dict:
+        return {"sampler": self.sampler.get_state(), "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.set_state(state["sampler"])
+        self.seconds = float(state["seconds"])

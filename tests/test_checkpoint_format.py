@@ -1,0 +1,96 @@
+"""Checkpoint format: every checkpoint records its format; a format-1 checkpoint (class paths from
+before the package was reorganised) is migrated on load, and a newer format is refused in one line."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import get_class
+
+from conftest import TINY
+from spikerl import evaluate, job
+from spikerl.config import compose, validate
+from spikerl.runtime import checkpoint
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "checkpoint_v1_popsan.pt"  # written by the old code
+FIXTURE_OVERRIDES = [*TINY, "actor.hidden_sizes=[8,8]", "critic.hidden_sizes=[8,8]"]
+
+
+def targets(spec) -> list[str]:
+    """Every `_target_` in a spec, nested ones included."""
+    if isinstance(spec, dict):
+        own = [spec["_target_"]] if "_target_" in spec else []
+        return own + [t for v in spec.values() for t in targets(v)]
+    if isinstance(spec, list):
+        return [t for v in spec for t in targets(v)]
+    return []
+
+
+def test_the_fixture_is_a_format_1_checkpoint():
+    meta = torch.load(FIXTURE, weights_only=True)["meta"]
+    assert "format" not in meta and meta["actor_spec"]["_target_"] == "spikerl.actors.PopSpikingActor"
+
+
+def test_format_1_checkpoint_is_migrated_to_the_current_class_paths():
+    meta = checkpoint.load(FIXTURE)["meta"]
+    assert meta["format"] == checkpoint.FORMAT_VERSION == 2
+    assert meta["actor_spec"]["_target_"] == "spikerl.snn.actors.PopSpikingActor"
+    assert meta["actor_spec"]["encoder"]["_target_"] == "spikerl.snn.encoders.PopulationEncoder"
+    assert meta["critic_spec"]["_target_"] == "spikerl.rl.networks.TwinQ"
+    for target in targets(meta["actor_spec"]) + targets(meta["critic_spec"]):
+        get_class(target)  # each one names a class of this SpikeRL
+
+
+@pytest.mark.parametrize("old,new", [
+    ("spikerl.actors.PopSpikingActor", "spikerl.snn.actors.PopSpikingActor"),
+    ("spikerl.actors.DSRLSpikingActor", "spikerl.snn.actors.DSRLSpikingActor"),
+    ("spikerl.actors.MLPActor", "spikerl.rl.networks.MLPActor"),
+    ("spikerl.critics.TwinQ", "spikerl.rl.networks.TwinQ"),
+    ("spikerl.encoders.TwoNeuronEncoder", "spikerl.snn.encoders.TwoNeuronEncoder"),
+    ("spikerl.encoders.PopulationEncoder", "spikerl.snn.encoders.PopulationEncoder"),
+])
+def test_every_moved_class_path_is_migrated(tmp_path, old, new):
+    path = tmp_path / "old.pt"
+    torch.save({"meta": {"actor_spec": {"_target_": "spikerl.actors.MLPActor", "encoder": {"_target_": old}},
+                         "critic_spec": {"_target_": old, "hidden_sizes": [8]}}}, path)  # format 1: no key
+    meta = checkpoint.load(path)["meta"]
+    assert meta["actor_spec"]["encoder"]["_target_"] == new and meta["critic_spec"]["_target_"] == new
+    assert meta["critic_spec"]["hidden_sizes"] == [8]
+    get_class(new)
+
+
+def test_new_checkpoints_record_the_format(tmp_path):
+    state = {"meta": {"env_id": "x"}, "value": torch.tensor(1)}
+    checkpoint.save_atomic(state, tmp_path / "c.pt")
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["meta"]["format"] == checkpoint.FORMAT_VERSION
+    assert state["meta"] == {"env_id": "x"}  # the caller's meta is left as it was
+
+
+def test_evaluating_the_format_1_fixture_reproduces_its_last_evaluation(capsys):
+    _, mean, std = torch.load(FIXTURE, weights_only=True)["eval_history"][-1].tolist()
+    assert evaluate.main([str(FIXTURE), "--episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"return {mean:.1f} +- {std:.1f} over 2 episodes (seed 10000)" in out, out
+
+
+def test_a_newer_format_is_refused_in_one_line(tmp_path, capsys):
+    path = tmp_path / "future.pt"
+    state = torch.load(FIXTURE, weights_only=True)
+    state["meta"]["format"] = 99
+    torch.save(state, path)
+    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 2: upgrade SpikeRL"
+    with pytest.raises(checkpoint.CheckpointError) as info:
+        checkpoint.load(path)
+    assert str(info.value) == message
+    assert evaluate.main([str(path)]) == 2
+    assert capsys.readouterr().err.strip() == f"spikerl.evaluate: error: {message}"
+
+
+def test_the_format_1_fixture_can_be_resumed(tmp_path):
+    rc = validate(compose(FIXTURE_OVERRIDES))
+    expected = job.expected_meta(rc, *job.env_dims(rc.env.id), rc.dist.world_size)
+    checkpoint.check_compatible(checkpoint.load(FIXTURE)["meta"], expected, FIXTURE)
+    job.check(validate(compose([*FIXTURE_OVERRIDES, f"resume={FIXTURE}"])))  # the check a run makes first
+    rc = validate(compose([*FIXTURE_OVERRIDES, f"resume={FIXTURE}", "train.total_steps=400"]))
+    summary = job.train_run(rc, tmp_path / "resumed", "popsan")
+    assert summary["total_env_steps"] == 400

@@ -1,0 +1,77 @@
+"""Notices that used to repeat once per env copy and rank (drowning the progress bar) come once per
+process, and our own DDP call uses no deprecated torch argument."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import torch
+import torch.multiprocessing as mp
+
+from spikerl.runtime import distributed
+
+# One process as a rank sees it: the task checked with gym.make (spikerl.job.env_dims), the collection
+# vector env of 2 copies, the warning filters changed in between (as importing torch's dependencies
+# does), then an evaluation vector env.
+RANK_LIKE = """
+import warnings
+import gymnasium as gym
+from spikerl.rl.envs import make_vec_env
+gym.make("HalfCheetah-v4")
+make_vec_env("HalfCheetah-v4", 2, 50)
+warnings.filterwarnings("ignore", message="something unrelated")
+make_vec_env("HalfCheetah-v4", 2, 50)
+print("done")
+"""
+
+
+def test_out_of_date_and_settotalmass_are_shown_once_per_process(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run([sys.executable, "-c", RANK_LIKE], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
+    assert proc.returncode == 0 and "done" in proc.stdout, proc.stderr
+    lines = (proc.stdout + proc.stderr).splitlines()
+    out_of_date = [line for line in lines if "HalfCheetah-v4 is out of date" in line]
+    settotalmass = [line for line in lines if "settotalmass" in line]
+    assert len(out_of_date) == 1, proc.stderr  # once: the user still learns of it
+    assert len(settotalmass) == 1, proc.stderr
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # MuJoCo's own handler would have written it here
+
+
+def test_quiet_repeats_is_idempotent():
+    from spikerl.rl import envs
+
+    with warnings.catch_warnings():
+        envs._quiet_repeats()
+        before = list(warnings.filters)
+        envs._quiet_repeats()
+        assert warnings.filters == before
+
+
+def _ddp_worker(rank, world, port, out_dir):
+    from spikerl.snn.actors import PopSpikingActor
+    from spikerl.snn.encoders import PopulationEncoder
+
+    torch.set_num_threads(1)
+    distributed.init(distributed.DistInfo(rank, world, rank, world), "gloo", "127.0.0.1", port, 60)
+    actor = PopSpikingActor(5, 2, encoder=PopulationEncoder, hidden_sizes=(8, 8))  # has neuron buffers
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wrapped = distributed.wrap_ddp(actor, torch.device("cpu"))
+    report = {"wrapped": type(wrapped).__name__, "forward_sync": bool(wrapped.broadcast_buffers),
+              "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(report, f)
+    distributed.shutdown()
+
+
+def test_wrap_ddp_emits_no_deprecation_and_does_not_sync_buffers_every_forward(tmp_path):
+    mp.start_processes(_ddp_worker, args=(2, distributed.free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    for rank in (0, 1):
+        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert report["wrapped"] == "DistributedDataParallel"
+        assert report["forward_sync"] is False
+        assert not [w for w in report["warnings"] if w.startswith(("FutureWarning", "DeprecationWarning"))], report
