@@ -118,17 +118,23 @@ def comparison_of(report: dict, batch: int, precision: str) -> dict:
                  if c["batch_size"] == batch and c["precision"] == precision), {})
 
 
-def update_table(report: dict) -> str:
-    """bench_update.py: milliseconds per TD3 update of each actor, and the ratios between them."""
+def variant_rows(report: dict, extra_cells) -> list[list]:
+    """One row per (batch, precision): milliseconds of each variant, then `extra_cells(seconds by
+    variant, the comparison entry, batch)`."""
     results, pairs = by_key(report)
     rows = []
     for batch, precision in pairs:
         seconds = {v: results.get((batch, precision, v), {}).get("median_seconds") for v in VARIANTS}
-        c = comparison_of(report, batch, precision)
         rows.append([batch, precision, *(ms(seconds[v]) for v in VARIANTS),
-                     times(c.get("speedup_vs_baseline")), times(c.get("compiled_speedup_vs_baseline")),
-                     times(c.get("time_vs_mlp")), times(c.get("compiled_time_vs_mlp")),
-                     times(c.get("bf16_throughput_vs_fp32"))])
+                     *extra_cells(seconds, comparison_of(report, batch, precision), batch)])
+    return rows
+
+
+def update_table(report: dict) -> str:
+    """bench_update.py: milliseconds per TD3 update of each actor, and the ratios between them."""
+    rows = variant_rows(report, lambda seconds, c, batch: [
+        times(c.get("speedup_vs_baseline")), times(c.get("compiled_speedup_vs_baseline")),
+        times(c.get("time_vs_mlp")), times(c.get("compiled_time_vs_mlp")), times(c.get("bf16_throughput_vs_fp32"))])
     return markdown(["batch", "precision", "ours ms", "compiled ms", "baseline ms", "MLP ms", "ours vs baseline",
                      "compiled vs baseline", "ours time / MLP", "compiled time / MLP", "ours bf16 / fp32 throughput"],
                     rows)
@@ -136,14 +142,9 @@ def update_table(report: dict) -> str:
 
 def act_table(report: dict) -> str:
     """bench_act.py: milliseconds per call of the policy (batch 1: one action; more: a vector of envs)."""
-    results, pairs = by_key(report)
-    rows = []
-    for batch, precision in pairs:
-        seconds = {v: results.get((batch, precision, v), {}).get("median_seconds") for v in VARIANTS}
-        c = comparison_of(report, batch, precision)
-        rows.append([batch, precision, *(ms(seconds[v]) for v in VARIANTS),
-                     num(ratio(batch, seconds["ours"]), ".0f"), times(c.get("speedup_vs_baseline")),
-                     times(c.get("compiled_speedup_vs_baseline"))])
+    rows = variant_rows(report, lambda seconds, c, batch: [
+        num(ratio(batch, seconds["ours"]), ".0f"), times(c.get("speedup_vs_baseline")),
+        times(c.get("compiled_speedup_vs_baseline"))])
     return markdown(["batch", "precision", "ours ms", "compiled ms", "baseline ms", "MLP ms", "ours actions/s",
                      "ours vs baseline", "compiled vs baseline"], rows)
 

@@ -182,9 +182,9 @@ def _short(exc: BaseException) -> str:
     return first
 
 
-def expand_overrides(args: list[str], limit: int = 64) -> list[list[str]]:
-    """The override lists of the jobs a (multi)run would launch, sweeps expanded (first `limit`).
-    Hydra's own settings (`hydra.*`, `hydra/...`) are left to Hydra."""
+def expand_overrides(args: list[str]) -> list[list[str]]:
+    """The override lists of every job a (multi)run would launch, sweeps expanded. Hydra's own
+    settings (`hydra.*`, `hydra/...`) are left to Hydra."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     mine = [a for a in args if not a.lstrip("+~").startswith("hydra")]
@@ -199,7 +199,7 @@ def expand_overrides(args: list[str], limit: int = 64) -> list[list[str]]:
             choices.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
         else:
             choices.append([line])
-    return [list(combo) for combo in itertools.islice(itertools.product(*choices), limit)]
+    return [list(combo) for combo in itertools.product(*choices)]
 
 
 def compose(overrides: list[str]) -> DictConfig:

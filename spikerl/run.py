@@ -10,6 +10,7 @@ actor, critic and learner, trains, and writes the run folder:
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -66,13 +67,21 @@ def _job(cfg) -> None:
 
 
 def preflight(args: list[str]) -> None:
-    """Compose and check every job the command line asks for before Hydra makes a run folder."""
+    """Check every job the command line asks for before Hydra makes a run folder: each job's config is
+    composed and validated; what takes building (the task, the networks, a checkpoint to resume) is
+    checked once per distinct combination, which a sweep over seeds or learning rates shares."""
     if any(a in ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--resolve") or a.startswith("--info")
            for a in args):
         return
     overrides = [a for a in args if not a.startswith("-")]
+    built = set()
     for job in expand_overrides(overrides):
-        check(validate(compose(job)))
+        rc = validate(compose(job))
+        key = json.dumps([rc.env.id, rc.actor, rc.critic, rc.resume, rc.dist.world_size, rc.algo.obs_norm],
+                         sort_keys=True)
+        if key not in built:
+            check(rc)
+            built.add(key)
 
 
 def main() -> None:

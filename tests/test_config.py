@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spikerl import job, run
-from spikerl.config import compose, expand_overrides, validate
+from spikerl.config import ConfigError, compose, expand_overrides, validate
 
 ENVS = ["inverted_pendulum", "halfcheetah", "ant", "hopper", "walker2d", "humanoid"]
 EXPERIMENTS = [None, "popsan", "spikerl", "dsrl", "td3"]
@@ -80,6 +80,16 @@ def test_allowed_values_are_read_from_the_modules_that_own_them():
 def test_sweeps_expand_into_jobs():
     jobs = expand_overrides(["env=hopper,ant", "seed=0,1,2", "train.total_steps=10"])
     assert len(jobs) == 6 and ["env=ant", "seed=2", "train.total_steps=10"] in jobs
+
+
+def test_every_job_of_a_large_sweep_is_checked_before_the_first_starts():
+    """A mistake in the 141st job of a sweep is found before any job runs, not after hours of the others."""
+    args = ["seed=range(0,70)", "algo.gamma=0.99,1.5"]
+    jobs = expand_overrides(args)
+    assert len(jobs) == 140 and jobs[-1] == ["seed=69", "algo.gamma=1.5"]
+    with pytest.raises(ConfigError, match="algo.gamma must be in"):
+        run.preflight(["seed=range(0,70)", "algo.gamma=0.99,1.5"])
+    run.preflight(["-m", "seed=range(0,70)", "algo.gamma=0.98,0.99"])  # fine: nothing raised
 
 
 BAD_INPUTS = [
