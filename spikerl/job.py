@@ -171,8 +171,11 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 
 def write_evaluations(run_dir: Path, history: list) -> None:
-    """The evaluation history (learning curve) beside the flat summary: step, mean and std of the return."""
-    rows = ["step,return_mean,return_std", *(f"{int(step)},{mean!r},{std!r}" for step, mean, std in history)]
+    """The evaluation history (learning curve) beside the flat summary: step, mean and std of the return,
+    and when it came: wall seconds into the run, and training seconds (wall time less the evaluations
+    before it)."""
+    rows = ["step,return_mean,return_std,wall_seconds,train_seconds",
+            *(f"{int(step)},{mean!r},{std!r},{wall!r},{train!r}" for step, mean, std, wall, train in history)]
     (run_dir / "evaluations.csv").write_text("\n".join(rows) + "\n")
 
 

@@ -12,6 +12,7 @@ import torch
 
 from .config import RunConfig
 from .job import train_run
+from .rl.envs import silence_notices
 from .runtime import distributed
 from .runtime.device import device_type
 from .runtime.distributed import DistInfo
@@ -44,6 +45,8 @@ def run_rank(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, back
     others fail in their next collective (within dist.timeout_s) instead of waiting forever."""
     import torch.distributed as dist
 
+    if info.rank != 0:
+        silence_notices()  # rank 0 shows third-party notices once for the job
     torch.set_num_threads(distributed.threads_per_rank(info.local_world_size))
     info = distributed.init(info, backend, addr, port, rc.dist.timeout_s)
     try:

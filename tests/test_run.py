@@ -93,3 +93,19 @@ def test_several_env_copies_count_every_step(tiny_run):
     assert summary["total_env_steps"] == 600  # 200 iterations of 3 copies
     state = checkpoint.load(run_dir)
     assert state["counters"]["local_steps"] == 600 and len(state["collector"]["envs"]) == 3
+
+
+def test_evaluations_csv_says_when_each_evaluation_came(tiny_run):
+    """Time to reach a return needs the wall time at each evaluation, and the training time without
+    the evaluations before it."""
+    import csv
+
+    summary, run_dir = tiny_run()
+    with open(run_dir / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [300, 600]
+    wall = [float(r["wall_seconds"]) for r in rows]
+    train = [float(r["train_seconds"]) for r in rows]
+    assert 0 < wall[0] < wall[1] <= summary["wall_seconds"]
+    assert train[0] == wall[0]  # no evaluation before the first
+    assert 0 < train[1] < wall[1] and wall[1] - train[1] <= summary["eval_seconds"]

@@ -1,5 +1,5 @@
 """Notices that used to repeat once per env copy and rank (drowning the progress bar) come once per
-process, and our own DDP call uses no deprecated torch argument."""
+job, and our own DDP call uses no deprecated torch argument."""
 
 import json
 import os
@@ -38,6 +38,17 @@ def test_out_of_date_and_settotalmass_are_shown_once_per_process(tmp_path):
     assert len(out_of_date) == 1, proc.stderr  # once: the user still learns of it
     assert len(settotalmass) == 1, proc.stderr
     assert not (tmp_path / "MUJOCO_LOG.TXT").exists()  # MuJoCo's own handler would have written it here
+
+
+def test_a_distributed_job_shows_the_notice_once(tmp_path):
+    """Every rank used to print gymnasium's v4 notice (8 times, 16 lines, in an 8-rank Ant run)."""
+    from conftest import TINY
+
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", *TINY, "env=hopper", "dist.world_size=2",
+                           "train.total_steps=200", "hydra.run.dir=run"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("Hopper-v4 is out of date") == 1, proc.stderr
 
 
 def test_quiet_repeats_is_idempotent():

@@ -15,15 +15,23 @@ import torch
 # gymnasium's "is out of date" for the paper's v4 MuJoCo tasks (a DeprecationWarning under gymnasium's
 # own "once" filter, which forgets what it showed whenever anything changes the warning filters, as
 # importing torch's dependencies does) and MuJoCo's compiler warnings (HalfCheetah-v4's `settotalmass`,
-# printed by every model compile). Each is shown once per process instead: see `_quiet_repeats`.
+# printed by every model compile). Each is shown once per process instead, and only by rank 0 of a
+# distributed job (`silence_notices`): see `_quiet_repeats`.
 _GYM_OUT_OF_DATE = r".*The environment \S+ is out of date"
 _shown: set[str] = set()
+_notices = True  # off in ranks other than 0: a job's rank 0 shows each notice once for the whole job
+
+
+def silence_notices() -> None:
+    """Show none of these notices in this process (a distributed job's ranks other than 0)."""
+    global _notices
+    _notices = False
 
 
 def _mujoco_warning(message: str) -> None:
     """MuJoCo's warning handler: each distinct message once per process, on stderr (MuJoCo's own
     prints every one and appends it to MUJOCO_LOG.TXT in the working directory)."""
-    if message not in _shown:
+    if _notices and message not in _shown:
         _shown.add(message)
         print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
 
@@ -51,8 +59,8 @@ def _note_out_of_date(env_id: str) -> None:
         latest = find_highest_version(namespace, name)
     except gym.error.Error:
         return
-    message = f"The environment {env_id} is out of date: gymnasium's latest is v{latest} (shown once per process)"
-    if version is not None and latest is not None and latest > version and message not in _shown:
+    message = f"The environment {env_id} is out of date: gymnasium's latest is v{latest} (shown once per job)"
+    if _notices and version is not None and latest is not None and latest > version and message not in _shown:
         _shown.add(message)
         warnings.warn(message, UserWarning, stacklevel=3)
 

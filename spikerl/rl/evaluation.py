@@ -50,12 +50,14 @@ def evaluate_policy(policy: Policy, env_id: str, episodes: int, seed: int,
 class Evaluator:
     """`episodes` deterministic episodes per evaluation, split over the ranks (rounded up to a multiple
     of the world size); episode k is reset with seed + 10000 + k whatever the number of ranks. Keeps
-    the history [(env step, mean, std)] and the time spent evaluating."""
+    the history [(env step, mean, std)], when each evaluation came [(run wall seconds, of which training
+    seconds: wall time less earlier evaluations)] and the time spent evaluating."""
 
     def __init__(self, policy: Policy, env: EnvConfig, episodes: int, seed: int, dist: DistInfo | None = None):
         self.policy, self.env, self.episodes, self.seed = policy, env, episodes, seed
         self.dist = dist or DistInfo()
         self.history: list[tuple[int, float, float]] = []
+        self.timing: list[tuple[float, float]] = []
         self.episodes_run = 0
         self.seconds = 0.0
 
@@ -63,8 +65,9 @@ class Evaluator:
     def best(self) -> float:
         return max((mean for _, mean, _ in self.history), default=-np.inf)
 
-    def __call__(self, env_step: int) -> tuple[float, float, bool]:
-        """Evaluate now: (mean, std, whether it beats every earlier evaluation)."""
+    def __call__(self, env_step: int, wall_seconds: float = float("nan")) -> tuple[float, float, bool]:
+        """Evaluate now, `wall_seconds` into the run: (mean, std, whether it beats every earlier evaluation)."""
+        self.timing.append((wall_seconds, wall_seconds - self.seconds))
         start = time.perf_counter()
         per_rank = -(-self.episodes // self.dist.world_size)
         returns = evaluate_policy(self.policy, self.env.id, per_rank,
@@ -80,8 +83,15 @@ class Evaluator:
         return mean, std, improved
 
     def state_dict(self) -> dict:
-        return {"history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 3), "seconds": self.seconds}
+        return {"history": torch.tensor(self.history, dtype=torch.float64).reshape(-1, 3),
+                "timing": torch.tensor(self.timing, dtype=torch.float64).reshape(-1, 2), "seconds": self.seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.history = [(int(step), mean, std) for step, mean, std in state["history"].tolist()]
+        timing = state.get("timing", torch.full((len(self.history), 2), float("nan")))  # format 1 had none
+        self.timing = [tuple(row) for row in timing.tolist()]
         self.seconds = float(state["seconds"])
+
+    def rows(self) -> list[tuple]:
+        """(env step, mean, std, wall seconds, training seconds) of every evaluation: evaluations.csv."""
+        return [(*h, *t) for h, t in zip(self.history, self.timing)]

@@ -92,7 +92,7 @@ class TrainingLoop:
         return tick
 
     def evaluate(self, env_step: int) -> dict:
-        mean, std, improved = self.evaluator(env_step)
+        mean, std, improved = self.evaluator(env_step, self.state.wall_seconds)
         if improved and self.train.keep_best and self.state.dist.is_main:
             self.state.save("best.pt", with_replay=False)
         return {"eval/return_mean": mean, "eval/return_std": std}
@@ -135,5 +135,5 @@ class TrainingLoop:
             "updates_per_second": learner.updates / self.updates.seconds if self.updates.seconds else 0.0,
             "env_steps_per_second": state.env_steps / wall,
             "episodes": int(episodes.item()),
-            "eval_history": list(evaluator.history),  # [(env step, mean, std)]: evaluations.csv
+            "eval_history": evaluator.rows(),  # evaluations.csv
         }
