@@ -182,28 +182,45 @@ def _short(exc: BaseException) -> str:
     return first
 
 
-def expand_overrides(args: list[str]) -> list[list[str]]:
-    """The override lists of every job a (multi)run would launch, sweeps expanded. Hydra's own
-    settings (`hydra.*`, `hydra/...`) are left to Hydra."""
+def _parse(args: list[str]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    mine = [a for a in args if not a.lstrip("+~").startswith("hydra")]
     try:
-        parsed = OverridesParser.create().parse_overrides(mine)
+        return OverridesParser.create().parse_overrides(args)
     except Exception as exc:
         raise ConfigError(f"cannot parse overrides: {_short(exc)}") from None
-    choices = []
-    for ov, line in zip(parsed, mine):
-        if ov.is_sweep_override():
-            key = line.split("=", 1)[0]
-            choices.append([f"{key}={v}" for v in ov.sweep_string_iterator()])
-        else:
-            choices.append([line])
+
+
+def _sweep_values(override, line: str) -> list[str]:
+    """`key=value` for each value of a sweep override, or the line itself."""
+    if not override.is_sweep_override():
+        return [line]
+    key = line.split("=", 1)[0]
+    return [f"{key}={v}" for v in override.sweep_string_iterator()]
+
+
+def sweeper_params(args: list[str]) -> list[str]:
+    """The sweeps a config (a benchmark preset) asks Hydra's sweeper for, as overrides, less the keys
+    the command line sets itself (those win). Composed with each command-line sweep's first value."""
+    first = [_sweep_values(ov, line)[0] for ov, line in zip(_parse(args), args)]
+    params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
+    given = {a.lstrip("+~").split("=", 1)[0] for a in args}
+    return [f"{key}={value}" for key, value in params.items() if key not in given]
+
+
+def expand_overrides(args: list[str]) -> list[list[str]]:
+    """The override lists of every job a multirun would launch: the command line's sweeps and the
+    config's own (`hydra.sweeper.params`) expanded. Hydra's own settings (`hydra.*`, `hydra/...`) are
+    left to Hydra."""
+    mine = [a for a in args if not a.lstrip("+~").startswith("hydra")]
+    mine = [*sweeper_params(mine), *mine]
+    choices = [_sweep_values(ov, line) for ov, line in zip(_parse(mine), mine)]
     return [list(combo) for combo in itertools.product(*choices)]
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """Compose the config as Hydra would for these overrides (without creating a run)."""
+def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """Compose the config as Hydra would for these overrides (without creating a run); `with_hydra`
+    keeps Hydra's own section (the sweeper's parameters, for one)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -211,7 +228,7 @@ def compose(overrides: list[str]) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return hydra_compose("config", overrides=overrides)
+            return hydra_compose("config", overrides=overrides, return_hydra_config=with_hydra)
     except ConfigError:
         raise
     except Exception as exc:

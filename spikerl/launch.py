@@ -73,6 +73,7 @@ def launch(rc: RunConfig, run_dir: Path, actor_name: str) -> dict | None:
         return run_rank(rc, run_dir, actor_name, external, backend, rc.dist.master_addr,
                         int(os.environ.get("MASTER_PORT", rc.dist.master_port or 29500)))
     if rc.dist.world_size == 1:
+        torch.set_num_threads(distributed.threads_per_rank(1))  # the cores this process may use (taskset)
         return train_run(rc, run_dir, actor_name)
     port = rc.dist.master_port or distributed.free_port()
     context = mp.start_processes(_rank_main, args=(rc, run_dir, actor_name, backend, port),
