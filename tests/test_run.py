@@ -34,7 +34,8 @@ def test_run_writes_summary_metrics_and_checkpoint(tiny_run):
     assert [r["step"] for r in rows] == [100, 200, 300, 400, 500, 600]
     assert "eval/return_mean" in rows[2] and "eval/return_mean" in rows[5]
     curve = (run_dir / "evaluations.csv").read_text().splitlines()
-    assert curve[0] == "step,return_mean,return_std" and [line.split(",")[0] for line in curve[1:]] == ["300", "600"]
+    assert curve[0] == "step,return_mean,return_std,wall_seconds,train_seconds"
+    assert [line.split(",")[0] for line in curve[1:]] == ["300", "600"]
     assert float(curve[-1].split(",")[1]) == summary["eval_return_mean"]
     assert {"time/env_steps_per_second", "time/updates_per_second", "loss/critic", "train/episode_return"} <= \
         rows[-1].keys()
@@ -109,3 +110,16 @@ def test_evaluations_csv_says_when_each_evaluation_came(tiny_run):
     assert 0 < wall[0] < wall[1] <= summary["wall_seconds"]
     assert train[0] == wall[0]  # no evaluation before the first
     assert 0 < train[1] < wall[1] and wall[1] - train[1] <= summary["eval_seconds"]
+
+
+def test_compiled_kernels_hold_across_the_jobs_of_a_multirun(tmp_path):
+    """Hydra's basic launcher runs a sweep's jobs in one process: PopSAN, DSRL and bf16 SpikeRL actors,
+    training and acting, must share the compiled kernels without hitting dynamo's recompile limit
+    (a later job used to fail, or fall back to eager)."""
+    tiny = [o for o in TINY if o != "compile=false"]
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", "-m", *tiny, "experiment=popsan,dsrl,spikerl",
+                           "compile=true", "hydra.sweep.dir=sweep", "hydra.callbacks.comparison.enabled=false"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)  # warnings shown
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("SpikeRL run summary") == 3
+    assert "compile" not in proc.stderr.lower() and "recompil" not in proc.stderr.lower(), proc.stderr[-3000:]

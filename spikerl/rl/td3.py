@@ -140,7 +140,7 @@ class TD3:
         self.skipped = 0  # optimizer steps skipped for non-finite gradients
         self.consecutive_skips = 0
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: its tensors would need compiled kernels of their own
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action for normalised observations (no exploration noise)."""
         with self.precision.autocast():

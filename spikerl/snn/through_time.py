@@ -27,10 +27,12 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     return (x > 0).to(x.dtype)
 
 
-def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: float, spiking: bool, spike=heaviside):
-    """c_t = a c_{t-1} + I_t;  u_t = b m_{t-1} + c_t;  z_t = spike(u_t - th);  m_t = u_t - z_t u_t (spiking)
-    or u_t. Returns the spikes z, the pre-reset membranes u (both [T, B, N]) and the last m. The bptt
-    kernels run it without autograd and the hard step; the `fused` backend with autograd and the surrogate."""
+def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: float, reset: float, spike=heaviside):
+    """c_t = a c_{t-1} + I_t;  u_t = b m_{t-1} + c_t;  z_t = spike(u_t - th);  m_t = u_t - reset z_t u_t
+    (reset 1: a spiking neuron's reset to zero; 0: an integrator). Returns the spikes z, the pre-reset
+    membranes u (both [T, B, N]) and the last m. The bptt kernels run it without autograd and the hard
+    step; the `fused` backend with autograd and the surrogate. (`reset` is a number, not a flag, so that
+    a compiled kernel serves spiking layers and readouts with one graph.)"""
     syn = torch.zeros_like(current[0])
     mem = torch.zeros_like(current[0])
     pre, spikes = [], []
@@ -38,18 +40,18 @@ def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: flo
         syn = alpha * syn + current[t]
         u = beta * mem + syn
         z = spike(u - threshold)
-        mem = u - z * u if spiking else u
+        mem = u - reset * z * u
         pre.append(u)
         spikes.append(z)
     return torch.stack(spikes), torch.stack(pre), mem
 
 
-def lif_backward(grad_spikes, grad_mem, pre, spikes, alpha: float, beta: float, threshold: float, spiking: bool,
+def lif_backward(grad_spikes, grad_mem, pre, spikes, alpha: float, beta: float, threshold: float, reset: float,
                  grad_shape, param: float) -> torch.Tensor:
     """Backpropagation through time of `lif_forward`, differentiating the spike by the surrogate slope
     `grad_shape(u - th, param)` and the reset as autograd would. Returns dL/dI [T, B, N]."""
     g = grad_shape(pre - threshold, param).to(pre.dtype)  # dz_t/du_t, every t at once
-    dm_du = (1.0 - spikes) - pre * g if spiking else torch.ones_like(pre)  # m = u - z u, or m = u
+    dm_du = 1.0 - reset * (spikes + pre * g)  # m = u - reset z u
     from_spikes = grad_spikes * g
     grad_m, grad_syn = grad_mem, torch.zeros_like(grad_mem)
     grads = []
@@ -69,10 +71,10 @@ _compile_failed: dict[str, str] = {}  # kernel -> why compiling it failed: that 
 def _is_compile_failure(exc: BaseException) -> bool:
     """Dynamo's and Inductor's own errors (tracing, lowering, the C++ build); not errors of the
     computation, such as running out of memory."""
-    from torch._dynamo.exc import TorchDynamoException
+    from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
     from torch._inductor.exc import CppCompileError
 
-    return isinstance(exc, (TorchDynamoException, CppCompileError))
+    return isinstance(exc, (TorchDynamoException, CppCompileError, FailOnRecompileLimitHit))
 
 
 def _run_kernel(name: str, compiled: bool, *args):
@@ -89,6 +91,8 @@ def _run_kernel(name: str, compiled: bool, *args):
     if name not in _compiled:
         _compiled[name] = torch.compile(KERNELS[name], dynamic=True, fullgraph=True)
     try:
+        # batch size 1 (acting) shares the graph of every other batch size instead of a graph of its own
+        torch._dynamo.decorators.mark_unbacked(args[0], 1)
         return _compiled[name](*args)
     except Exception as exc:
         if not _is_compile_failure(exc):
@@ -106,8 +110,9 @@ class _LIFThroughTime(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, spec: LIFSpec, compiled: bool):
-        constants = spec.alpha, spec.beta, spec.threshold, spec.spiking
-        spikes, pre, mem = _run_kernel("forward", compiled, current, *constants)
+        constants = spec.alpha, spec.beta, spec.threshold, float(spec.spiking)
+        # detached: the kernel needs no graph, and acting and training then share one compiled graph
+        spikes, pre, mem = _run_kernel("forward", compiled, current.detach(), *constants)
         ctx.save_for_backward(pre, spikes)
         ctx.constants = *constants, spec.surrogate.grad_shape, spec.surrogate.param
         ctx.compiled = compiled
@@ -122,7 +127,7 @@ class _LIFThroughTime(torch.autograd.Function):
 
 def run_through_time_fused(spec: LIFSpec, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The step in five tensor operations (`lif_forward`) with the surrogate, differentiated by autograd."""
-    spikes, _, mem = lif_forward(current, spec.alpha, spec.beta, spec.threshold, spec.spiking, spec.surrogate)
+    spikes, _, mem = lif_forward(current, spec.alpha, spec.beta, spec.threshold, float(spec.spiking), spec.surrogate)
     return spikes, mem
 
 
