@@ -119,7 +119,12 @@ def _check_values(rc: RunConfig) -> None:
     if rc.device == "cuda" and device_type(rc.device) != "cuda":
         raise ConfigError("device=cuda needs a CUDA GPU; use device=auto or cpu")
     if rc.precision.mode == "fp16" and device_type(rc.device) != "cuda":
-        raise ConfigError("precision=fp16 needs a CUDA GPU; use precision=bf16 or fp32 on CPU")
+        raise ConfigError("precision=fp16 needs a CUDA GPU; use precision=auto, bf16 or fp32 on CPU")
+    if rc.precision.mode == "bf16" and device_type(rc.device) == "cuda":
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise ConfigError("precision=bf16: this CUDA GPU cannot compute bf16; use precision=auto or fp32")
     if len(rc.energy.country) != 3 or not rc.energy.country.isalpha():
         raise ConfigError(f"energy.country must be a 3-letter ISO code (e.g. USA), got {rc.energy.country!r}")
     if d.world_size % d.nnodes:

@@ -25,8 +25,8 @@ from .rl.td3 import TD3
 from .rl.updates import UpdateSchedule
 from .runtime import checkpoint, distributed
 from .runtime.device import rank_device
-from .runtime.distributed import DistInfo
-from .runtime.precision import Precision
+from .runtime.distributed import DistInfo, all_reduce_
+from .runtime.precision import Precision, PrecisionChoice, choose
 from .runtime.signals import stop_on_signals
 from .telemetry.energy import EnergyLedger, make_meter
 
@@ -137,10 +137,11 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     obs_dim, act_dim = env_dims(rc.env.id)
     built_actor, critic = build_components(rc, obs_dim, act_dim)
     a, t = rc.algo, rc.train
+    precision = choose_precision(rc, device, info)
     learner = TD3(
         (actor or built_actor).to(device), critic.to(device), actor_lr=a.actor_lr, critic_lr=a.critic_lr,
         gamma=a.gamma, polyak=a.polyak, policy_delay=a.policy_delay, target_noise=a.target_noise,
-        noise_clip=a.noise_clip, precision=Precision(rc.precision.mode, device),
+        noise_clip=a.noise_clip, precision=Precision(precision.mode, device),
         wrap=partial(distributed.wrap_ddp, device=device) if info.enabled else None,
     )
     rank_seed = rc.seed + info.rank * rc.env.num_envs  # env copy i of this rank: rank_seed + i
@@ -150,11 +151,26 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     collector = Collector(rc.env, policy, replay, normalizer, act_noise=a.act_noise, seed=rank_seed, rank=info.rank)
     updates = UpdateSchedule(learner, replay, normalizer, a, update_after=t.update_after, seed=rank_seed)
     evaluator = Evaluator(policy, rc.env, t.eval_episodes, rc.seed, info)
-    meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name}
+    meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name,
+            "precision": precision.mode, "precision_requested": precision.requested,
+            "precision_reason": precision.reason}
     parts = {"learner": learner, "normalizer": normalizer, "collector": collector, "updates": updates,
              "evaluator": evaluator, "replay": replay}
     state = RunState(t.total_steps, rc.env.num_envs, run_dir, meta, parts, info, save_replay=t.save_replay)
     return TrainingLoop(collector, updates, evaluator, state, t, writers)
+
+
+def choose_precision(rc: RunConfig, device: torch.device, info: DistInfo) -> PrecisionChoice:
+    """`precision.mode` resolved for this device (`auto`: probed at the run's widest matmul, batch x T
+    rows); the ranks of a job agree on it (bf16 only if every rank chose it)."""
+    sizes = [*rc.actor.get("hidden_sizes", ()), *rc.critic.get("hidden_sizes", ())] or [256]
+    rows = rc.algo.batch_size * rc.actor.get("timesteps", 1)
+    choice = choose(rc.precision.mode, device, (rows, max(sizes), max(sizes)))
+    if info.enabled and rc.precision.mode == "auto":
+        everyone = all_reduce_(torch.tensor([float(choice.mode == "bf16")]), "min").item()
+        if choice.mode == "bf16" and not everyone:
+            choice = PrecisionChoice("fp32", choice.requested, f"{choice.reason}; another rank chose fp32")
+    return choice
 
 
 def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writers, resume: Path | None) -> dict:
@@ -162,7 +178,9 @@ def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writer
     resume_from(loop.state, resume)
     with stop_on_signals(loop.state):
         result = loop.run()
-    return {**result, "world_size": info.world_size, "backend": info.backend, "precision": rc.precision.mode,
+    meta = loop.state.meta
+    return {**result, "world_size": info.world_size, "backend": info.backend, "precision": meta["precision"],
+            "precision_requested": meta["precision_requested"], "precision_reason": meta["precision_reason"],
             "device": rank_device(rc.device, info.local_rank).type}
 
 
@@ -222,7 +240,10 @@ def format_summary(summary: dict) -> str:
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),
         ("best eval return", f"{summary['best_eval_return']:.1f}"),
-        ("precision / ranks", f"{summary['precision']} on {summary['device']} / "
+        ("precision / ranks", f"{summary['precision']}"
+                              + (f" ({summary['precision_requested']})"
+                                 if summary.get("precision_requested", summary["precision"]) != summary["precision"]
+                                 else "") + f" on {summary['device']} / "
                               + (f"{summary['world_size']} ranks ({summary['backend']})" if summary["world_size"] > 1
                                  else "1 process")),
         *([("energy", f"{summary['energy_kwh'] * 1000:.2f} Wh, {summary['power_w']:.0f} W mean, "

@@ -36,7 +36,7 @@ def test_presets_set_published_hyperparameters():
     assert dsrl.actor["neuron"]["threshold"] == 0.8 and dsrl.algo.batch_size == 128
     assert dsrl.algo.obs_norm == "maxabs" and dsrl.algo.actor_lr == 1e-3
     assert validate(compose(["experiment=dsrl", "env=ant"])).actor["neuron"]["threshold"] == 2.5
-    assert validate(compose(["experiment=spikerl"])).precision.mode == "bf16"
+    assert validate(compose(["experiment=spikerl"])).precision.mode == "auto"  # bf16 where it pays
     assert validate(compose(["experiment=td3"])).actor["_target_"].endswith("MLPActor")
     assert validate(compose(["env=halfcheetah"])).encoder["spikes"] == "regular"
 
@@ -69,7 +69,7 @@ def test_allowed_values_are_read_from_the_modules_that_own_them():
     from spikerl.telemetry import energy, metrics
 
     assert SCHEMAS["algo"].CHOICES["obs_norm"] is normalizer.KINDS
-    assert SCHEMAS["precision"].CHOICES["mode"] is precision.MODES
+    assert SCHEMAS["precision"].CHOICES["mode"] is precision.CHOICES
     assert SCHEMAS["dist"].CHOICES["backend"] is distributed.BACKENDS
     assert SCHEMAS["energy"].CHOICES["kind"] is energy.KINDS
     assert SCHEMAS["logger"].CHOICES == {"kind": metrics.KINDS, "mode": metrics.WANDB_MODES}

@@ -95,3 +95,50 @@ def test_non_finite_gradients_skip_the_step_and_are_counted(mode, bad_value):
     assert td3.skipped == 2 and td3.consecutive_skips == 2
     td3.update(make_batch(8))
     assert td3.skipped == 2 and td3.consecutive_skips == 0
+
+
+def test_auto_precision_follows_the_probe_and_says_why():
+    from spikerl.runtime.precision import choose
+
+    calls = []
+
+    def probe(ratio):
+        def ratio_fn(m, k, n):
+            calls.append((m, k, n))
+            return ratio
+        return ratio_fn
+
+    slow = choose("auto", "cpu", (500, 256, 256), probe(0.5))
+    assert (slow.mode, slow.requested) == ("fp32", "auto") and "0.50x as fast in bf16" in slow.reason
+    assert "500x256x256" in slow.reason and calls == [(500, 256, 256)]
+    fast = choose("auto", "cpu", (500, 256, 256), probe(1.3))
+    assert fast.mode == "bf16" and "1.30x" in fast.reason
+    assert choose("fp32", "cpu", ratio_fn=probe(9.0)).mode == "fp32" and len(calls) == 2  # no probe
+
+
+def test_explicit_bf16_where_it_is_slow_runs_as_asked_with_one_warning():
+    import warnings
+
+    from spikerl.runtime.precision import choose
+
+    with pytest.warns(UserWarning, match="precision=bf16: .* 0.20x as fast in bf16 .* would train faster") as record:
+        choice = choose("bf16", "cpu", ratio_fn=lambda m, k, n: 0.2)
+    assert choice.mode == "bf16" and len(record) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert choose("bf16", "cpu", ratio_fn=lambda m, k, n: 1.1).mode == "bf16"  # no warning
+
+
+def test_the_bf16_probe_measures_a_ratio():
+    from spikerl.runtime.precision import bf16_speed_ratio
+
+    assert bf16_speed_ratio(64, 32, 32, repeats=3) > 0
+
+
+def test_a_run_records_the_precision_it_asked_for_and_the_one_it_got(tiny_run):
+    summary, _ = tiny_run("precision=auto", "train.total_steps=200")
+    assert summary["precision_requested"] == "auto" and summary["precision"] in ("fp32", "bf16")
+    assert "as fast in bf16 as in fp32" in summary["precision_reason"]
+    fixed, _ = tiny_run("train.total_steps=200", name="fp32")
+    assert (fixed["precision"], fixed["precision_requested"], fixed["precision_reason"]) == ("fp32", "fp32",
+                                                                                            "as requested")

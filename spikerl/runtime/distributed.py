@@ -118,7 +118,7 @@ def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     """In-place all-reduce of a CPU tensor when a group is up; a no-op in a single process. (NCCL
     reduces CUDA tensors only: the values make a round trip through this rank's GPU.)"""
     if dist.is_initialized() and dist.get_world_size() > 1:
-        reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX}[op]
+        reduce_op = {"sum": dist.ReduceOp.SUM, "max": dist.ReduceOp.MAX, "min": dist.ReduceOp.MIN}[op]
         if dist.get_backend() == "nccl":
             on_gpu = tensor.to(torch.device("cuda", torch.cuda.current_device()))
             dist.all_reduce(on_gpu, op=reduce_op)

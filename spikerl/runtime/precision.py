@@ -8,11 +8,15 @@ losses stay fp32 in every mode.
 from __future__ import annotations
 
 import contextlib
+import statistics
+import time
+import warnings
 from dataclasses import dataclass
 
 import torch
 
-MODES = ("fp32", "bf16", "fp16")
+MODES = ("fp32", "bf16", "fp16")  # what a run computes in
+CHOICES = (*MODES, "auto")  # what a user may ask for: auto is bf16 where it pays, else fp32
 
 
 @dataclass
@@ -21,7 +25,65 @@ class PrecisionConfig:
 
     mode: str = "fp32"
 
-    CHOICES = {"mode": MODES}
+    CHOICES = {"mode": CHOICES}
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a run computes in, what was asked for, and why they differ (or agree)."""
+
+    mode: str
+    requested: str
+    reason: str
+
+
+def bf16_speed_ratio(m: int, k: int, n: int, repeats: int = 7) -> float:
+    """fp32 time / bf16 time of an [m, k] x [k, n] matmul under CPU autocast, the run's sizes, in
+    interleaved pairs on this process's threads (median): above 1, bf16 is faster. Where bf16 is
+    emulated (AVX2-only CPUs) it is 10-60x slower, so the probe stops early once that is plain."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+
+    def seconds(bf16: bool) -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            a @ b
+        return time.perf_counter() - start
+
+    seconds(False), seconds(True)  # warm-up: first calls pick and build their kernels
+    ratios = []
+    for _ in range(repeats):
+        ratios.append(seconds(False) / seconds(True))
+        if len(ratios) >= 3 and max(ratios) < 0.25:
+            break
+    return statistics.median(ratios)
+
+
+def choose(requested: str, device: torch.device | str, probe_shape: tuple[int, int, int] = (500, 256, 256),
+           ratio_fn=bf16_speed_ratio) -> PrecisionChoice:
+    """The mode to run `requested` in on `device`. `auto`: bf16 on CUDA GPUs that compute it natively
+    (compute capability 8.0 and later), and on a CPU where a probe at the run's matmul size shows bf16
+    at least as fast as fp32; else fp32. An explicit bf16 on a CPU where the probe shows it slower runs
+    as asked, with one warning that says by how much."""
+    device = torch.device(device)
+    if requested not in ("auto", "bf16"):
+        return PrecisionChoice(requested, requested, "as requested")
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        native = major >= 8
+        why = f"CUDA compute capability {major}.{minor} {'computes' if native else 'does not compute'} bf16 natively"
+        if requested == "bf16":
+            return PrecisionChoice("bf16", requested, f"as requested; {why}")
+        return PrecisionChoice("bf16" if native else "fp32", requested, why)
+    ratio = ratio_fn(*probe_shape)
+    m, k, n = probe_shape
+    measured = (f"a {m}x{k}x{n} matmul on this CPU ({torch.backends.cpu.get_cpu_capability()}) runs "
+                f"{ratio:.2f}x as fast in bf16 as in fp32")
+    if requested == "bf16":
+        if ratio < 0.9:
+            warnings.warn(f"precision=bf16: {measured}; precision=fp32 (or auto) would train faster here",
+                          stacklevel=2)
+        return PrecisionChoice("bf16", requested, f"as requested; {measured}")
+    return PrecisionChoice("bf16" if ratio >= 1.0 else "fp32", requested, measured)
 
 
 def grads_finite(optimizer: torch.optim.Optimizer) -> bool:
