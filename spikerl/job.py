@@ -161,7 +161,7 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
 
 
 def choose_precision(rc: RunConfig, device: torch.device, info: DistInfo) -> PrecisionChoice:
-    """`precision.mode` resolved for this device (`auto`: probed at the run's widest matmul, batch x T
+    """`precision.mode` resolved for this device (`auto`: probed at the run's widest layers, batch x T
     rows); the ranks of a job agree on it (bf16 only if every rank chose it)."""
     sizes = [*rc.actor.get("hidden_sizes", ()), *rc.critic.get("hidden_sizes", ())] or [256]
     rows = rc.algo.batch_size * rc.actor.get("timesteps", 1)

@@ -110,7 +110,7 @@ def test_auto_precision_follows_the_probe_and_says_why():
 
     slow = choose("auto", "cpu", (500, 256, 256), probe(0.5))
     assert (slow.mode, slow.requested) == ("fp32", "auto") and "0.50x as fast in bf16" in slow.reason
-    assert "500x256x256" in slow.reason and calls == [(500, 256, 256)]
+    assert "500x256x256 forward and backward" in slow.reason and calls == [(500, 256, 256)]
     fast = choose("auto", "cpu", (500, 256, 256), probe(1.3))
     assert fast.mode == "bf16" and "1.30x" in fast.reason
     assert choose("fp32", "cpu", ratio_fn=probe(9.0)).mode == "fp32" and len(calls) == 2  # no probe

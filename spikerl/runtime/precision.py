@@ -38,15 +38,21 @@ class PrecisionChoice:
 
 
 def bf16_speed_ratio(m: int, k: int, n: int, repeats: int = 7) -> float:
-    """fp32 time / bf16 time of an [m, k] x [k, n] matmul under CPU autocast, the run's sizes, in
-    interleaved pairs on this process's threads (median): above 1, bf16 is faster. Where bf16 is
-    emulated (AVX2-only CPUs) it is 10-60x slower, so the probe stops early once that is plain."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
+    """fp32 time / bf16 time of a forward and backward pass through two linear layers ([m, k] input,
+    widths k -> n -> n, the run's sizes) under CPU autocast, in interleaved pairs on this process's
+    threads (median): above 1, bf16 is faster. Forward and backward, casts included, as an update
+    computes them: a lone matmul flatters bf16. Where bf16 is emulated (AVX2-only CPUs) it is 10-60x
+    slower, so the probe stops early once that is plain."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(m, k, generator=generator)
+    weights = [(torch.randn(k, n, generator=generator) / k**0.5).requires_grad_(),
+               (torch.randn(n, n, generator=generator) / n**0.5).requires_grad_()]
 
     def seconds(bf16: bool) -> float:
         start = time.perf_counter()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            a @ b
+            out = torch.relu(x @ weights[0]) @ weights[1]
+        out.float().sum().backward()
         return time.perf_counter() - start
 
     seconds(False), seconds(True)  # warm-up: first calls pick and build their kernels
@@ -61,7 +67,7 @@ def bf16_speed_ratio(m: int, k: int, n: int, repeats: int = 7) -> float:
 def choose(requested: str, device: torch.device | str, probe_shape: tuple[int, int, int] = (500, 256, 256),
            ratio_fn=bf16_speed_ratio) -> PrecisionChoice:
     """The mode to run `requested` in on `device`. `auto`: bf16 on CUDA GPUs that compute it natively
-    (compute capability 8.0 and later), and on a CPU where a probe at the run's matmul size shows bf16
+    (compute capability 8.0 and later), and on a CPU where a probe at the run's layer sizes shows bf16
     at least as fast as fp32; else fp32. An explicit bf16 on a CPU where the probe shows it slower runs
     as asked, with one warning that says by how much."""
     device = torch.device(device)
@@ -76,8 +82,8 @@ def choose(requested: str, device: torch.device | str, probe_shape: tuple[int, i
         return PrecisionChoice("bf16" if native else "fp32", requested, why)
     ratio = ratio_fn(*probe_shape)
     m, k, n = probe_shape
-    measured = (f"a {m}x{k}x{n} matmul on this CPU ({torch.backends.cpu.get_cpu_capability()}) runs "
-                f"{ratio:.2f}x as fast in bf16 as in fp32")
+    measured = (f"a {m}x{k}x{n} forward and backward on this CPU ({torch.backends.cpu.get_cpu_capability()}) "
+                f"runs {ratio:.2f}x as fast in bf16 as in fp32")
     if requested == "bf16":
         if ratio < 0.9:
             warnings.warn(f"precision=bf16: {measured}; precision=fp32 (or auto) would train faster here",
