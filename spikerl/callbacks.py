@@ -13,8 +13,8 @@ from hydra.experimental.callback import Callback
 
 
 class ComparisonReport(Callback):
-    def __init__(self, baseline: str = "popsan", enabled: bool = True):
-        self.baseline, self.enabled = baseline, enabled
+    def __init__(self, baseline: str = "popsan", enabled: bool = True, threshold_fraction: float = 0.8):
+        self.baseline, self.enabled, self.threshold_fraction = baseline, enabled, threshold_fraction
 
     def on_multirun_end(self, config, **kwargs) -> None:
         if not self.enabled:
@@ -23,7 +23,7 @@ class ComparisonReport(Callback):
 
         sweep = Path(config.hydra.sweep.dir)
         try:
-            report = write_report([sweep], sweep / "comparison", self.baseline)
+            report = write_report([sweep], sweep / "comparison", self.baseline, self.threshold_fraction)
         except Exception as exc:
             warnings.warn(f"comparison report not written: {type(exc).__name__}: {exc}", stacklevel=2)
             return

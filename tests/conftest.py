@@ -11,7 +11,8 @@ TINY = [
 
 def make_run_folder(root, name: str, summary: dict | None) -> None:
     """A run folder as Hydra and a run leave it: `.hydra/config.yaml`, and unless `summary` is None
-    (a failed or unfinished run) `summary.json`, plus `evaluations.csv` from an `eval_history` key."""
+    (a failed or unfinished run) `summary.json`, plus `evaluations.csv` from an `eval_history` key
+    (rows of step, mean, std and optionally wall and training seconds)."""
     import json
 
     run = root / name
@@ -21,7 +22,9 @@ def make_run_folder(root, name: str, summary: dict | None) -> None:
         summary = dict(summary)
         history = summary.pop("eval_history", [])
         (run / "summary.json").write_text(json.dumps(summary))
-        lines = ["step,return_mean,return_std", *(",".join(map(str, row)) for row in history)]
+        timed = history and len(history[0]) == 5
+        header = "step,return_mean,return_std" + (",wall_seconds,train_seconds" if timed else "")
+        lines = [header, *(",".join(map(str, row)) for row in history)]
         (run / "evaluations.csv").write_text("\n".join(lines) + "\n")
 
 

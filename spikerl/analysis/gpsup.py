@@ -19,6 +19,11 @@ import statistics
 from collections import defaultdict
 
 
+def spread(values: list[float]) -> float:
+    """Population standard deviation over seeds (0 for one seed)."""
+    return statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
 def by_task_and_method(summaries: list[dict]) -> dict[tuple[str, str], list[dict]]:
     """The runs of each (env_id, method), sorted by key: one entry per seed."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -28,13 +33,19 @@ def by_task_and_method(summaries: list[dict]) -> dict[tuple[str, str], list[dict
 
 
 def mean_by_method(summaries: list[dict]) -> dict[tuple[str, str], dict]:
-    """Mean wall time, energy, power and final return per (env_id, method), with the seed count."""
+    """Mean wall time, energy, power and final return per (env_id, method), with the seed count, the
+    spread over seeds (population standard deviation) of wall time, return and energy, and how the
+    energy was measured."""
     out = {}
     for key, runs in by_task_and_method(summaries).items():
         row = {"runs": len(runs), "wall_seconds": statistics.fmean(r["wall_seconds"] for r in runs),
-               "eval_return_mean": statistics.fmean(r["eval_return_mean"] for r in runs)}
+               "wall_seconds_std": spread([r["wall_seconds"] for r in runs]),
+               "eval_return_mean": statistics.fmean(r["eval_return_mean"] for r in runs),
+               "eval_return_std": spread([r["eval_return_mean"] for r in runs])}
         if all("energy_kwh" in r for r in runs):
             row["energy_kwh"] = statistics.fmean(r["energy_kwh"] for r in runs)
+            row["energy_kwh_std"] = spread([r["energy_kwh"] for r in runs])
+            row["energy_source"] = "+".join(sorted({str(r.get("energy_source", "unknown")) for r in runs}))
             row["emissions_kg"] = statistics.fmean(r["emissions_kg"] for r in runs)
             # mean power over the span the energy was measured in (the whole job), else the training time
             row["energy_seconds"] = statistics.fmean(r.get("energy_seconds", r["wall_seconds"]) for r in runs)

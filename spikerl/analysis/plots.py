@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: works on headless machines and inside Hydra callbacks
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 
 def _by(rows: list[dict], key: str) -> dict[str, list[dict]]:
@@ -25,22 +26,38 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def learning_curves(curves: list[dict], path: Path) -> None:
-    """One panel per task: mean evaluation return per method, shaded one standard deviation over seeds."""
-    tasks = _by(curves, "env_id")
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.8), squeeze=False)
-    for ax, (task, rows) in zip(axes[0], tasks.items()):
-        for method, points in _by(rows, "method").items():
-            steps = [p["step"] for p in points]
-            mean = [p["return_mean"] for p in points]
-            low = [p["return_mean"] - p["return_std"] for p in points]
-            high = [p["return_mean"] + p["return_std"] for p in points]
-            seeds = max(p["seeds"] for p in points)
-            (line,) = ax.plot(steps, mean, marker=".", label=f"{method} ({seeds} seed{'s' * (seeds > 1)})")
-            ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
-        ax.set(title=task, xlabel="env steps", ylabel="evaluation return")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+def learning_curves(summaries: list[dict], path: Path) -> None:
+    """Per task, evaluation return against env steps (left) and against training time (right, wall
+    time less evaluations): every seed a thin line, the mean over seeds a thick one with one standard
+    deviation shaded (left)."""
+    import numpy as np
+
+    tasks = _by([s for s in summaries if s.get("eval_history")], "env_id")
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.8 * len(tasks)), squeeze=False)
+    for (ax_steps, ax_time), (task, runs) in zip(axes, tasks.items()):
+        for i, (method, method_runs) in enumerate(_by(runs, "method").items()):
+            color = f"C{i}"
+            by_step = defaultdict(list)
+            for run in method_runs:
+                rows = np.array([(*row, np.nan, np.nan)[:5] for row in run["eval_history"]], dtype=float)
+                ax_steps.plot(rows[:, 0], rows[:, 1], color=color, lw=0.7, alpha=0.45)
+                if not np.isnan(rows[:, 4]).all():
+                    ax_time.plot(rows[:, 4] / 60, rows[:, 1], color=color, lw=0.9, alpha=0.6)
+                for step, mean in rows[:, :2]:
+                    by_step[step].append(mean)
+            steps = sorted(by_step)
+            mean = np.array([np.mean(by_step[s]) for s in steps])
+            std = np.array([np.std(by_step[s]) for s in steps])
+            label = f"{method} ({len(method_runs)} seed{'s' * (len(method_runs) > 1)})"
+            ax_steps.plot(steps, mean, color=color, lw=2, label=label)
+            ax_steps.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15)
+            ax_time.plot([], [], color=color, lw=2, label=label)
+        ax_steps.set(title=f"{task}: against env steps", xlabel="env steps", ylabel="evaluation return")
+        ax_time.set(title=f"{task}: against training time (each seed)", xlabel="training minutes (no evaluations)",
+                    ylabel="evaluation return")
+        for ax in (ax_steps, ax_time):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
     _save(fig, path)
 
 
@@ -69,6 +86,10 @@ def gpsup_quadrant(rows: list[dict], baseline: str, path: Path) -> None:
                     xytext=(4, 4), textcoords="offset points")
     ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel=f"Powerup (P / P_{baseline})",
            ylabel=f"Speedup (T_{baseline} / T)", title=f"GPS-UP against {baseline}")
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1-2-5 steps, not overlapping powers of ten
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(NullFormatter())
     ax.text(lo * 1.05, hi / 1.1, "faster, less power", fontsize="x-small", va="top")
     ax.text(hi / 1.05, lo * 1.05, "slower, more power", fontsize="x-small", ha="right")
     _save(fig, path)

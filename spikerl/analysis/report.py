@@ -2,7 +2,8 @@
 runs' `summary.json` files alone.
 
     final_returns.{md,csv}    final evaluation return per task and method (mean and spread over seeds)
-    learning_curves.{png,csv} evaluation return against env steps, mean and spread over seeds
+    learning_curves.{png,csv} evaluation return against env steps and training time, every seed and the mean
+    time_to_return.{md,csv}   steps, training time and energy to reach a return threshold; GPS-UP at equal return
     gpsup.{md,csv}            Speedup, Powerup, Greenup, reward and carbon differences against a baseline
     gpsup_quadrant.png        Speedup against Powerup; Greenup = Speedup / Powerup
     energy_carbon.{md,csv,png} energy, power and CO2eq per method with everyday equivalents
@@ -19,8 +20,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .gpsup import by_task_and_method, compare
+from .gpsup import by_task_and_method, compare, spread
 from .results import find_runs
+from .time_to_return import time_to_return
 
 # Everyday equivalents: (column, label, amount per unit, unit of the run figure, source).
 EQUIVALENTS = [
@@ -32,18 +34,23 @@ EQUIVALENTS = [
      "American home use?'"),
 ]
 
-GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "wall_seconds", "energy_seconds", "energy_kwh",
-                 "power_w", "emissions_kg", "time_basis", "speedup", "powerup", "greenup", "reward_diff_percent",
+GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "eval_return_std", "wall_seconds",
+                 "wall_seconds_std", "energy_seconds", "energy_kwh", "energy_kwh_std", "power_w", "emissions_kg",
+                 "energy_source", "time_basis", "speedup", "powerup", "greenup", "reward_diff_percent",
                  "carbon_diff_percent"]
+THRESHOLD_COLUMNS = ["env_id", "method", "threshold", "runs", "reached", "step_to_threshold",
+                     "train_seconds_to_threshold", "energy_kwh_to_threshold", "speedup_at_threshold",
+                     "greenup_at_threshold"]
 RETURN_COLUMNS = ["env_id", "method", "runs", "final_return_mean", "final_return_std", "best_return_mean",
                   "total_env_steps"]
 CURVE_COLUMNS = ["env_id", "method", "step", "seeds", "return_mean", "return_std"]
 ENERGY_COLUMNS = ["env_id", "method", "runs", "energy_kwh", "power_w", "emissions_kg", "carbon_diff_percent",
-                  *(e[0] for e in EQUIVALENTS)]
-
-
-def _spread(values: list[float]) -> float:
-    return statistics.pstdev(values) if len(values) > 1 else 0.0
+                  "energy_source", *(e[0] for e in EQUIVALENTS)]
+ESTIMATE_NOTE = (
+    "Energy source `estimate`: CodeCarbon found no power counters (no RAPL, no NVML), so it assumed a fixed "
+    "CPU power (a share of the CPU's TDP by load) plus RAM power. Energy then grows with wall time alone: "
+    "Powerup is about 1 and Greenup about equal to Speedup by construction, and they say nothing about "
+    "the methods' real power draw. Only `rapl` or `nvml` figures measure it.")
 
 
 def final_returns(summaries: list[dict]) -> list[dict]:
@@ -53,7 +60,7 @@ def final_returns(summaries: list[dict]) -> list[dict]:
         finals = [r["eval_return_mean"] for r in runs]
         rows.append({
             "env_id": env_id, "method": method, "runs": len(runs), "final_return_mean": statistics.fmean(finals),
-            "final_return_std": _spread(finals),
+            "final_return_std": spread(finals),
             "best_return_mean": statistics.fmean(r.get("best_eval_return", r["eval_return_mean"]) for r in runs),
             "total_env_steps": max(r.get("total_env_steps", 0) for r in runs),
         })
@@ -65,13 +72,13 @@ def learning_curves(summaries: list[dict]) -> list[dict]:
     over the seeds evaluated at that step (runs from older versions without a history are left out)."""
     points = defaultdict(lambda: defaultdict(list))
     for s in summaries:
-        for step, mean, _ in s.get("eval_history", []):
+        for step, mean, *_ in s.get("eval_history", []):
             points[(s["env_id"], s["method"])][int(step)].append(mean)
     rows = []
     for (env_id, method), by_step in sorted(points.items()):
         for step, values in sorted(by_step.items()):
             rows.append({"env_id": env_id, "method": method, "step": step, "seeds": len(values),
-                         "return_mean": statistics.fmean(values), "return_std": _spread(values)})
+                         "return_mean": statistics.fmean(values), "return_std": spread(values)})
     return rows
 
 
@@ -81,7 +88,7 @@ def energy_rows(gpsup_rows: list[dict]) -> list[dict]:
     for r in gpsup_rows:
         if "energy_kwh" not in r:
             continue
-        row = {c: r.get(c) for c in ENERGY_COLUMNS[:7]}
+        row = {c: r.get(c) for c in ENERGY_COLUMNS[:8]}
         for column, _, per_unit, unit, _ in EQUIVALENTS:
             row[column] = (r["emissions_kg"] if unit == "kg CO2eq" else r["energy_kwh"]) * per_unit
         rows.append(row)
@@ -117,8 +124,9 @@ class Report:
     gpsup: list[dict] = field(default_factory=list)
 
 
-def write_report(roots: list[Path], out: Path, baseline: str = "popsan") -> Report:
-    """Read every run folder under `roots` and write the tables and plots into `out`."""
+def write_report(roots: list[Path], out: Path, baseline: str = "popsan", threshold_fraction: float = 0.8) -> Report:
+    """Read every run folder under `roots` and write the tables and plots into `out`. Time to a return
+    is measured against `threshold_fraction` of the baseline's final mean return."""
     from . import plots
 
     summaries, skipped = find_runs(roots)
@@ -152,17 +160,27 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan") -> Repo
         report.files.append(path)
         sections.append(f"![{name}]({name}.png)")
 
+    estimate = any("estimate" in str(r.get("energy_source", "")) for r in report.gpsup)
     table("final_returns", "Final evaluation return", finals, RETURN_COLUMNS)
     if curves:
         write_csv(out / "learning_curves.csv", curves, CURVE_COLUMNS)
         report.files.append(out / "learning_curves.csv")
-        figure("learning_curves", plots.learning_curves, curves)
-    table("gpsup", f"GPS-UP against {baseline}", report.gpsup, GPSUP_COLUMNS)
+        figure("learning_curves", plots.learning_curves, summaries)
+    thresholds = time_to_return(summaries, baseline, threshold_fraction)
+    if thresholds:
+        table("time_to_return", f"Time to {threshold_fraction:.0%} of {baseline}'s final return", thresholds,
+              THRESHOLD_COLUMNS, "\nMeans over the runs that reached the threshold (`reached` of `runs`). Training "
+              "seconds exclude evaluations; energy to the threshold is the run's mean power times its wall time "
+              "to it. Speedup and Greenup at equal return compare these with the baseline's.\n")
+    table("gpsup", f"GPS-UP against {baseline}", report.gpsup, GPSUP_COLUMNS,
+          "\nMeans over seeds, with the spread over seeds (`_std`: population standard deviation).\n"
+          + (f"\n{ESTIMATE_NOTE}\n" if estimate else ""))
     if any("powerup" in r for r in report.gpsup):
         figure("gpsup_quadrant", plots.gpsup_quadrant, report.gpsup, baseline)
     if energy:
         sources = "\n".join(f"- {column}: {label}; {source}" for column, label, _, _, source in EQUIVALENTS)
-        table("energy_carbon", "Energy and carbon", energy, ENERGY_COLUMNS, f"\nEquivalents:\n{sources}\n")
+        table("energy_carbon", "Energy and carbon", energy, ENERGY_COLUMNS,
+              f"\nEquivalents:\n{sources}\n" + (f"\n{ESTIMATE_NOTE}\n" if estimate else ""))
         figure("energy_carbon", plots.energy_carbon, energy)
     if report.notes:
         sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in report.notes))

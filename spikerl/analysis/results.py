@@ -7,11 +7,15 @@ import json
 from pathlib import Path
 
 
-def read_evaluations(run_dir: Path) -> list[tuple[int, float, float]]:
-    """A run's evaluation history, [(env step, mean return, std)]; empty if it has none."""
+def read_evaluations(run_dir: Path) -> list[tuple[int, float, float, float, float]]:
+    """A run's evaluation history, [(env step, mean return, std, wall seconds, training seconds)]; the
+    times are NaN for runs written before they were recorded; empty if the run has no history."""
+    nan = float("nan")
     try:
         with open(run_dir / "evaluations.csv") as f:
-            return [(int(r["step"]), float(r["return_mean"]), float(r["return_std"])) for r in csv.DictReader(f)]
+            return [(int(r["step"]), float(r["return_mean"]), float(r["return_std"]),
+                     float(r.get("wall_seconds") or nan), float(r.get("train_seconds") or nan))
+                    for r in csv.DictReader(f)]
     except (OSError, KeyError, ValueError):
         return []
 

@@ -1,0 +1,74 @@
+"""Time to a return: how many env steps, how much training time and how much energy each method
+needs to first reach a return threshold, and GPS-UP at equal return.
+
+End-of-run GPS-UP compares what each method spent on the same step budget, which makes a better
+policy look slower (its evaluation episodes last longer). Here every method is compared at the point
+where it first reaches the same return: by default 80 % of the way from 0 to the baseline's final mean
+return on that task (threshold = R_base - (1 - fraction) |R_base|, which is 0.8 R_base for a positive
+return). Training time excludes evaluation time (evaluations.csv's train_seconds). Energy to the
+threshold is the run's mean power (its energy over the span it was measured) times the wall time to
+the threshold: exact when the energy is CodeCarbon's estimate (constant power), an approximation with
+measured power.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from .gpsup import by_task_and_method
+
+
+def threshold_for(base_final: float, fraction: float) -> float:
+    return base_final - (1.0 - fraction) * abs(base_final)
+
+
+def first_reach(run: dict, threshold: float) -> dict | None:
+    """Where a run's evaluations first reach `threshold`: env step, training and wall seconds, energy
+    (kWh, when the run measured it); None if they never do."""
+    for step, mean, _, wall, train in run.get("eval_history", []):
+        if mean >= threshold:
+            hit = {"step": step, "train_seconds": train, "wall_seconds": wall}
+            if "energy_kwh" in run and run.get("energy_seconds"):
+                power_w = run["energy_kwh"] * 3.6e6 / run["energy_seconds"]
+                hit["energy_kwh"] = power_w * wall / 3.6e6
+            return hit
+    return None
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.fmean(values) if values else None
+
+
+def time_to_return(summaries: list[dict], baseline: str = "popsan", fraction: float = 0.8) -> list[dict]:
+    """One row per (task, method) on tasks with baseline runs: the threshold, how many of the runs
+    reached it, and the means over those that did of steps, training seconds and energy to reach it;
+    with Speedup and Greenup at equal return against the baseline where both reached it."""
+    groups = by_task_and_method(summaries)
+    rows = []
+    for env_id in sorted({task for task, _ in groups}):
+        base_runs = groups.get((env_id, baseline))
+        if not base_runs:
+            continue
+        threshold = threshold_for(statistics.fmean(r["eval_return_mean"] for r in base_runs), fraction)
+        task_rows = {}
+        for (task, method), runs in groups.items():
+            if task != env_id:
+                continue
+            hits = [h for h in (first_reach(r, threshold) for r in runs) if h is not None]
+            row = {"env_id": env_id, "method": method, "threshold": threshold, "runs": len(runs),
+                   "reached": len(hits)}
+            for key in ("step", "train_seconds", "energy_kwh"):
+                value = _mean([h.get(key) for h in hits])
+                if value is not None:
+                    row[f"{key}_to_threshold"] = value
+            task_rows[method] = row
+        base = task_rows[baseline]
+        for row in task_rows.values():
+            if row.get("train_seconds_to_threshold") and base.get("train_seconds_to_threshold"):
+                row["speedup_at_threshold"] = base["train_seconds_to_threshold"] / row["train_seconds_to_threshold"]
+            if row.get("energy_kwh_to_threshold") and base.get("energy_kwh_to_threshold"):
+                row["greenup_at_threshold"] = base["energy_kwh_to_threshold"] / row["energy_kwh_to_threshold"]
+            rows.append(row)
+    return rows

@@ -1,0 +1,73 @@
+"""Time, steps and energy to a return threshold, and GPS-UP at equal return, on hand-made run folders."""
+
+import math
+
+import pytest
+
+from conftest import make_run_folder
+from spikerl.analysis.results import find_runs
+from spikerl.analysis.time_to_return import first_reach, threshold_for, time_to_return
+
+
+def run(method, seed, final, history, energy_kwh=None, energy_seconds=None, **extra):
+    s = {"env_id": "HalfCheetah-v4", "method": method, "seed": seed, "eval_return_mean": final,
+         "wall_seconds": history[-1][3], "eval_history": history, **extra}
+    if energy_kwh is not None:
+        s.update(energy_kwh=energy_kwh, energy_seconds=energy_seconds, emissions_kg=energy_kwh * 0.4)
+    return s
+
+
+def test_threshold_is_a_fraction_of_the_way_from_zero_to_the_baseline():
+    assert threshold_for(1000.0, 0.8) == pytest.approx(800.0)
+    assert threshold_for(-200.0, 0.8) == pytest.approx(-240.0)  # a negative baseline: 20 % worse than it
+
+
+def test_first_reach_takes_the_first_evaluation_at_or_above_the_threshold():
+    # rows: step, mean, std, wall seconds, training seconds; 36 J/s = 0.01 kWh per 1000 s
+    history = [(10, 100.0, 0, 50.0, 40.0), (20, 800.0, 0, 120.0, 100.0), (30, 900.0, 0, 200.0, 170.0)]
+    r = run("popsan", 0, 900.0, history, energy_kwh=0.01, energy_seconds=1000.0)
+    hit = first_reach(r, 800.0)
+    assert hit["step"] == 20 and hit["train_seconds"] == 100.0 and hit["wall_seconds"] == 120.0
+    assert hit["energy_kwh"] == pytest.approx(0.01 * 120.0 / 1000.0)
+    assert first_reach(r, 901.0) is None
+
+
+def test_time_to_return_and_gps_up_at_equal_return(tmp_path):
+    """Baseline popsan: final means 1000 and 1000 -> threshold 800. popsan seeds reach it at 200 and
+    400 training seconds (mean 300); spikerl's seed 0 at 100 s, its seed 1 never: shown as 1 of 2 reached;
+    dsrl never. A resumed run (segments 2) carries its wall and training time across segments."""
+    runs = {
+        "popsan_s0": run("popsan", 0, 1000.0, [(5, 500.0, 0, 110.0, 100.0), (10, 900.0, 0, 220.0, 200.0)],
+                         energy_kwh=0.02, energy_seconds=440.0),
+        "popsan_s1": run("popsan", 1, 1000.0, [(5, 700.0, 0, 220.0, 200.0), (10, 1000.0, 0, 440.0, 400.0)],
+                         energy_kwh=0.04, energy_seconds=880.0, segments=2),
+        "spikerl_s0": run("spikerl", 0, 850.0, [(5, 810.0, 0, 120.0, 100.0), (10, 850.0, 0, 240.0, 200.0)],
+                          energy_kwh=0.01, energy_seconds=480.0),
+        "spikerl_s1": run("spikerl", 1, 300.0, [(5, 100.0, 0, 120.0, 100.0), (10, 300.0, 0, 240.0, 200.0)],
+                          energy_kwh=0.01, energy_seconds=480.0),
+        "dsrl_s0": run("dsrl", 0, 50.0, [(5, 10.0, 0, 60.0, 50.0), (10, 50.0, 0, 120.0, 100.0)]),
+    }
+    for name, summary in runs.items():
+        make_run_folder(tmp_path, name, summary)
+    summaries, _ = find_runs([tmp_path])
+    rows = {r["method"]: r for r in time_to_return(summaries, "popsan", 0.8)}
+    assert all(r["threshold"] == pytest.approx(800.0) for r in rows.values())
+    popsan, spikerl, dsrl = rows["popsan"], rows["spikerl"], rows["dsrl"]
+    assert (popsan["reached"], popsan["runs"]) == (2, 2)
+    assert popsan["step_to_threshold"] == 10 and popsan["train_seconds_to_threshold"] == pytest.approx(300.0)
+    # energy to threshold: mean power (0.02 kWh / 440 s, 0.04 / 880 s: both 163.6 W) x wall time to it
+    power = 0.02 * 3.6e6 / 440.0
+    assert popsan["energy_kwh_to_threshold"] == pytest.approx(power * (220.0 + 440.0) / 2 / 3.6e6)
+    assert (spikerl["reached"], spikerl["runs"]) == (1, 2) and spikerl["train_seconds_to_threshold"] == 100.0
+    assert spikerl["speedup_at_threshold"] == pytest.approx(3.0)
+    spikerl_energy = 0.01 * 120.0 / 480.0
+    assert spikerl["greenup_at_threshold"] == pytest.approx(popsan["energy_kwh_to_threshold"] / spikerl_energy)
+    assert dsrl["reached"] == 0 and "train_seconds_to_threshold" not in dsrl and "speedup_at_threshold" not in dsrl
+
+
+def test_runs_without_timing_columns_are_read_with_nan_times(tmp_path):
+    make_run_folder(tmp_path, "old", {"env_id": "Hopper-v4", "method": "popsan", "eval_return_mean": 1.0,
+                                      "eval_history": [[10, 1.0, 0.0]]})
+    (summary,), _ = find_runs([tmp_path])
+    step, mean, std, wall, train = summary["eval_history"][0]
+    assert (step, mean) == (10, 1.0) and math.isnan(wall) and math.isnan(train)
