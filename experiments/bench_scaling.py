@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import benchlib
 
 VARIANTS = [
     # name, world size, precision, batch, pinned to one core
@@ -108,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": "python experiments/bench_scaling.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version()},
+        "machine": benchlib.machine(),
         "task": "HalfCheetah-v4, PopSAN actor 256x256 T=5, critic 256x256, 50 updates / 50 steps per rank",
         "date": time.strftime("%Y-%m-%d"),
     }

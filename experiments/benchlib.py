@@ -224,9 +224,17 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
+    """What the figures depend on: CPU model and torch's CPU capability (AVX2 machines emulate bf16),
+    threads, and whether bf16 pays here (the start-up probe of precision=auto)."""
+    from spikerl.runtime.precision import bf16_speed_ratio
+
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {"platform": platform.platform(), "cpu": cpu_model(), "cpus": os.cpu_count(), "cpus_usable": affinity,
-            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    bf16_ratio = bf16_speed_ratio(500, 256, 256)
+    return {"platform": platform.platform(), "cpu": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpus": os.cpu_count(),
+            "cpus_usable": affinity, "python": platform.python_version(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "bf16_probe_speed_vs_fp32": round(bf16_ratio, 3), "bf16_native": bf16_ratio >= 1.0}
 
 
 def fmt(value: float | None, spec: str = ".3g", suffix: str = "") -> str:
