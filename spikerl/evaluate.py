@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
     parser.add_argument("--seed", type=int, default=None,
                         help="first episode's reset seed (default: the training run's evaluation seed)")
+    parser.add_argument("--energy-episodes", type=int, default=2,
+                        help="episodes over which the inference energy per action is counted (default 2; 0: none)")
     args = parser.parse_args(argv)
     if args.episodes <= 0:
         parser.error("--episodes must be positive")
@@ -65,7 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     step = state["counters"]["env_steps"]
     print(f"{meta['method']} / {meta['actor_name']} on {meta['env_id']} after {step:,} env steps: "
           f"return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {args.episodes} episodes (seed {seed})")
+    if args.energy_episodes > 0:
+        print("\n".join(inference_energy_lines(state, args.energy_episodes, seed)))
     return 0
+
+
+def inference_energy_lines(state: dict, episodes: int, seed: int) -> list[str]:
+    """The inference energy per action and firing rates (spikerl.export.energy), as lines to print;
+    one line saying why where they cannot be estimated."""
+    from .export import ExportError, SimulationError, energy_lines, inference_energy
+
+    try:
+        return energy_lines(inference_energy(state, episodes, seed))
+    except (ExportError, SimulationError, checkpoint.CheckpointError) as exc:
+        return [f"inference energy per action: not estimated ({exc})"]
 
 
 if __name__ == "__main__":

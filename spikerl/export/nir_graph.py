@@ -1,0 +1,376 @@
+"""A trained spiking actor as a NIR graph (what runs on a neuromorphic chip) plus the host side.
+
+On the chip: the layers of current-based LIF neurons, each an Affine (Linear when bias-free) node
+feeding a CubaLIF node; DSRL's non-spiking readout is a CubaLI node whose membrane is the output.
+On the host: the observation normaliser, the encoder (NIR has no node for the regular population
+encoder's subtract reset, nor for DSRL's two-neuron split), the decoder (PopSAN's grouped rate
+read-out and tanh; NIR has no tanh) and the action scaling, as PopSAN kept them on Loihi.
+
+snnTorch `Synaptic` -> CubaLIF, with one actor timestep = `DT` seconds (snnTorch's own exporter's
+convention): tau_syn = DT / (1 - alpha), tau_mem = DT / (1 - beta), w_in = tau_syn / DT,
+r = tau_mem / DT, v_leak = 0, v_threshold = threshold, v_reset = 0. Forward Euler at DT gives back
+snnTorch's I <- alpha I + x and v <- beta v + I when the membrane integrates the current of the same
+step (`UPDATE_ORDER`; see spikerl/export/simulate.py). Time constants are stored in float64 so that
+1 - DT / tau gives back the float32 alpha and beta exactly.
+
+A bundle folder holds `actor.nir` (the graph, written with `nir.write`), `host.npz` (arrays) and
+`bundle.json` (everything else, and how the round trip was checked).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+
+from .simulate import simulate
+
+DT = 1e-4  # seconds per actor timestep in the NIR graph
+UPDATE_ORDER = "current-first"  # the membrane integrates this step's synaptic current (snnTorch, Loihi)
+BUNDLE_FORMAT = 1
+GRAPH_FILE, HOST_FILE, INFO_FILE = "actor.nir", "host.npz", "bundle.json"
+
+
+class ExportError(Exception):
+    """An actor or bundle that cannot be exported or read; the message is one line for the user."""
+
+
+def load_actor(state: dict):
+    """The actor (eval mode, float32, eager) and the observation normaliser saved in a checkpoint."""
+    from hydra.utils import instantiate
+
+    from ..rl.normalizer import ObsNormalizer
+    from ..runtime.checkpoint import CheckpointError
+
+    meta = state["meta"]
+    missing = [k for k in ("actor_spec", "obs_dim", "act_dim", "env_id") if k not in meta]
+    if missing or not isinstance(state.get("learner"), dict) or "actor" not in state["learner"] \
+            or "normalizer" not in state:
+        what = f"meta {', '.join(missing)}" if missing else "actor weights or observation normaliser"
+        raise CheckpointError(f"the checkpoint has no {what}: not a checkpoint of a trained actor")
+    spec = {**meta["actor_spec"], **({"compile": False} if "compile" in meta["actor_spec"] else {})}
+    try:
+        actor = instantiate(spec, obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])
+        actor.load_state_dict(state["learner"]["actor"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit its actor spec: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # a spec that names no class of this SpikeRL
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot rebuild the checkpoint's actor: {message}") from None
+    actor.eval().float()
+    normalizer = ObsNormalizer(meta["obs_dim"])
+    normalizer.load_state_dict(state["normalizer"])
+    return actor, normalizer
+
+
+def actor_kind(actor) -> str:
+    """'popsan' (population decoder), 'dsrl' (non-spiking readout), 'ann' (MLP) or 'other'."""
+    from ..rl.networks import MLPActor
+    from ..snn.actors import DSRLSpikingActor, PopSpikingActor
+
+    if isinstance(actor, PopSpikingActor):
+        return "popsan"
+    if isinstance(actor, DSRLSpikingActor):
+        return "dsrl"
+    if isinstance(actor, MLPActor):
+        return "ann"
+    return "other"
+
+
+def refuse_unexportable(actor) -> str:
+    kind = actor_kind(actor)
+    if kind == "ann":
+        raise ExportError("the MLP (ANN) actor has no spiking part to export to NIR "
+                          "(use --energy-only for its MACs per action)")
+    if kind == "other":
+        raise ExportError(f"{type(actor).__name__} is not a spiking actor SpikeRL can export to NIR")
+    return kind
+
+
+def neuron_node(spec, neuron_module, n: int, dt: float = DT):
+    """A layer of snnTorch `Synaptic` neurons (read through its LIFSpec) as a CubaLIF node, or a CubaLI
+    node for a non-spiking readout."""
+    alpha, beta = spec.alpha, spec.beta
+    if not (0.0 <= alpha < 1.0 and 0.0 <= beta < 1.0):
+        raise ExportError(f"CubaLIF needs decaying current and voltage (0 <= alpha, beta < 1); got alpha={alpha}, "
+                          f"beta={beta}")
+    graded = float(getattr(neuron_module, "graded_spikes_factor", 1.0))
+    if graded != 1.0:
+        raise ExportError(f"NIR spikes are 0/1; this layer's snnTorch graded_spikes_factor is {graded}")
+    tau_syn, tau_mem = dt / (1.0 - alpha), dt / (1.0 - beta)
+    full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
+    common = {"tau_syn": full(tau_syn), "tau_mem": full(tau_mem), "r": full(tau_mem / dt), "v_leak": full(0.0),
+              "w_in": full(tau_syn / dt)}
+    if spec.spiking:
+        return nir.CubaLIF(**common, v_threshold=full(spec.threshold), v_reset=full(0.0))
+    return nir.CubaLI(**common)
+
+
+def synapse_node(linear: torch.nn.Linear):
+    weight = linear.weight.detach().cpu().float().numpy().copy()
+    if linear.bias is None:
+        return nir.Linear(weight=weight)
+    return nir.Affine(weight=weight, bias=linear.bias.detach().cpu().float().numpy().copy())
+
+
+def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
+    """The actor's spiking part as a NIR graph, and the names of its neuron nodes in order."""
+    kind = refuse_unexportable(actor)
+    layers = [(linear, spec, module) for linear, spec, module in
+              zip(actor.snn.linears, actor.snn.specs, actor.snn.neurons)]
+    if kind == "dsrl":
+        layers.append((actor.readout, actor.readout_spec, actor.readout_neuron))
+    nodes = {"input": nir.Input(input_type={"input": np.array([actor.encoder.num_outputs])})}
+    edges, neurons, previous = [], [], "input"
+    for i, (linear, spec, module) in enumerate(layers, 1):
+        readout = not spec.spiking
+        syn, neu = ("readout", "li") if readout else (f"fc{i}", f"lif{i}")
+        nodes[syn] = synapse_node(linear)
+        nodes[neu] = neuron_node(spec, module, linear.out_features, dt)
+        edges += [(previous, syn), (syn, neu)]
+        neurons.append(neu)
+        previous = neu
+    nodes["output"] = nir.Output(output_type={"output": np.array([layers[-1][0].out_features])})
+    edges.append((previous, "output"))
+    metadata = {"producer": "spikerl", "dt": float(dt), "update_order": UPDATE_ORDER,
+                "timesteps": int(actor.timesteps)}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata), neurons
+
+
+class Host:
+    """The host side of an exported actor: raw observation -> encoder input [T, B, N] for the graph,
+    and the graph's output [T, B, N] -> action in [-1, 1] -> the env's action. Computes exactly what
+    the actor's own modules compute (same operations, same order, float32)."""
+
+    def __init__(self, config: dict, arrays: dict[str, np.ndarray]):
+        self.config, self.arrays = config, {k: np.asarray(v) for k, v in arrays.items()}
+        t = lambda k: torch.from_numpy(np.ascontiguousarray(self.arrays[k]))  # noqa: E731
+        self.timesteps = int(config["timesteps"])
+        norm, enc, dec = config["normalizer"], config["encoder"], config["decoder"]
+        self.norm_kind, self.clip = norm["kind"], float(norm["clip"])
+        self.shift, self.scale = t("normalizer_shift"), t("normalizer_scale")
+        self.encoder_kind, self.decoder_kind = enc["kind"], dec["kind"]
+        if self.encoder_kind == "population":
+            self.mean, self.std = t("encoder_mean").unsqueeze(0), t("encoder_std").unsqueeze(0)  # [1, D, P]
+            self.spikes, self.threshold = enc["spikes"], float(enc["threshold"])
+        elif self.encoder_kind != "two_neuron":
+            raise ExportError(f"unknown host encoder {self.encoder_kind!r}")
+        if self.decoder_kind == "population_rate":
+            self.dec_weight, self.dec_bias = t("decoder_weight"), t("decoder_bias")
+            self.act_dim, self.pop_dim = self.dec_weight.shape
+        elif self.decoder_kind != "membrane_tanh":
+            raise ExportError(f"unknown host decoder {self.decoder_kind!r}")
+        self.low, self.high = self.arrays["action_low"], self.arrays["action_high"]
+
+    @property
+    def deterministic(self) -> bool:
+        return not (self.encoder_kind == "population" and self.spikes == "poisson")
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        if self.norm_kind == "none":
+            return raw
+        out = (raw - self.shift) / self.scale
+        return out.clamp(-self.clip, self.clip) if self.norm_kind == "zscore" else out
+
+    def encode(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.encoder_kind == "two_neuron":
+            current = torch.cat([obs.clamp(min=0), (-obs).clamp(min=0)], dim=-1)
+            return current.unsqueeze(0).expand(self.timesteps, *current.shape)
+        act = torch.exp(-0.5 * (obs.unsqueeze(-1) - self.mean) ** 2 / self.std**2).reshape(obs.shape[0], -1)
+        if self.spikes == "poisson":
+            return torch.stack([(torch.rand(act.shape, generator=generator) < act).to(act.dtype)
+                                for _ in range(self.timesteps)])
+        volt = torch.zeros_like(act)
+        out = []
+        for _ in range(self.timesteps):
+            volt = volt + act
+            spike = (volt > self.threshold).to(volt.dtype)
+            volt = volt - spike * self.threshold
+            out.append(spike)
+        return torch.stack(out)
+
+    def decode(self, output: torch.Tensor) -> torch.Tensor:
+        if self.decoder_kind == "membrane_tanh":
+            return torch.tanh(output[-1])
+        rate = output.mean(0).view(-1, self.act_dim, self.pop_dim)
+        return torch.tanh((rate * self.dec_weight).sum(-1) + self.dec_bias)
+
+    def scale_action(self, action: np.ndarray) -> np.ndarray:
+        return self.low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
+
+
+def host_from_actor(actor, normalizer, action_low, action_high) -> Host:
+    from ..snn.actors import PopulationDecoder
+    from ..snn.encoders import PopulationEncoder, TwoNeuronEncoder
+
+    shift, scale = normalizer._shift_scale("cpu")  # the float32 tensors the normaliser computes with
+    arrays = {"normalizer_shift": shift.numpy().copy(), "normalizer_scale": scale.numpy().copy(),
+              "action_low": np.asarray(action_low, np.float64), "action_high": np.asarray(action_high, np.float64)}
+    config = {"timesteps": int(actor.timesteps),
+              "normalizer": {"kind": normalizer.kind, "clip": normalizer.clip,
+                             "formula": "zscore: clamp((o - shift) / scale, -clip, clip); maxabs: o / scale"}}
+    enc = actor.encoder
+    if isinstance(enc, PopulationEncoder):
+        arrays["encoder_mean"] = enc.mean.detach().float().numpy()[0].copy()
+        arrays["encoder_std"] = enc.std.detach().float().numpy()[0].copy()
+        config["encoder"] = {"kind": "population", "pop_dim": enc.pop_dim, "spikes": enc.spikes,
+                             "threshold": enc.threshold,
+                             "input_index": "obs dim d, receptive field p -> input d * pop_dim + p"}
+    elif isinstance(enc, TwoNeuronEncoder):
+        config["encoder"] = {"kind": "two_neuron",
+                             "input_index": "d -> max(o_d, 0); obs_dim + d -> max(-o_d, 0), every timestep"}
+    else:
+        raise ExportError(f"the host side has no encoder for {type(enc).__name__}")
+    decoder = getattr(actor, "decoder", None)
+    if isinstance(decoder, PopulationDecoder):
+        arrays["decoder_weight"] = decoder.weight.detach().float().numpy().copy()
+        arrays["decoder_bias"] = decoder.bias.detach().float().numpy().copy()
+        config["decoder"] = {"kind": "population_rate", "pop_dim": decoder.pop_dim,
+                             "formula": "tanh(sum_p mean_t(spikes[t, a * pop_dim + p]) * weight[a, p] + bias[a])"}
+    else:
+        config["decoder"] = {"kind": "membrane_tanh", "formula": "tanh(membrane of the readout at the last timestep)"}
+    return Host(config, arrays)
+
+
+@dataclass
+class Bundle:
+    """An exported actor: the NIR graph, its neuron nodes in order, the host side and bundle.json."""
+
+    graph: nir.NIRGraph
+    neurons: list[str]
+    host: Host
+    info: dict
+
+    @property
+    def dt(self) -> float:
+        return float(self.info["dt"])
+
+    @torch.inference_mode()
+    def run(self, raw_obs: torch.Tensor, encoder_input: torch.Tensor | None = None,
+            generator: torch.Generator | None = None, record: bool = False) -> dict:
+        """Raw observations [B, obs_dim] -> {"action" [B, act_dim] in [-1, 1], "encoder_input" [T, B, N],
+        "output" (the graph's output [T, B, N]), "trace" (every node's (input, output), with record)}."""
+        raw_obs = raw_obs.float()
+        if encoder_input is None:
+            encoder_input = self.host.encode(self.host.normalise(raw_obs), generator)
+        outputs, trace = simulate(self.graph, encoder_input, dt=self.dt, order=self.info["update_order"],
+                                  record=True)
+        output = outputs["output"]
+        return {"action": self.host.decode(output), "encoder_input": encoder_input, "output": output,
+                "trace": trace if record else None}
+
+
+def _action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
+    from ..rl.envs import ActionScaler, make_vec_env
+
+    envs = make_vec_env(env_id, 1)
+    try:
+        scaler = ActionScaler(envs.single_action_space)
+        return scaler.low, scaler.high
+    finally:
+        envs.close()
+
+
+def build_bundle(state: dict, source: str = "", actor=None, normalizer=None) -> Bundle:
+    """The bundle of a checkpoint's actor, in memory. Raises ExportError for an actor that cannot be
+    exported (the MLP actor, anything NIR cannot express)."""
+    if actor is None:
+        actor, normalizer = load_actor(state)
+    meta = state["meta"]
+    graph, neurons = build_graph(actor)
+    low, high = _action_bounds(meta["env_id"])
+    host = host_from_actor(actor, normalizer, low, high)
+    info = {
+        "format": BUNDLE_FORMAT,
+        "producer": "spikerl.export",
+        "nir_version": getattr(nir, "__version__", "unknown"),
+        "source": {"checkpoint": str(source), "method": meta.get("method"), "actor_name": meta.get("actor_name"),
+                   "env_id": meta["env_id"], "env_steps": (state.get("counters") or {}).get("env_steps"),
+                   "precision": meta.get("precision")},
+        "obs_dim": meta["obs_dim"], "act_dim": meta["act_dim"], "timesteps": int(actor.timesteps),
+        "dt": DT, "update_order": UPDATE_ORDER,
+        "neuron_mapping": ("snnTorch Synaptic (alpha, beta, threshold, reset to zero) -> CubaLIF with tau_syn = "
+                           "dt / (1 - alpha), tau_mem = dt / (1 - beta), w_in = tau_syn / dt, r = tau_mem / dt, "
+                           "v_leak = 0, v_threshold = threshold, v_reset = 0; one actor timestep = dt seconds; "
+                           "forward Euler at dt with the membrane integrating the current of the same step "
+                           "(current-first, as snnTorch and Lava's Loihi LIF do) gives back I <- alpha I + x, "
+                           "v <- beta v + I; integrating the previous step's current (plain forward Euler, NIR's "
+                           "reference integrator) makes each layer one step later"),
+        "graph": {"file": GRAPH_FILE, "input": "input", "output": "output", "neurons": neurons,
+                  "nodes": {name: type(node).__name__ for name, node in graph.nodes.items()}},
+        "host": host.config,
+        "split": {"chip": "the NIR graph: Affine/Linear synapses and CubaLIF (CubaLI readout) neurons",
+                  "host": "normaliser, encoder, decoder (rate read-out or readout membrane, tanh), action scaling"},
+        "arithmetic": "float32 weights and states (an actor trained under bf16 autocast is checked in float32)",
+    }
+    return Bundle(graph, neurons, host, info)
+
+
+def write_bundle(bundle: Bundle, folder: Path) -> None:
+    """Write the bundle's three files into `folder` (created; it must not exist)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    nir.write(folder / GRAPH_FILE, bundle.graph)
+    np.savez(folder / HOST_FILE, **bundle.host.arrays)
+    (folder / INFO_FILE).write_text(json.dumps(bundle.info, indent=2) + "\n")
+
+
+def read_bundle(folder: str | Path) -> Bundle:
+    """Read a bundle folder back: the graph with `nir.read`, the host side from host.npz and bundle.json."""
+    folder = Path(folder)
+    try:
+        info = json.loads((folder / INFO_FILE).read_text())
+        graph = nir.read(folder / GRAPH_FILE)
+        with np.load(folder / HOST_FILE) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, KeyError) as exc:
+        raise ExportError(f"cannot read the bundle in {folder}: {type(exc).__name__}") from None
+    if info.get("format") != BUNDLE_FORMAT:
+        raise ExportError(f"{folder} holds bundle format {info.get('format')!r}; this SpikeRL reads {BUNDLE_FORMAT}")
+    return Bundle(graph, list(info["graph"]["neurons"]), Host(info["host"], arrays), info)
+
+
+@torch.inference_mode()
+def actor_reference(actor, normalizer, raw_obs: torch.Tensor, encoder_input: torch.Tensor | None = None) -> dict:
+    """The trained actor's own computation, layer by layer, as its forward does it: encoder input, each
+    layer's spikes, the output (spikes, or the readout's last membrane) and the action."""
+    obs = normalizer(raw_obs.float())
+    x = actor.encoder(obs, actor.timesteps) if encoder_input is None else encoder_input
+    encoder_out, layers = x, []
+    for linear, spec in zip(actor.snn.linears, actor.snn.specs):
+        x, _ = actor.snn.run(spec, linear(x).float())
+        layers.append(x)
+    if actor_kind(actor) == "dsrl":
+        _, membrane = actor.snn.run(actor.readout_spec, actor.readout(x).float())
+        return {"encoder_input": encoder_out, "layers": layers, "output": membrane, "action": torch.tanh(membrane)}
+    return {"encoder_input": encoder_out, "layers": layers, "output": x, "action": actor.decoder(x)}
+
+
+@torch.inference_mode()
+def verify_round_trip(actor, normalizer, bundle: Bundle, raw_obs: torch.Tensor,
+                      generator: torch.Generator | None = None) -> dict:
+    """Run the bundle (its NIR graph simulated by spikerl.export.simulate) and the trained actor on the
+    same raw observations, the actor fed the host encoder's input (the same Poisson spikes), and
+    compare exactly. With a deterministic encoder the actor's own forward (its own encoder) is compared
+    too. Returns {"observations", "layer_spikes_equal" [per neuron node], "output_equal",
+    "actions_equal", "encoder_equal", "actor_forward_equal", "ok"}; None where a check does not apply."""
+    raw_obs = raw_obs.float()
+    ran = bundle.run(raw_obs, generator=generator, record=True)
+    ref = actor_reference(actor, normalizer, raw_obs, ran["encoder_input"])
+    spiking = [name for name in bundle.neurons if isinstance(bundle.graph.nodes[name], nir.CubaLIF)]
+    layers = [torch.equal(ref_spikes, ran["trace"][name][1]) for ref_spikes, name in zip(ref["layers"], spiking)]
+    output = ran["output"] if bundle.host.decoder_kind == "population_rate" else ran["output"][-1]
+    result = {"observations": int(raw_obs.shape[0]), "layer_spikes_equal": layers,
+              "output_equal": torch.equal(ref["output"], output),
+              "actions_equal": torch.equal(ref["action"], ran["action"]),
+              "encoder_equal": None, "actor_forward_equal": None}
+    if bundle.host.deterministic:
+        obs = normalizer(raw_obs)
+        result["encoder_equal"] = torch.equal(actor.encoder(obs, actor.timesteps), ran["encoder_input"])
+        result["actor_forward_equal"] = torch.equal(actor(obs).float(), ran["action"])
+    result["ok"] = all(layers) and all(v is not False for k, v in result.items() if k.endswith("_equal"))
+    return result
