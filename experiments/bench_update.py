@@ -15,7 +15,10 @@ Before any timing, (a) and (b) must give the same actions and actor-loss gradien
 batch size, or the script stops with exit code 1. Timing windows of `--updates` updates (after 2
 untimed ones) cycle over all variants `--rounds` times; the report gives the median time per update,
 updates/s, ours' speedup over the baseline, ours' time relative to the MLP and ours' bf16 throughput
-relative to fp32.
+relative to fp32. The `floor` row times the same update's matrix multiplies alone (recorded from
+ours: same shapes, strides, dtypes and order, same threads): no implementation of these networks can
+update faster, and ours / floor says how much time goes to everything else (neurons, element-wise
+work, the optimizer, Python).
 """
 
 from __future__ import annotations
@@ -70,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             for variant, actor in networks.items():
                 learner = benchlib.build_learner(rc, actor, critic, precision)
                 windows[(batch, precision, variant)] = update_window(learner, batches, updates)
+                if variant == "ours":  # the floor: the same update's matrix multiplies alone
+                    replay = benchlib.matmul_floor(learner, batches)
+                    windows[(batch, precision, "floor")] = lambda replay=replay: benchlib.seconds_per_call(
+                        replay, updates // 2, 1) / 2
     samples = benchlib.interleave(windows, args.rounds)
 
     medians, results = benchlib.summarize(samples)
@@ -77,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         row["updates_per_second"] = 1.0 / row["median_seconds"]
     compared = benchlib.comparisons(medians)
     print(benchlib.comparison_table(medians, compared, TABLE_HEADER, table_cells))
+    floor_rows = [[c["batch_size"], c["precision"],
+                   benchlib.fmt(medians[(c["batch_size"], c["precision"], "floor")] * 1e3),
+                   benchlib.fmt(c["time_vs_floor"], ".2f", "x"), benchlib.fmt(c["compiled_time_vs_floor"], ".2f", "x")]
+                  for c in compared]
+    print(benchlib.markdown(["batch", "precision", "floor ms/update", "ours / floor", "compiled / floor"], floor_rows))
     settings = {"batches": args.batches, "precisions": args.precisions, "rounds": args.rounds,
                 "updates_per_window": updates, "warmup_per_window": WARMUP, **benchlib.PAPER_SIZES}
     benchlib.write_report(args.out, "bench_update.py", argv, settings, results, compared)

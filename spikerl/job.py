@@ -21,12 +21,12 @@ from .rl.normalizer import ObsNormalizer
 from .rl.protocols import MetricWriter
 from .rl.replay import ReplayBuffer
 from .rl.run_state import RunState
-from .rl.td3 import TD3
+from .rl.td3 import TD3, update_probe
 from .rl.updates import UpdateSchedule
 from .runtime import checkpoint, distributed
 from .runtime.device import rank_device
 from .runtime.distributed import DistInfo, all_reduce_
-from .runtime.precision import Precision, PrecisionChoice, choose
+from .runtime.precision import Precision, PrecisionChoice, Probe, choose
 from .runtime.signals import stop_on_signals
 from .telemetry.energy import EnergyLedger, make_meter
 
@@ -137,11 +137,12 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     obs_dim, act_dim = env_dims(rc.env.id)
     built_actor, critic = build_components(rc, obs_dim, act_dim)
     a, t = rc.algo, rc.train
-    precision = choose_precision(rc, device, info)
+    hyper = {"actor_lr": a.actor_lr, "critic_lr": a.critic_lr, "gamma": a.gamma, "polyak": a.polyak,
+             "policy_delay": a.policy_delay, "target_noise": a.target_noise, "noise_clip": a.noise_clip}
+    probe = update_probe(actor or built_actor, critic, obs_dim, act_dim, a.batch_size, **hyper)
+    precision = choose_precision(rc, device, info, probe)
     learner = TD3(
-        (actor or built_actor).to(device), critic.to(device), actor_lr=a.actor_lr, critic_lr=a.critic_lr,
-        gamma=a.gamma, polyak=a.polyak, policy_delay=a.policy_delay, target_noise=a.target_noise,
-        noise_clip=a.noise_clip, precision=Precision(precision.mode, device),
+        (actor or built_actor).to(device), critic.to(device), **hyper, precision=Precision(precision.mode, device),
         wrap=partial(distributed.wrap_ddp, device=device) if info.enabled else None,
     )
     rank_seed = rc.seed + info.rank * rc.env.num_envs  # env copy i of this rank: rank_seed + i
@@ -160,12 +161,10 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     return TrainingLoop(collector, updates, evaluator, state, t, writers)
 
 
-def choose_precision(rc: RunConfig, device: torch.device, info: DistInfo) -> PrecisionChoice:
-    """`precision.mode` resolved for this device (`auto`: probed at the run's widest layers, batch x T
-    rows); the ranks of a job agree on it (bf16 only if every rank chose it)."""
-    sizes = [*rc.actor.get("hidden_sizes", ()), *rc.critic.get("hidden_sizes", ())] or [256]
-    rows = rc.algo.batch_size * rc.actor.get("timesteps", 1)
-    choice = choose(rc.precision.mode, device, (rows, max(sizes), max(sizes)))
+def choose_precision(rc: RunConfig, device: torch.device, info: DistInfo, probe: Probe) -> PrecisionChoice:
+    """`precision.mode` resolved for this device (on a CPU, `auto` times the run's own update in both
+    precisions); the ranks of a job agree on it (bf16 only if every rank chose it)."""
+    choice = choose(rc.precision.mode, device, probe)
     if info.enabled and rc.precision.mode == "auto":
         everyone = all_reduce_(torch.tensor([float(choice.mode == "bf16")]), "min").item()
         if choice.mode == "bf16" and not everyone:

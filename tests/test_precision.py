@@ -98,35 +98,46 @@ def test_non_finite_gradients_skip_the_step_and_are_counted(mode, bad_value):
 
 
 def test_auto_precision_follows_the_probe_and_says_why():
-    from spikerl.runtime.precision import choose
+    from spikerl.runtime.precision import Probe, choose
 
     calls = []
 
     def probe(ratio):
-        def ratio_fn(m, k, n):
-            calls.append((m, k, n))
-            return ratio
-        return ratio_fn
+        return Probe(lambda: calls.append(ratio) or ratio, "a TD3 update at batch 100")
 
-    slow = choose("auto", "cpu", (500, 256, 256), probe(0.5))
+    slow = choose("auto", "cpu", probe(0.5))
     assert (slow.mode, slow.requested) == ("fp32", "auto") and "0.50x as fast in bf16" in slow.reason
-    assert "500x256x256 forward and backward" in slow.reason and calls == [(500, 256, 256)]
-    fast = choose("auto", "cpu", (500, 256, 256), probe(1.3))
+    assert "a TD3 update at batch 100" in slow.reason and calls == [0.5]
+    fast = choose("auto", "cpu", probe(1.3))
     assert fast.mode == "bf16" and "1.30x" in fast.reason
-    assert choose("fp32", "cpu", ratio_fn=probe(9.0)).mode == "fp32" and len(calls) == 2  # no probe
+    assert choose("fp32", "cpu", probe(9.0)).mode == "fp32" and len(calls) == 2  # no probe
 
 
 def test_explicit_bf16_where_it_is_slow_runs_as_asked_with_one_warning():
     import warnings
 
-    from spikerl.runtime.precision import choose
+    from spikerl.runtime.precision import Probe, choose
 
     with pytest.warns(UserWarning, match="precision=bf16: .* 0.20x as fast in bf16 .* would train faster") as record:
-        choice = choose("bf16", "cpu", ratio_fn=lambda m, k, n: 0.2)
+        choice = choose("bf16", "cpu", Probe(lambda: 0.2, "an update"))
     assert choice.mode == "bf16" and len(record) == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert choose("bf16", "cpu", ratio_fn=lambda m, k, n: 1.1).mode == "bf16"  # no warning
+        assert choose("bf16", "cpu", Probe(lambda: 1.1, "an update")).mode == "bf16"  # no warning
+
+
+def test_the_update_probe_times_both_precisions_and_leaves_the_random_state_alone():
+    from spikerl.rl.td3 import update_probe
+
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    td3 = make_learner(spiking=True)
+    probe = update_probe(td3.actor, td3.critic, OBS, 2, 16, updates=2, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99,
+                         polyak=0.995, policy_delay=2, target_noise=0.2, noise_clip=0.5)
+    torch.manual_seed(5)
+    assert probe.ratio() > 0 and probe.what == "a TD3 update at batch 16"
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_the_bf16_probe_measures_a_ratio():
@@ -138,7 +149,7 @@ def test_the_bf16_probe_measures_a_ratio():
 def test_a_run_records_the_precision_it_asked_for_and_the_one_it_got(tiny_run):
     summary, _ = tiny_run("precision=auto", "train.total_steps=200")
     assert summary["precision_requested"] == "auto" and summary["precision"] in ("fp32", "bf16")
-    assert "as fast in bf16 as in fp32" in summary["precision_reason"]
+    assert "a TD3 update at batch 100 on this CPU" in summary["precision_reason"]
     fixed, _ = tiny_run("train.total_steps=200", name="fp32")
     assert (fixed["precision"], fixed["precision_requested"], fixed["precision_reason"]) == ("fp32", "fp32",
                                                                                             "as requested")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..runtime.precision import Precision
+from ..runtime.precision import Precision, Probe
 from .normalizer import KINDS as OBS_NORMS
 from .replay import Batch
 
@@ -195,3 +195,35 @@ class TD3:
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.precision.load_state_dict(state["precision"])
         self.updates = int(state["updates"])
+
+
+def update_probe(actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, batch_size: int,
+                 updates: int = 6, **hyper) -> Probe:
+    """A probe of this run's own TD3 update in bf16 against fp32 (copies of `actor` and `critic`, random
+    batches, pairs of updates interleaved, the median ratio), for `precision=auto`: a lone matmul
+    flatters bf16, while an update also pays for casts and element-wise work. The global random state
+    is left as it was."""
+
+    def ratio() -> float:
+        import statistics
+        import time
+
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            batch = Batch(obs=torch.randn(batch_size, obs_dim), act=torch.rand(batch_size, act_dim) * 2 - 1,
+                          rew=torch.randn(batch_size), next_obs=torch.randn(batch_size, obs_dim),
+                          terminated=torch.zeros(batch_size))
+            learners = [TD3(copy.deepcopy(actor), copy.deepcopy(critic), precision=Precision(mode), **hyper)
+                        for mode in ("fp32", "bf16")]
+
+            def seconds(learner: TD3) -> float:
+                start = time.perf_counter()
+                learner.update(batch)
+                learner.update(batch)  # a critic-only and an actor update
+                return time.perf_counter() - start
+
+            for learner in learners:
+                seconds(learner)  # warm-up (and compiling, where the actor compiles its kernels)
+            return statistics.median(seconds(learners[0]) / seconds(learners[1]) for _ in range(updates))
+
+    return Probe(ratio, f"a TD3 update at batch {batch_size}")

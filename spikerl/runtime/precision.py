@@ -11,6 +11,7 @@ import contextlib
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -64,12 +65,24 @@ def bf16_speed_ratio(m: int, k: int, n: int, repeats: int = 7) -> float:
     return statistics.median(ratios)
 
 
-def choose(requested: str, device: torch.device | str, probe_shape: tuple[int, int, int] = (500, 256, 256),
-           ratio_fn=bf16_speed_ratio) -> PrecisionChoice:
+@dataclass(frozen=True)
+class Probe:
+    """A measurement of how fast bf16 runs this run's work: `ratio()` is fp32 time / bf16 time (above 1,
+    bf16 is faster); `what` names the work measured."""
+
+    ratio: Callable[[], float]
+    what: str
+
+
+def layer_probe(m: int = 500, k: int = 256, n: int = 256) -> Probe:
+    return Probe(lambda: bf16_speed_ratio(m, k, n), f"a {m}x{k}x{n} forward and backward")
+
+
+def choose(requested: str, device: torch.device | str, probe: Probe | None = None) -> PrecisionChoice:
     """The mode to run `requested` in on `device`. `auto`: bf16 on CUDA GPUs that compute it natively
-    (compute capability 8.0 and later), and on a CPU where a probe at the run's layer sizes shows bf16
-    at least as fast as fp32; else fp32. An explicit bf16 on a CPU where the probe shows it slower runs
-    as asked, with one warning that says by how much."""
+    (compute capability 8.0 and later), and on a CPU where `probe` (the run's own update, or else two
+    layers) shows bf16 at least as fast as fp32; else fp32. An explicit bf16 on a CPU where the probe
+    shows it slower runs as asked, with one warning that says by how much."""
     device = torch.device(device)
     if requested not in ("auto", "bf16"):
         return PrecisionChoice(requested, requested, "as requested")
@@ -80,10 +93,10 @@ def choose(requested: str, device: torch.device | str, probe_shape: tuple[int, i
         if requested == "bf16":
             return PrecisionChoice("bf16", requested, f"as requested; {why}")
         return PrecisionChoice("bf16" if native else "fp32", requested, why)
-    ratio = ratio_fn(*probe_shape)
-    m, k, n = probe_shape
-    measured = (f"a {m}x{k}x{n} forward and backward on this CPU ({torch.backends.cpu.get_cpu_capability()}) "
-                f"runs {ratio:.2f}x as fast in bf16 as in fp32")
+    probe = probe or layer_probe()
+    ratio = probe.ratio()
+    measured = (f"{probe.what} on this CPU ({torch.backends.cpu.get_cpu_capability()}) runs {ratio:.2f}x as fast "
+                "in bf16 as in fp32")
     if requested == "bf16":
         if ratio < 0.9:
             warnings.warn(f"precision=bf16: {measured}; precision=fp32 (or auto) would train faster here",
