@@ -1,5 +1,6 @@
 """Compare methods from run or sweep folders: final returns, learning curves, GPS-UP (Speedup, Powerup,
-Greenup against a baseline on each task) with its quadrant graph, and energy and carbon with everyday
+Greenup against a baseline on each task) with its quadrant graph, time to a return and GPS-UP at equal
+return, the trained actors' inference energy per action, and energy and carbon with everyday
 equivalents, as PNG plus Markdown and CSV.
 
     python experiments/compare_methods.py multirun/<date> [more folders] [--baseline popsan] [--out <folder>]
@@ -24,8 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("roots", nargs="+", type=Path, help="run or sweep folders")
     parser.add_argument("--baseline", default="popsan", help="method compared against (default popsan)")
     parser.add_argument("--out", type=Path, help="folder for the report (default: <first folder>/comparison)")
+    parser.add_argument("--threshold-fraction", type=float, default=0.8,
+                        help="time to a return: this fraction of the baseline's final mean return (default 0.8)")
+    parser.add_argument("--inference-episodes", type=int, default=1,
+                        help="episodes per trained actor for the inference energy per action (0: leave it out)")
     args = parser.parse_args(argv)
-    report = write_report(args.roots, args.out or args.roots[0] / "comparison", args.baseline)
+    report = write_report(args.roots, args.out or args.roots[0] / "comparison", args.baseline, args.threshold_fraction,
+                          args.inference_episodes)
     for note in report.notes:
         print(note)
     if not report.files:

@@ -4,6 +4,7 @@ runs' `summary.json` files alone.
     final_returns.{md,csv}    final evaluation return per task and method (mean and spread over seeds)
     learning_curves.{png,csv} evaluation return against env steps and training time, every seed and the mean
     time_to_return.{md,csv}   steps, training time and energy to reach a return threshold; GPS-UP at equal return
+    inference_energy.{md,csv} energy per action of each trained actor on neuromorphic-style hardware (estimate)
     gpsup.{md,csv}            Speedup, Powerup, Greenup, reward and carbon differences against a baseline
     gpsup_quadrant.png        Speedup against Powerup; Greenup = Speedup / Powerup
     energy_carbon.{md,csv,png} energy, power and CO2eq per method with everyday equivalents
@@ -38,6 +39,8 @@ GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "eval_return_st
                  "wall_seconds_std", "energy_seconds", "energy_kwh", "energy_kwh_std", "power_w", "emissions_kg",
                  "energy_source", "time_basis", "speedup", "powerup", "greenup", "reward_diff_percent",
                  "carbon_diff_percent"]
+INFERENCE_COLUMNS = ["env_id", "method", "runs", "kind", "energy_uj_45nm", "energy_uj_loihi", "synaptic_ops", "macs",
+                     "neuron_updates", "firing_rate"]
 THRESHOLD_COLUMNS = ["env_id", "method", "threshold", "runs", "reached", "step_to_threshold",
                      "train_seconds_to_threshold", "energy_kwh_to_threshold", "speedup_at_threshold",
                      "greenup_at_threshold"]
@@ -95,6 +98,34 @@ def energy_rows(gpsup_rows: list[dict]) -> list[dict]:
     return rows
 
 
+def inference_rows(summaries: list[dict], episodes: int, notes: list[str]) -> list[dict]:
+    """Energy per action of each run's trained actor on neuromorphic-style hardware (spikerl.export:
+    synaptic operations x published per-operation energies; MACs for the ANN), from `episodes`
+    evaluation episodes, means over seeds per (task, method). Runs whose actor cannot be estimated are
+    left out with a note."""
+    from ..export import inference_energy
+
+    per_run = []
+    for s in summaries:
+        try:
+            result = inference_energy(s["run_dir"], episodes=episodes)
+        except Exception as exc:  # no checkpoint, an actor the estimate does not cover
+            notes.append(f"no inference energy for {s['run_dir']}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+            continue
+        rates = [layer["firing_rate"] for layer in result["layers"] if layer.get("firing_rate") is not None]
+        per_run.append({"env_id": s["env_id"], "method": s["method"], "kind": result["kind"],
+                        "energy_uj_45nm": result["energy_uj"]["45nm"], "energy_uj_loihi": result["energy_uj"]["loihi"],
+                        **result["totals"], "firing_rate": statistics.fmean(rates) if rates else None})
+    rows = []
+    for (env_id, method), runs in by_task_and_method(per_run).items():
+        row = {"env_id": env_id, "method": method, "runs": len(runs), "kind": runs[0]["kind"]}
+        for key in INFERENCE_COLUMNS[4:]:
+            values = [r[key] for r in runs if r[key] is not None]
+            row[key] = statistics.fmean(values) if values else None
+        rows.append(row)
+    return rows
+
+
 def fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.1f}"
@@ -124,9 +155,11 @@ class Report:
     gpsup: list[dict] = field(default_factory=list)
 
 
-def write_report(roots: list[Path], out: Path, baseline: str = "popsan", threshold_fraction: float = 0.8) -> Report:
+def write_report(roots: list[Path], out: Path, baseline: str = "popsan", threshold_fraction: float = 0.8,
+                 inference_episodes: int = 1) -> Report:
     """Read every run folder under `roots` and write the tables and plots into `out`. Time to a return
-    is measured against `threshold_fraction` of the baseline's final mean return."""
+    is measured against `threshold_fraction` of the baseline's final mean return; the inference energy
+    per action from `inference_episodes` episodes of each trained actor (0: left out)."""
     from . import plots
 
     summaries, skipped = find_runs(roots)
@@ -177,6 +210,14 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
           + (f"\n{ESTIMATE_NOTE}\n" if estimate else ""))
     if any("powerup" in r for r in report.gpsup):
         figure("gpsup_quadrant", plots.gpsup_quadrant, report.gpsup, baseline)
+    inference = inference_rows(summaries, inference_episodes, report.notes) if inference_episodes > 0 else []
+    if inference:
+        table("inference_energy", "Inference energy per action", inference, INFERENCE_COLUMNS,
+              "\nAn estimate of what one action of the trained actor costs on neuromorphic-style hardware: "
+              "synaptic operations (presynaptic spikes x fan-out) at 45 nm CMOS figures (Horowitz, ISSCC 2014) "
+              "and at Loihi's published per-operation energy (unverified here: see docs/neuromorphic.md); dense "
+              "MACs for non-spiking inputs and for the ANN; memory access not counted. `firing_rate`: mean over "
+              "the spiking layers. Set beside the measured training energy below.\n")
     if energy:
         sources = "\n".join(f"- {column}: {label}; {source}" for column, label, _, _, source in EQUIVALENTS)
         table("energy_carbon", "Energy and carbon", energy, ENERGY_COLUMNS,
