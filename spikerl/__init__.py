@@ -6,7 +6,9 @@ Subpackages, each importing only the ones listed before it:
     snn/        spiking networks: snnTorch neurons and their kernels, encoders, spiking actors
     rl/         the algorithm: TD3, networks, replay, normaliser, envs, collector, evaluation, loop
     telemetry/  what a run reports while it runs: metric writers (JSON lines, W&B), energy
-    analysis/   reading finished runs: GPS-UP, the comparison report and its plots
+    export/     a trained spiking actor as NIR for neuromorphic hardware, and its energy per action
+                (python -m spikerl.export)
+    analysis/   reading finished runs: GPS-UP, time to a return, the comparison report and its plots
 
 The modules here are the entry points and the composition root: `run` (python -m spikerl.run),
 `evaluate`, `config` (schema and validation), `job` (one rank's job), `launch` (its ranks) and
