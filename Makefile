@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test test-slow lint clean
+.PHONY: install test test-slow test-gpu lint clean
 
 install: $(BIN)/python
 	# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
@@ -20,6 +20,11 @@ test:
 
 test-slow:
 	$(BIN)/python -m pytest -q -m slow
+
+# CUDA paths (NCCL DDP, autocast and the scaler, compile, NVML energy) on a machine with a GPU and a CUDA
+# build of torch in the venv; every test is skipped where no GPU is visible. CI does not run them.
+test-gpu:
+	$(BIN)/python -m pytest -q -m gpu -rs
 
 lint:
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -36,6 +37,46 @@ TOP_LEVEL_KEYS = {
 
 class ConfigError(Exception):
     """A user's configuration mistake; the message is one line."""
+
+
+# Resolvers that the launcher configs (conf/hydra/launcher/, conf/config.yaml's hydra.sweeper) use to
+# derive a job's resources from its `dist`. Registered on import: before Hydra composes, and in every
+# job process (which imports this module with the task function).
+def ranks_per_node(world_size: int, nnodes: int) -> int:
+    return max(1, int(world_size) // max(1, int(nnodes)))
+
+
+def jobs_at_once(world_size: int, nnodes: int) -> int:
+    """How many jobs a launcher on this machine runs at once: its cores // each job's ranks (at least 1)."""
+    from .runtime.distributed import available_cores
+
+    return max(1, available_cores() // ranks_per_node(world_size, nnodes))
+
+
+def gpus_per_node(device: str, world_size: int, nnodes: int, machine: str) -> int | None:
+    """GPUs to ask a launcher for: one per rank of a node when the networks go on CUDA GPUs, else none
+    (None). On a cluster's nodes (`machine=cluster`) that is device=cuda; on this machine (`here`) also
+    device=auto when it has a GPU (submitit's local executor hides the GPUs it was not asked for)."""
+    from .runtime.device import device_type
+
+    cuda = device == "cuda" if machine == "cluster" else device_type(device) == "cuda"
+    return ranks_per_node(world_size, nnodes) if cuda else None
+
+
+def local_batch(launcher_target: str, world_size: int, nnodes: int) -> int | None:
+    """The sweeper's batch size: submitit's local executor starts every job it is given at once, so
+    the sweep hands it `jobs_at_once` jobs at a time; other launchers get the whole sweep (None)."""
+    if str(launcher_target).endswith("hydra_submitit_launcher.submitit_launcher.LocalLauncher"):
+        return jobs_at_once(world_size, nnodes)
+    return None
+
+
+for _name, _resolver in (("ranks_per_node", ranks_per_node), ("jobs_at_once", jobs_at_once),
+                         ("gpus_per_node", gpus_per_node), ("local_batch", local_batch)):
+    OmegaConf.register_new_resolver(f"spikerl.{_name}", _resolver, replace=True)
+# conf/hydra/launcher/joblib.yaml takes the plugin's own name, so Hydra merges it onto the plugin's schema
+# (what it should do) and warns that this matching by name is deprecated: not the user's concern.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 
 
 SCHEMAS = {
@@ -99,8 +140,11 @@ def _check_declared(section: str, values) -> None:
             raise ConfigError(f"{section}.{key} must not be negative, got {getattr(values, key)}")
 
 
-def _check_values(rc: RunConfig) -> None:
-    """Each section's declared rules, then the rules that tie keys or sections together."""
+def _check_values(rc: RunConfig, devices: bool = True, rendezvous: bool = True) -> None:
+    """Each section's declared rules, then the rules that tie keys or sections together. `devices`:
+    check the device, precision and backend against this machine (not where a scheduler runs the job
+    on other machines); `rendezvous`: a multi-node job must name its rendezvous (not where the
+    scheduler gives it, as SLURM does)."""
     for section in SCHEMAS:
         _check_declared(section, getattr(rc, section))
     a, e, d = rc.algo, rc.env, rc.dist
@@ -114,6 +158,15 @@ def _check_values(rc: RunConfig) -> None:
         raise ConfigError(f"env.max_episode_steps must be positive or null, got {e.max_episode_steps}")
     if rc.device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {rc.device!r}")
+    if len(rc.energy.country) != 3 or not rc.energy.country.isalpha():
+        raise ConfigError(f"energy.country must be a 3-letter ISO code (e.g. USA), got {rc.energy.country!r}")
+    _check_dist(d, rendezvous)
+    if devices:
+        _check_devices(rc)
+
+
+def _check_devices(rc: RunConfig) -> None:
+    """The device, precision and backend a run asks for, against this machine's hardware."""
     from .runtime.device import device_type
 
     if rc.device == "cuda" and device_type(rc.device) != "cuda":
@@ -125,26 +178,29 @@ def _check_values(rc: RunConfig) -> None:
 
         if not torch.cuda.is_bf16_supported():
             raise ConfigError("precision=bf16: this CUDA GPU cannot compute bf16; use precision=auto or fp32")
-    if len(rc.energy.country) != 3 or not rc.energy.country.isalpha():
-        raise ConfigError(f"energy.country must be a 3-letter ISO code (e.g. USA), got {rc.energy.country!r}")
-    if d.world_size % d.nnodes:
-        raise ConfigError(f"dist.world_size ({d.world_size}) must be a positive multiple of dist.nnodes ({d.nnodes})")
-    if not 0 <= d.node_rank < d.nnodes:
-        raise ConfigError(f"dist.node_rank must be in [0, {d.nnodes}), got {d.node_rank}")
-    if d.nnodes > 1 and d.master_port == 0:
-        raise ConfigError("a multi-node job needs dist.master_addr and a fixed dist.master_port")
-    if not 0 <= d.master_port < 65536:
-        raise ConfigError(f"dist.master_port must be in [0, 65535], got {d.master_port}")
     from .runtime.distributed import resolve_backend
 
     try:
-        resolve_backend(d.backend, device_type(rc.device))
+        resolve_backend(rc.dist.backend, device_type(rc.device))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
 
-def validate(cfg: DictConfig) -> RunConfig:
-    """Check a composed config; return its typed view or raise ConfigError."""
+def _check_dist(d, rendezvous: bool = True) -> None:
+    if d.world_size % d.nnodes:
+        raise ConfigError(f"dist.world_size ({d.world_size}) must be a positive multiple of dist.nnodes ({d.nnodes})")
+    if not 0 <= d.node_rank < d.nnodes:
+        raise ConfigError(f"dist.node_rank must be in [0, {d.nnodes}), got {d.node_rank}")
+    if rendezvous and d.nnodes > 1 and d.master_port == 0:
+        raise ConfigError("a multi-node job needs dist.master_addr and a fixed dist.master_port")
+    if not 0 <= d.master_port < 65536:
+        raise ConfigError(f"dist.master_port must be in [0, 65535], got {d.master_port}")
+
+
+def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> RunConfig:
+    """Check a composed config; return its typed view or raise ConfigError. `devices=False` leaves the
+    hardware checks to the machine that runs the job (a SLURM node), `rendezvous=False` the multi-node
+    rendezvous to the scheduler that starts the ranks."""
     unknown = set(cfg.keys()) - TOP_LEVEL_KEYS - {"hydra"}
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)} (valid: {sorted(TOP_LEVEL_KEYS)})")
@@ -167,7 +223,7 @@ def validate(cfg: DictConfig) -> RunConfig:
         **sections,
         actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],
     )
-    _check_values(rc)
+    _check_values(rc, devices, rendezvous)
     return rc
 
 

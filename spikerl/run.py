@@ -11,55 +11,85 @@ actor, critic and learner, trains, and writes the run folder:
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 from .config import CONF_DIR, ConfigError, compose, expand_overrides, validate
 from .job import check, format_summary
 from .launch import launch
-from .runtime.checkpoint import CheckpointError
 
-FAILED_JOBS: list[str] = []  # run folders of this multirun's failed jobs (jobs run in this process)
+# FAILED_JOBS: run folders of this multirun's failed jobs, those run in this process and (found by the
+# FAILURE_MARKER they leave, spikerl.callbacks.FailedJobs) those run elsewhere. They live in
+# spikerl.launchers, shared with the callback also when this module runs as __main__ (python -m spikerl.run).
+from .launchers import FAILED_JOBS, FAILURE_MARKER
+from .runtime.checkpoint import CheckpointError, resume_path
 
 
 def _job(cfg) -> None:
+    import dataclasses
+
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from omegaconf import OmegaConf
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
+    from .launchers import jobs_beside
     from .rl.collector import EnvFault
     from .rl.updates import TrainingDiverged
+    from .runtime import scheduler
+    from .runtime.distributed import RendezvousError
     from .runtime.signals import Preempted
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    marker = run_dir / FAILURE_MARKER
+    marker.unlink(missing_ok=True)  # a requeued job, or a sweep run again into the same folder
 
     def fail(message: str, code: int) -> None:
         """One line on stderr; a single run exits with `code`, a multirun goes on with its other jobs
-        (and exits 1 at the end, after its comparison report)."""
+        (and exits 1 at the end, after its comparison report). A job that runs in a process of its own
+        (launchers other than the basic one) leaves the line in its run folder for the launching one."""
         print(f"spikerl: error: {message}", file=sys.stderr)
         if hc.mode != RunMode.MULTIRUN:
             sys.exit(code)
         FAILED_JOBS.append(str(run_dir))
+        marker.write_text(message + "\n")
 
+    slurm = scheduler.executor() == "slurm"
     try:
-        rc = validate(cfg)
+        rc = validate(cfg, rendezvous=not slurm)  # under SLURM the job's tasks are its ranks
+        # a requeued job continues its own folder (not the checkpoint it first started from, once it has one)
+        if scheduler.requeued(run_dir) and rc.resume != "auto" and (rc.resume is None or resume_path("auto", run_dir)):
+            print(f"spikerl: requeued job: continuing {run_dir} (resume=auto)", file=sys.stderr)
+            rc = dataclasses.replace(rc, resume="auto")
+        scheduler.clear_requeue_marker(run_dir)
+        if slurm:
+            scheduler.export_slurm_rendezvous(rc.dist.master_port)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        summary = launch(rc, run_dir, hc.runtime.choices.get("actor", "custom"))
+        summary = launch(rc, run_dir, hc.runtime.choices.get("actor", "custom"), jobs_beside(hc))
     except ConfigError as exc:
         return fail(str(exc), 2)
     except CheckpointError as exc:  # a bad checkpoint to resume from, or one that cannot be written
         return fail(str(exc), 2 if "cannot write" not in str(exc) else 1)
-    except Preempted as stop:  # the whole command was asked to stop, a multirun too
-        print(f"spikerl: {stop}; continue with: python -m spikerl.run <same overrides> resume=auto "
-              f"hydra.run.dir={run_dir}", file=sys.stderr)
+    except Preempted as stop:
+        cont = f"continue with: python -m spikerl.run <same overrides> resume=auto hydra.run.dir={run_dir}"
+        if scheduler.executor():  # a job of its own that submitit runs: requeue it (exits here when it does)
+            rank = int(os.environ.get("RANK", 0))
+            print(f"spikerl: {stop}; handing the job to submitit to requeue", file=sys.stderr)
+            why = scheduler.hand_over(stop.signum, stop.step, run_dir, rank)
+            if rank == 0:
+                return fail(f"{stop}; not requeued: {why}; {cont}", 128 + stop.signum)
+        print(f"spikerl: {stop}; {cont}", file=sys.stderr)  # the whole command was asked to stop, a multirun too
         sys.exit(128 + stop.signum)
-    except (EnvFault, TrainingDiverged) as exc:
+    except (EnvFault, TrainingDiverged, RendezvousError) as exc:
         return fail(str(exc), 1)
     except ProcessRaisedException as exc:  # a spawned rank failed: its traceback, then one line
+        last = str(exc).strip().splitlines()[-1]
+        if RendezvousError.__name__ in last:  # the rendezvous said it in one line
+            return fail(last.split(": ", 1)[-1], 1)
         print(str(exc).rstrip(), file=sys.stderr)
-        return fail(f"a rank failed: {str(exc).strip().splitlines()[-1]}", 1)
+        return fail(f"a rank failed: {last}", 1)
     except ProcessExitedException as exc:  # a rank died without raising (killed, out of memory)
         return fail(f"a rank died: {exc}", 1)
     if summary is not None:
@@ -73,15 +103,26 @@ def preflight(args: list[str]) -> None:
     if any(a in ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--resolve") or a.startswith("--info")
            for a in args):
         return
+    from . import launchers
+
     overrides = [a for a in args if not a.startswith("-")]
-    built = set()
+    launcher, master = "basic", None
+    if launchers.is_multirun(args):  # the launcher Hydra will use, its plugin and the resources it gives
+        launchers.check_plugin(launchers.choice(args))
+        master = launchers.master_config(args)
+        launcher, _ = launchers.launcher_of(master)
+    here = launcher != "slurm"  # SLURM's nodes have the devices, and SLURM gives the rendezvous
+    built, dists = set(), {}
     for job in expand_overrides(overrides):
-        rc = validate(compose(job))
+        rc = validate(compose(job), devices=here, rendezvous=here)
+        dists.setdefault(json.dumps([rc.dist.world_size, rc.dist.nnodes, rc.device]), rc)
         key = json.dumps([rc.env.id, rc.actor, rc.critic, rc.resume, rc.dist.world_size, rc.algo.obs_norm],
                          sort_keys=True)
         if key not in built:
             check(rc)
             built.add(key)
+    if master is not None:
+        launchers.check_resources(master, launcher, list(dists.values()))
 
 
 def main() -> None:

@@ -1,2 +1,3 @@
 """The process runtime: device choice, distributed ranks and collectives, mixed precision,
-checkpoint files and stop signals. Imports nothing else of SpikeRL."""
+checkpoint files, stop signals and jobs a scheduler runs (submitit's preemption and requeue, SLURM's
+ranks). Imports nothing else of SpikeRL."""

@@ -81,29 +81,58 @@ def external_launch() -> DistInfo | None:
     return None
 
 
+def ranks_sharing_cores(info: DistInfo) -> int:
+    """How many ranks share the cores this process sees: one where each rank is a SLURM task with CPUs
+    of its own (`--cpus-per-task`), else the node's ranks (spawned here, or by torchrun)."""
+    env = os.environ
+    own_cpus = "SLURM_STEP_ID" in env and env.get("SLURM_CPUS_PER_TASK") and env.get("SLURM_NTASKS") == str(
+        info.world_size)
+    return 1 if own_cpus else info.local_world_size
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def threads_per_rank(local_world_size: int) -> int:
-    """This rank's share of the machine's cores (oversubscribed ranks get one thread each: a DDP step
-    with two threads per rank at four ranks on two cores was measured 70x slower)."""
+def available_cores() -> int:
+    """The cores this process may run on: its affinity (taskset, a scheduler's allocation), and in a
+    SLURM task no more than the CPUs the job asked for it (`SLURM_CPUS_PER_TASK`)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // local_world_size)
+    per_task = os.environ.get("SLURM_CPUS_PER_TASK", "") if "SLURM_STEP_ID" in os.environ else ""
+    return min(cores, int(per_task)) if per_task.isdigit() and int(per_task) > 0 else cores
+
+
+def threads_per_rank(ranks_sharing: int, jobs_at_once: int = 1) -> int:
+    """This rank's share of the cores that `ranks_sharing` ranks of this job share, with `jobs_at_once`
+    such jobs side by side on the machine (a parallel sweep). Oversubscribed ranks get one thread each:
+    a DDP step with two threads per rank at four ranks on two cores was measured 70x slower."""
+    return max(1, available_cores() // (max(1, ranks_sharing) * max(1, jobs_at_once)))
+
+
+class RendezvousError(RuntimeError):
+    """The ranks did not all meet at the rendezvous address within the timeout; the message is one line."""
 
 
 def init(info: DistInfo, backend: str, master_addr: str, master_port: int, timeout_s: float) -> DistInfo:
-    """Join the process group; returns `info` with the backend filled in."""
+    """Join the process group; returns `info` with the backend filled in. A rank that cannot reach the
+    rendezvous, or waits there longer than `timeout_s` for the others, raises RendezvousError."""
     import datetime
 
     os.environ.setdefault("MASTER_ADDR", master_addr)
     os.environ.setdefault("MASTER_PORT", str(master_port))
     if backend == "nccl":
         torch.cuda.set_device(info.local_rank)
-    dist.init_process_group(backend, rank=info.rank, world_size=info.world_size,
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    try:
+        dist.init_process_group(backend, rank=info.rank, world_size=info.world_size,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    except dist.DistError as exc:
+        where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+        raise RendezvousError(
+            f"rank {info.rank} of {info.world_size} could not meet the others at dist.master_addr:dist.master_port "
+            f"= {where} within dist.timeout_s = {timeout_s:g} s ({type(exc).__name__}: "
+            f"{str(exc).strip().splitlines()[0][:200]})") from None
     return DistInfo(info.rank, info.world_size, info.local_rank, info.local_world_size, backend)
 
 

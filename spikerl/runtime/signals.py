@@ -1,5 +1,7 @@
-"""Stop requests (SIGTERM from a scheduler, SIGINT from Ctrl-C): the first asks for a clean stop, a
-second one ends at once."""
+"""Stop requests (SIGTERM from a scheduler, SIGINT from Ctrl-C, and in a job that submitit started its
+preemption signal, USR2 by default): the first asks for a clean stop, a second one ends at once. The
+preemption signal never ends at once: arriving after another stop request, it only marks the stop as
+a preemption (the job is then requeued, see runtime/scheduler.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +10,19 @@ import os
 import signal
 import threading
 
+from .scheduler import preemption_signal
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def stop_signals() -> tuple[int, ...]:
+    """The signals that ask this process to stop: STOP_SIGNALS, and submitit's preemption signal."""
+    preempt = preemption_signal()
+    return STOP_SIGNALS + ((preempt,) if preempt is not None and preempt not in STOP_SIGNALS else ())
+
+
 class Preempted(Exception):
-    """Training stopped on request (SIGTERM, SIGINT) after writing a checkpoint."""
+    """Training stopped on request (SIGTERM, SIGINT, submitit's preemption signal) after writing a checkpoint."""
 
     def __init__(self, signum: int, step: int):
         super().__init__(f"stopped by signal {signum} at env step {step}; checkpoint written")
@@ -26,7 +36,7 @@ def handling(handler):
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in stop_signals()}
     try:
         yield
     finally:
@@ -38,8 +48,10 @@ def stop_on_signals(state):
     """Set `state.stop_signal`: the training loop stops at its next safe point (after the current
     update, with a checkpoint)."""
 
+    preempt = preemption_signal()
+
     def handler(signum, frame):
-        if state.stop_signal:
+        if state.stop_signal and signum != preempt:
             os._exit(128 + signum)
         state.stop_signal = signum
 
@@ -50,11 +62,13 @@ def forward_signals(pids: list[int]):
     """While spawned ranks run, pass stop signals on to them (a scheduler signals this process; the
     ranks checkpoint and stop together); a second signal kills them."""
     received = []
+    preempt = preemption_signal()
 
     def handler(signum, frame):
+        again = bool(received) and signum != preempt
         received.append(signum)
-        for pid in pids:
+        for pid in pids:  # the ranks stop on the same signal: a preempted job's ranks exit 128 + its number
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL if len(received) > 1 else signal.SIGTERM)
+                os.kill(pid, signal.SIGKILL if again else signum)
 
     return handling(handler)
