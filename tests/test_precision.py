@@ -57,6 +57,13 @@ def test_bf16_update_is_finite_close_to_fp32_and_keeps_fp32_state():
     assert torch.nn.functional.cosine_similarity(flat32, flat16, dim=0) > 0.95
 
 
+def test_fp16_needs_a_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        Precision("fp16")
+
+
 def cpu_fp16() -> Precision:
     """fp16 with a real GradScaler on the CPU: the scaler logic is device-independent, so its skip
     bookkeeping is testable without a GPU (users still cannot ask for fp16 on a CPU)."""
