@@ -24,11 +24,13 @@ def test_default_run_learns_inverted_pendulum(tmp_path):
 
 
 @pytest.mark.slow
-def test_popsan_learns_halfcheetah_in_20k_steps(tmp_path):
-    """PopSAN on HalfCheetah-v4 as published, cut to 20,000 env steps (10,000 of them random): seeds
-    0 and 1 of the committed benchmark reached about 370-450 by then, a policy that never learned stays
-    near the random policy's -300. A broken critic, actor gradient or normaliser stays below 0."""
-    summary = train(tmp_path, "experiment=popsan", "env=halfcheetah", "train.total_steps=20000",
-                    "train.eval_every=10000", "train.eval_episodes=5")
-    assert summary["total_env_steps"] == 20000
-    assert summary["eval_return_mean"] > 150, summary
+def test_popsan_learns_halfcheetah_in_25k_steps(tmp_path):
+    """PopSAN on HalfCheetah-v4 as published, cut to 25,000 env steps (10,000 of them random). The
+    committed benchmark's seeds 0-2 (results/halfcheetah_50k) were at 1,051, 1,998 and 1,595 by then; a
+    policy that does not learn stays near the random policy's -300. Measured on the project's machine
+    with two threads: 1,650 as it is, -241 with the TD target's sign flipped (r - gamma Q'). 20,000 steps
+    was too early to tell: returns there ranged from -415 to 1,099 across methods and seeds."""
+    summary = train(tmp_path, "experiment=popsan", "env=halfcheetah", "train.total_steps=25000",
+                    "train.eval_every=12500", "train.eval_episodes=5")
+    assert summary["total_env_steps"] == 25000
+    assert summary["eval_return_mean"] > 500, summary
