@@ -132,12 +132,14 @@ def variant_rows(report: dict, extra_cells) -> list[list]:
 
 def update_table(report: dict) -> str:
     """bench_update.py: milliseconds per TD3 update of each actor, and the ratios between them."""
+    floor = any(r["variant"] == "floor" for r in report["results"])  # reports from before the floor have none
     rows = variant_rows(report, lambda seconds, c, batch: [
         times(c.get("speedup_vs_baseline")), times(c.get("compiled_speedup_vs_baseline")),
-        times(c.get("time_vs_mlp")), times(c.get("compiled_time_vs_mlp")), times(c.get("bf16_throughput_vs_fp32"))])
+        times(c.get("time_vs_mlp")), times(c.get("compiled_time_vs_mlp")), times(c.get("bf16_throughput_vs_fp32")),
+        *([times(c.get("time_vs_floor")), times(c.get("compiled_time_vs_floor"))] if floor else [])])
     return markdown(["batch", "precision", "ours ms", "compiled ms", "baseline ms", "MLP ms", "ours vs baseline",
-                     "compiled vs baseline", "ours time / MLP", "compiled time / MLP", "ours bf16 / fp32 throughput"],
-                    rows)
+                     "compiled vs baseline", "ours time / MLP", "compiled time / MLP", "ours bf16 / fp32 throughput",
+                     *(["ours time / floor", "compiled time / floor"] if floor else [])], rows)
 
 
 def act_table(report: dict) -> str:
