@@ -7,7 +7,7 @@ One-thread figures come from
 `taskset -c 0 python experiments/bench_update.py --threads 1 --out experiments/results/bench_update_1thread.json`.
 
 Variants: (a) `ours`, PopSpikingActor as conf/actor/popsan.yaml builds it (bptt neurons), and `compiled`,
-the same with `compile=true` (unless --no-compiled); (b) `baseline`,
+the same with `compile=true`: the whole update compiled, as a run does (unless --no-compiled); (b) `baseline`,
 experiments/popsan_baseline.py with the same weights; (c) `mlp`, conf/actor/mlp.yaml (256x256). Each gets
 its own TD3 (conf/algo/td3.yaml, TwinQ 256x256 critic with the same initial weights for all), built as a
 training run builds it, and updates on fixed random batches of HalfCheetah's sizes (obs 17, act 6).
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         batches = [benchlib.random_batch(batch, gen) for _ in range(BATCHES_PER_SIZE)]
         for precision in args.precisions:
             for variant, actor in networks.items():
-                learner = benchlib.build_learner(rc, actor, critic, precision)
+                learner = benchlib.build_learner(rc, actor, critic, precision, compile=variant == "compiled")
                 windows[(batch, precision, variant)] = update_window(learner, batches, updates)
                 if variant == "ours":  # the floor: the same update's matrix multiplies alone
                     replay = benchlib.matmul_floor(learner, batches)

@@ -68,11 +68,14 @@ def warm_compiled() -> None:
     actor(random_obs(100, gen)).sum().backward()
 
 
-def build_learner(rc: RunConfig, actor: nn.Module, critic: nn.Module, precision: str) -> TD3:
-    """TD3 over copies of `actor` and `critic` (each learner trains its own), with the config's
-    hyperparameters, as `spikerl.job.train_run` builds it for one process on the CPU."""
+def build_learner(rc: RunConfig, actor: nn.Module, critic: nn.Module, precision: str, compile: bool = False,
+                  device: str = "cpu", compile_mode: str = "default") -> TD3:
+    """TD3 over copies of `actor` and `critic` (each learner trains its own) on `device`, with the
+    config's hyperparameters, as `spikerl.job.build_loop` builds it for one process; `compile`
+    compiles the whole update, as `compile=true` does."""
     hyper = {key: getattr(rc.algo, key) for key in TD3_KEYS}
-    return TD3(copy.deepcopy(actor), copy.deepcopy(critic), precision=Precision(precision, "cpu"), **hyper)
+    return TD3(copy.deepcopy(actor).to(device), copy.deepcopy(critic).to(device),
+               precision=Precision(precision, device), compile=compile, compile_mode=compile_mode, **hyper)
 
 
 def random_obs(size: int, gen: torch.Generator) -> torch.Tensor:

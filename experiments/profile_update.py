@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = [benchlib.random_batch(args.batch, gen) for _ in range(4)]
     results, rows = {}, []
     for variant, actor in networks.items():
-        groups, top = profile_updates(benchlib.build_learner(rc, actor, critic, "fp32"), batches, args.updates)
+        learner = benchlib.build_learner(rc, actor, critic, "fp32", compile=variant == "compiled")
+        groups, top = profile_updates(learner, batches, args.updates)
         results[variant] = {"ms_per_update": groups, "top_operators_ms": top}
         rows.append([variant, *(benchlib.fmt(groups.get(g, 0.0), ".2f") for g in
                                 ("total", "matmul", "bptt neuron nodes", "optimizer step", "rest"))])

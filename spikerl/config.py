@@ -22,6 +22,8 @@ from omegaconf.errors import OmegaConfBaseException
 from .rl.envs import EnvConfig
 from .rl.loop import TrainConfig
 from .rl.td3 import AlgoConfig
+from .runtime.compiler import CUDA_GRAPH_MODES
+from .runtime.compiler import MODES as COMPILE_MODES
 from .runtime.device import DEVICES
 from .runtime.distributed import DistConfig
 from .runtime.precision import PrecisionConfig
@@ -31,7 +33,7 @@ from .telemetry.metrics import LoggerConfig
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
     "method", "seed", "device", "resume", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist",
-    "energy", "logger", "compile",
+    "energy", "logger", "compile", "compile_mode",
 }
 
 
@@ -97,7 +99,8 @@ class RunConfig:
     method: str
     seed: int
     device: str  # auto | cpu | cuda
-    compile: bool  # torch.compile the spiking actors' neuron kernels (the actor specs read it)
+    compile: bool  # torch.compile the TD3 update and the spiking actors' neuron kernels (the actor specs read it)
+    compile_mode: str  # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
     resume: str | None  # None | "auto" | a checkpoint file or run folder
     train: TrainConfig
     algo: AlgoConfig
@@ -171,6 +174,9 @@ def _check_devices(rc: RunConfig) -> None:
 
     if rc.device == "cuda" and device_type(rc.device) != "cuda":
         raise ConfigError("device=cuda needs a CUDA GPU; use device=auto or cpu")
+    if rc.compile and rc.compile_mode in CUDA_GRAPH_MODES and device_type(rc.device) != "cuda":
+        raise ConfigError(f"compile_mode={rc.compile_mode} records CUDA graphs and needs a CUDA GPU; "
+                          "use compile_mode=default on CPU")
     if rc.precision.mode == "fp16" and device_type(rc.device) != "cuda":
         raise ConfigError("precision=fp16 needs a CUDA GPU; use precision=auto, bf16 or fp32 on CPU")
     if rc.precision.mode == "bf16" and device_type(rc.device) == "cuda":
@@ -215,10 +221,13 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> 
         raise ConfigError(f"seed must be an integer, got {resolved['seed']!r}")
     if not isinstance(resolved.get("compile", False), bool):
         raise ConfigError(f"compile must be true or false, got {resolved['compile']!r}")
+    compile_mode = resolved.get("compile_mode", "default")
+    if compile_mode not in COMPILE_MODES:
+        raise ConfigError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}; got {compile_mode!r}")
     sections = {name: _typed(name, resolved.get(name, {})) for name in SCHEMAS}
     rc = RunConfig(
         method=str(resolved["method"]), seed=resolved["seed"], device=str(resolved.get("device", "auto")),
-        compile=resolved.get("compile", False),
+        compile=resolved.get("compile", False), compile_mode=compile_mode,
         resume=None if resolved.get("resume") is None else str(resolved["resume"]),
         **sections,
         actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],

@@ -138,7 +138,8 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     built_actor, critic = build_components(rc, obs_dim, act_dim)
     a, t = rc.algo, rc.train
     hyper = {"actor_lr": a.actor_lr, "critic_lr": a.critic_lr, "gamma": a.gamma, "polyak": a.polyak,
-             "policy_delay": a.policy_delay, "target_noise": a.target_noise, "noise_clip": a.noise_clip}
+             "policy_delay": a.policy_delay, "target_noise": a.target_noise, "noise_clip": a.noise_clip,
+             "compile": rc.compile, "compile_mode": rc.compile_mode}
     probe = update_probe(actor or built_actor, critic, obs_dim, act_dim, a.batch_size, **hyper)
     precision = choose_precision(rc, device, info, probe)
     learner = TD3(

@@ -100,6 +100,7 @@ BAD_INPUTS = [
     (["train.progress=maybe"], "train.progress"),
     (["seed=1.5"], "seed must be an integer"),
     (["compile=sometimes"], "compile must be true or false"),
+    (["compile_mode=fastest"], "compile_mode must be one of default, reduce-overhead, max-autotune-no-cudagraphs"),
     (["env=pong"], "choose one of: ant, halfcheetah, hopper, humanoid, inverted_pendulum, walker2d"),
     (["actor=transformer"], "choose one of: dsrl, mlp, popsan"),
     (["experiment=ppo"], "choose one of: dsrl, popsan, spikerl, td3"),
@@ -132,6 +133,7 @@ BAD_INPUTS = [
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["device=cuda"], "device=cuda needs a CUDA GPU"))
+    BAD_INPUTS.append((["compile_mode=reduce-overhead"], "compile_mode=reduce-overhead records CUDA graphs and needs"))
 
 
 @pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])

@@ -30,12 +30,13 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def learner(device, precision="fp32", compile=False, wrap=None) -> TD3:
+def learner(device, precision="fp32", compile=False, wrap=None, compile_mode="default") -> TD3:
     torch.manual_seed(0)
     actor = PopSpikingActor(OBS, ACT, encoder=PopulationEncoder, hidden_sizes=(32, 32), compile=compile).to(device)
     critic = TwinQ(OBS, ACT, hidden_sizes=(32, 32)).to(device)
     return TD3(actor, critic, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99, polyak=0.995, policy_delay=2,
-               target_noise=0.2, noise_clip=0.5, precision=Precision(precision, device), wrap=wrap)
+               target_noise=0.2, noise_clip=0.5, precision=Precision(precision, device), wrap=wrap,
+               compile=compile, compile_mode=compile_mode)
 
 
 def batch(device, n=64, seed=0, reward=None) -> Batch:
@@ -110,7 +111,7 @@ def test_bf16_autocast_on_cuda_keeps_fp32_state_and_finite_updates():
     metrics = {}
     for i in range(4):
         metrics.update(td3.update(batch(device, seed=i)))
-    assert td3.skipped == 0 and all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    assert td3.skipped == 0 and all(torch.isfinite(v) for v in metrics.values())
     assert all(t.dtype == torch.float32 for t in tensors_of(td3))  # weights, targets, optimizer state
     with td3.precision.autocast():
         assert torch.nn.functional.linear(torch.randn(3, 8, device=device), torch.randn(5, 8, device=device)).dtype \
@@ -145,6 +146,49 @@ def test_compiled_neuron_kernels_on_cuda_match_eager():
     loss_c.backward()
     for pe, pc in zip(eager.actor.parameters(), compiled.actor.parameters()):
         torch.testing.assert_close(pc.grad, pe.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_whole_update_compiled_on_cuda_matches_eager(mode):
+    """The compiled update (and with CUDA graphs, `reduce-overhead`) computes the eager update's weights."""
+    device = torch.device("cuda", 0)
+    eager, compiled = learner(device), learner(device, compile=True, compile_mode=mode)
+    batches = [batch(device, seed=i) for i in range(6)]
+    for i, b in enumerate(batches):
+        for td3 in (eager, compiled):
+            torch.manual_seed(i)  # the same target-smoothing noise
+            td3.update(b)
+    assert compiled.critic_objective.failed is None and compiled.actor_objective.failed is None
+    for a, b in ((eager.actor, compiled.actor), (eager.critic, compiled.critic),
+                 (eager.critic_target, compiled.critic_target)):
+        for p, q in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("compile_mode", [None, "default", "reduce-overhead"])
+def test_an_update_on_cuda_never_synchronises(compile_mode):
+    """CUDA's sync-debug mode raises on any operation that makes the host wait for the GPU: none happens
+    inside an update, with a non-finite batch (skipped on the device) among them."""
+    device = torch.device("cuda", 0)
+    td3 = learner(device, compile=compile_mode is not None, compile_mode=compile_mode or "default")
+    batches = [batch(device, seed=i) for i in range(4)] + [batch(device, seed=9, reward=float("nan"))]
+    for b in batches[:4]:
+        td3.update(b)  # compiling and recording happen here
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for b in batches:
+            td3.update(b)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert td3.skipped == 1 and td3.consecutive_skips == 1
+
+
+def test_cuda_graphs_run_from_the_command_line(tmp_path):
+    proc = run_cli(tmp_path, *GPU_RUN, "compile_mode=reduce-overhead")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["device"] == "cuda" and summary["total_env_steps"] == 600
 
 
 def test_codecarbon_records_nvml_on_a_gpu_run(tmp_path):

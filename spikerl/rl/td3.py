@@ -7,12 +7,14 @@ soft target updates). Actions are in [-1, 1] throughout; noise scales are fracti
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from ..runtime.compiler import CUDA_GRAPH_MODES, CompiledOrEager
 from ..runtime.precision import Precision, Probe
 from .normalizer import KINDS as OBS_NORMS
 from .replay import Batch
@@ -54,21 +56,22 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 @torch.no_grad()
 def td_target(
     batch: Batch,
+    noise: torch.Tensor,
     actor_target: nn.Module,
     critic_target: nn.Module,
     gamma: float,
-    target_noise: float,
     noise_clip: float,
     precision: Precision,
 ) -> torch.Tensor:
-    """r + gamma * (1 - terminated) * min(Q1', Q2')(s', clip(pi'(s') + clip(eps), -1, 1)).
+    """r + gamma * (1 - terminated) * min(Q1', Q2')(s', clip(pi'(s') + clip(noise), -1, 1)), with
+    `noise` drawn by the caller (N(0, target_noise^2) per action): drawn outside, so a compiled update
+    consumes the same random numbers as an eager one.
 
     Only `terminated` stops the bootstrap: a time-limit truncation keeps it. The target is fp32 even
     when the networks run under autocast."""
     with precision.autocast():
         next_act = actor_target(batch.next_obs).float()
-    noise = (torch.randn_like(next_act) * target_noise).clamp(-noise_clip, noise_clip)
-    next_act = (next_act + noise).clamp(-1.0, 1.0)
+    next_act = (next_act + noise.clamp(-noise_clip, noise_clip)).clamp(-1.0, 1.0)
     with precision.autocast():
         q1, q2 = critic_target(batch.next_obs, next_act)
     next_q = torch.min(q1.float(), q2.float())
@@ -84,16 +87,35 @@ def critic_loss(critic: nn.Module, batch: Batch, target: torch.Tensor, precision
     return loss, q1.detach().mean()
 
 
+def critic_objective(critic: nn.Module, actor_target: nn.Module, critic_target: nn.Module, batch: Batch,
+                     noise: torch.Tensor, gamma: float, noise_clip: float, precision: Precision):
+    """The critic step's forward: the TD target and the critics' loss (one compiled graph)."""
+    target = td_target(batch, noise, actor_target, critic_target, gamma, noise_clip, precision)
+    return critic_loss(critic, batch, target, precision)
+
+
+def actor_objective(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """-Q1(s, pi(s)), the actor step's forward (one compiled graph). Called with the critic frozen."""
+    with precision.autocast():
+        q = critic.q1_value(obs, actor(obs))
+    return -q.float().mean()
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """`module`'s parameters need no gradient inside the block (and are left requiring one after)."""
+    module.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        module.requires_grad_(True)
+
+
 def actor_loss(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, precision: Precision) -> torch.Tensor:
     """-Q1(s, pi(s)). The critic's parameters are frozen while it is evaluated, so this loss leaves
     no gradient on the critic; gradients flow through the critic's input into the actor only."""
-    critic.requires_grad_(False)
-    try:
-        with precision.autocast():
-            q = critic.q1_value(obs, actor(obs))
-        return -q.float().mean()
-    finally:
-        critic.requires_grad_(True)
+    with frozen(critic):
+        return actor_objective(actor, critic, obs, precision)
 
 
 def adam(params, lr: float) -> torch.optim.Adam:
@@ -122,12 +144,13 @@ class TD3:
         noise_clip: float,
         precision: Precision | None = None,
         wrap=None,
+        compile: bool = False,
+        compile_mode: str = "default",
     ):
         # `wrap` (DDP in a distributed job) is applied first: it broadcasts rank 0's weights, so the
         # targets copied below start equal on every rank. Losses that must sync gradients run through
         # the wrapped modules; acting, targets and checkpoints use the plain ones.
-        wrap = wrap or (lambda module: module)
-        self.actor_train, self.critic_train = wrap(actor), wrap(critic)
+        self.actor_train, self.critic_train = (wrap(actor), wrap(critic)) if wrap else (actor, critic)
         self.actor, self.critic = actor, critic
         self.actor_target = frozen_copy(actor)
         self.critic_target = frozen_copy(critic)
@@ -136,9 +159,26 @@ class TD3:
         self.gamma, self.polyak, self.policy_delay = gamma, polyak, policy_delay
         self.target_noise, self.noise_clip = target_noise, noise_clip
         self.precision = precision or Precision("fp32")
+        # `compile`: each step's forward is one graph (the neuron kernels traced into it) and so is its
+        # backward. Under DDP, whose forward dynamo cannot trace, the graphs break around its calls.
+        objectives = (critic_objective, actor_objective)
+        if compile:
+            objectives = tuple(CompiledOrEager(fn, fullgraph=wrap is None, mode=compile_mode) for fn in objectives)
+        self.critic_objective, self.actor_objective = objectives
+        self.cuda_graphs = compile and compile_mode in CUDA_GRAPH_MODES
         self.updates = 0
-        self.skipped = 0  # optimizer steps skipped for non-finite gradients
-        self.consecutive_skips = 0
+        device = next(critic.parameters()).device
+        # Iterations with a skipped optimizer step (non-finite gradients), all and the latest run of them:
+        # counted on the device, so an update never waits for it; read when metrics are logged.
+        self.skip_counts = torch.zeros(2, device=device)
+
+    @property
+    def skipped(self) -> int:
+        return int(self.skip_counts[0].item())
+
+    @property
+    def consecutive_skips(self) -> int:
+        return int(self.skip_counts[1].item())
 
     @torch.no_grad()  # not inference_mode: its tensors would need compiled kernels of their own
     def act(self, obs: torch.Tensor) -> torch.Tensor:
@@ -146,26 +186,28 @@ class TD3:
         with self.precision.autocast():
             return self.actor(obs).float()
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One TD3 iteration: a critic step, and every `policy_delay` iterations an actor step and
-        soft target updates."""
-        target = td_target(
-            batch, self.actor_target, self.critic_target, self.gamma, self.target_noise,
-            self.noise_clip, self.precision,
-        )
-        loss_q, q_mean = critic_loss(self.critic_train, batch, target, self.precision)
-        ok = self.precision.step(loss_q, self.critic_opt)
-        metrics = {"loss/critic": loss_q.item(), "train/q_mean": q_mean.item()}
+        soft target updates. Nothing here waits for the device: the metrics are 0-dim tensors on it."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last one's graph outputs are free
+        noise = torch.randn_like(batch.act) * self.target_noise
+        loss_q, q_mean = self.critic_objective(self.critic_train, self.actor_target, self.critic_target, batch,
+                                               noise, self.gamma, self.noise_clip, self.precision)
+        skipped = self.precision.step(loss_q, self.critic_opt)
+        # copies: a CUDA graph's outputs are overwritten by its next replay
+        metrics = {"loss/critic": loss_q.detach().clone(), "train/q_mean": q_mean.clone()}
         self.updates += 1
         if self.updates % self.policy_delay == 0:
             # the critic is called unwrapped: DDP would expect gradients for its frozen parameters
-            loss_pi = actor_loss(self.actor_train, self.critic, batch.obs, self.precision)
-            ok = self.precision.step(loss_pi, self.actor_opt) and ok
+            with frozen(self.critic):
+                loss_pi = self.actor_objective(self.actor_train, self.critic, batch.obs, self.precision)
+            skipped = torch.maximum(skipped, self.precision.step(loss_pi, self.actor_opt))
             self.soft_update()
-            metrics["loss/actor"] = loss_pi.item()
+            metrics["loss/actor"] = loss_pi.detach().clone()
         self.precision.end_iteration()
-        self.skipped += not ok
-        self.consecutive_skips = 0 if ok else self.consecutive_skips + 1
+        # [all skipped iterations, the current run of them]: the run restarts at 0 after a good one
+        self.skip_counts.add_(skipped).mul_(torch.stack([torch.ones_like(skipped), skipped]))
         return metrics
 
     @torch.no_grad()
@@ -184,6 +226,7 @@ class TD3:
             "critic_opt": self.critic_opt.state_dict(),
             "precision": self.precision.state_dict(),
             "updates": self.updates,
+            "skip_counts": self.skip_counts.cpu(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -195,6 +238,8 @@ class TD3:
         self.critic_opt.load_state_dict(state["critic_opt"])
         self.precision.load_state_dict(state["precision"])
         self.updates = int(state["updates"])
+        if "skip_counts" in state:
+            self.skip_counts.copy_(state["skip_counts"])
 
 
 def update_probe(actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, batch_size: int,

@@ -37,16 +37,17 @@ class UpdateSchedule:
         return env_steps > self.update_after and len(self.replay) >= self.batch_size
 
     def run_round(self, env_step: int, window: RunningMeans) -> int:
-        """`gradient_steps` learner updates; their metrics go to `window`. Returns the number run."""
+        """`gradient_steps` learner updates; their metrics go to `window`. Returns the number run. The
+        skip count is read once, after the round: reading it per update would wait for the device."""
         start = time.perf_counter()
         for _ in range(self.gradient_steps):
             batch = self.replay.sample(self.batch_size, self.normalizer, self.sampler)
             window.update(self.learner.update(batch))
-            if self.learner.consecutive_skips >= self.max_consecutive_skips:
-                raise TrainingDiverged(
-                    f"{self.learner.consecutive_skips} updates in a row had non-finite gradients at env step "
-                    f"{env_step}; stopping (the last checkpoint is kept)")
         self.seconds += time.perf_counter() - start
+        if self.learner.consecutive_skips >= self.max_consecutive_skips:
+            raise TrainingDiverged(
+                f"{self.learner.consecutive_skips} updates in a row had non-finite gradients at env step "
+                f"{env_step}; stopping (the last checkpoint is kept)")
         return self.gradient_steps
 
     def state_dict(self) -> dict:

@@ -20,6 +20,7 @@ from functools import partial
 
 import torch
 
+from ..runtime.compiler import first_line, is_compile_failure
 from .neurons import LIFSpec, run_snntorch
 
 
@@ -68,15 +69,6 @@ _compiled: dict[str, object] = {}  # torch.compile'd kernels, shared by every la
 _compile_failed: dict[str, str] = {}  # kernel -> why compiling it failed: that kernel runs eagerly from then on
 
 
-def _is_compile_failure(exc: BaseException) -> bool:
-    """Dynamo's and Inductor's own errors (tracing, lowering, the C++ build); not errors of the
-    computation, such as running out of memory."""
-    from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
-    from torch._inductor.exc import CppCompileError
-
-    return isinstance(exc, (TorchDynamoException, CppCompileError, FailOnRecompileLimitHit))
-
-
 def _run_kernel(name: str, compiled: bool, *args):
     """Run kernel `name`, eager or compiled. A compiled kernel fuses a layer's whole time loop into
     one C++ loop on the CPU (one kernel on a GPU). Shapes are dynamic, so the training batch, the
@@ -86,7 +78,8 @@ def _run_kernel(name: str, compiled: bool, *args):
     eagerly: when that works, the run warns once and this kernel stays eager; when it fails too, the
     error was the computation's (a shape error), and the eager error is raised. Any other error of a
     compiled kernel (out of memory) is raised as it is."""
-    if not compiled or name in _compile_failed:
+    if not compiled or name in _compile_failed or torch.compiler.is_compiling():
+        # inside a larger compiled graph (the whole TD3 update) the kernel is traced into that graph
         return KERNELS[name](*args)
     if name not in _compiled:
         _compiled[name] = torch.compile(KERNELS[name], dynamic=True, fullgraph=True)
@@ -95,11 +88,10 @@ def _run_kernel(name: str, compiled: bool, *args):
         torch._dynamo.decorators.mark_unbacked(args[0], 1)
         return _compiled[name](*args)
     except Exception as exc:
-        if not _is_compile_failure(exc):
+        if not is_compile_failure(exc):
             raise
         result = KERNELS[name](*args)  # raises the computation's own error, if that was the cause
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        _compile_failed[name] = f"{type(exc).__name__}: {message}"
+        _compile_failed[name] = first_line(exc)
         warnings.warn(f"compile: torch.compile of the {name} kernel failed ({_compile_failed[name]}); "
                       "it runs eagerly", stacklevel=2)
         return result

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 KINDS = ("wandb", "jsonl", "none")  # wandb writes the JSON lines too
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -26,22 +28,24 @@ class LoggerConfig:
 
 
 class RunningMeans:
-    """Sums and counts per metric name since the last `pop`."""
+    """Sums and counts per metric name since the last `pop`. Values may be numbers or 0-dim tensors on a
+    device (the learner's losses): those are summed on the device and read only by `pop`, so adding
+    them never waits for the device."""
 
     def __init__(self):
-        self._sum: dict[str, float] = defaultdict(float)
+        self._sum: dict[str, float | torch.Tensor] = defaultdict(float)
         self._count: dict[str, int] = defaultdict(int)
 
-    def add(self, key: str, value: float) -> None:
-        self._sum[key] += float(value)
+    def add(self, key: str, value: float | torch.Tensor) -> None:
+        self._sum[key] = self._sum[key] + (value.detach() if isinstance(value, torch.Tensor) else float(value))
         self._count[key] += 1
 
-    def update(self, values: dict[str, float]) -> None:
+    def update(self, values: dict[str, float | torch.Tensor]) -> None:
         for key, value in values.items():
             self.add(key, value)
 
     def pop(self) -> dict[str, float]:
-        means = {k: self._sum[k] / self._count[k] for k in self._sum}
+        means = {k: float(self._sum[k]) / self._count[k] for k in self._sum}
         self._sum.clear()
         self._count.clear()
         return means

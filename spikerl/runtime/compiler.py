@@ -1,0 +1,62 @@
+"""torch.compile with a way back: a function that fails to compile (no C++ compiler, an unsupported
+platform, dynamo's recompile limit) warns once and runs eagerly from then on, instead of ending the run.
+Errors of the computation itself (a shape error, running out of memory) are raised as they are.
+
+MODES are what `compile_mode` may ask for: torch.compile's own modes. `reduce-overhead` records CUDA
+graphs, so it needs a CUDA device (config validation refuses it elsewhere).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead",)
+
+
+def is_compile_failure(exc: BaseException) -> bool:
+    """Dynamo's and Inductor's own errors (tracing, lowering, the C++ build, the recompile limit); not
+    errors of the computation, such as running out of memory."""
+    from torch._dynamo.exc import FailOnRecompileLimitHit, TorchDynamoException
+    from torch._inductor.exc import CppCompileError
+
+    return isinstance(exc, (TorchDynamoException, CppCompileError, FailOnRecompileLimitHit))
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+class CompiledOrEager:
+    """`fn` through torch.compile(fullgraph, mode); eager once compiling it has failed. torch.compile
+    caches graphs by `fn`'s code, so every instance over the same `fn` shares them (a multirun's jobs
+    reuse the graphs of networks of the same structure)."""
+
+    def __init__(self, fn: Callable, *, fullgraph: bool = True, mode: str = "default", dynamic: bool | None = False):
+        """`dynamic=False` (static shapes and constants) suits a function called with one batch size
+        per run; dynamo's automatic dynamic shapes would also turn the neuron constants, which differ
+        between networks, into symbols after a second network compiles."""
+        if mode not in MODES:
+            raise ValueError(f"compile_mode must be one of {MODES}, got {mode!r}")
+        self.fn, self.name = fn, fn.__name__
+        self.compiled = torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic,
+                                      mode=None if mode == "default" else mode)
+        self.failed: str | None = None  # why compiling failed; then `fn` runs eagerly
+
+    def __call__(self, *args, **kwargs):
+        if self.failed:
+            return self.fn(*args, **kwargs)
+        try:
+            return self.compiled(*args, **kwargs)
+        except Exception as exc:
+            if not is_compile_failure(exc):
+                raise
+            result = self.fn(*args, **kwargs)  # raises the computation's own error, if that was the cause
+            self.failed = first_line(exc)
+            warnings.warn(f"compile: torch.compile of {self.name} failed ({self.failed}); it runs eagerly",
+                          stacklevel=2)
+            return result
