@@ -1,6 +1,6 @@
 """Env steps per second of the real training loop, with our spiking actor or the PopSAN-style baseline.
 
-    python experiments/bench_train.py [--steps 3000] [--warmup 1000] [--rounds 2] [--precisions fp32 bf16]
+    python experiments/bench_train.py [--steps 3000] [--warmup 1000] [--rounds 2] [--precisions fp32 bf16 auto]
         [--mlp] [--threads N] [--out experiments/results/bench_train.json]
 
 One-thread figures: `taskset -c 0 python experiments/bench_train.py --threads 1 --out
@@ -16,7 +16,9 @@ actor; `--mlp` adds conf/actor/mlp.yaml. Acting and updating are timed by the lo
 evaluation or checkpoint is part of the timed steps. Logger and energy
 measurement are off; run folders go to a temporary directory. Runs alternate over the variants
 `--rounds` times; the report gives the median env steps/s over the timed steps and the fractions of
-that time spent acting and updating (the rest: env stepping, replay, normaliser).
+that time spent acting and updating (the rest: env stepping, replay, normaliser). With `auto` among the
+precisions, each run's start-up probe decides (as `precision=auto` does), and the report gives what it
+chose and its env steps/s against fp32's.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ def timed_run(rc, variant: str) -> dict:
         finally:
             collector.close()
     return {"env_steps_per_second": (state.env_steps - first_step) / wall,
+            "precision_effective": updates.learner.precision.mode,
             "act_fraction": (collector.act_seconds - act0) / wall,
             "update_fraction": (updates.seconds - update0) / wall,
             "timed_seconds": wall, "updates": updates.learner.updates}
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, help="timed env steps per run (default 3000)")
     parser.add_argument("--warmup", type=int, help="uniform random env steps before them, untimed (default 1000)")
     parser.add_argument("--mlp", action="store_true", help="also run the MLP actor")
-    benchlib.add_common_options(parser, "experiments/results/bench_train.json")
+    benchlib.add_common_options(parser, "experiments/results/bench_train.json", precisions=("fp32", "bf16", "auto"))
     args = parser.parse_args(argv)
     benchlib.resolve_defaults(args, FULL, QUICK)
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # gymnasium: "HalfCheetah-v4 is out of date"
@@ -123,6 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     results, seconds = summarize(samples, algo.batch_size)
     compared = benchlib.comparisons(seconds)
     print(table(results, compared))
+    for row in compared:  # precision=auto: what it chose, and its speed against fp32 (never slower, its promise)
+        if row["precision"] == "auto":
+            chosen = {r["variant"]: sorted({s["precision_effective"] for s in r["samples"]}) for r in results
+                      if r["precision"] == "auto"}
+            row["auto_chose"] = chosen
+            for variant in variants:
+                row[f"{variant}_auto_vs_fp32"] = benchlib.ratio(seconds.get((algo.batch_size, "fp32", variant)),
+                                                                 seconds.get((algo.batch_size, "auto", variant)))
+            print(f"precision=auto chose {chosen}; env steps/s against fp32: " + ", ".join(
+                f"{v} {benchlib.fmt(row[f'{v}_auto_vs_fp32'], '.2f', 'x')}" for v in variants))
     settings = {"precisions": args.precisions, "variants": variants, "rounds": args.rounds, "steps": args.steps,
                 "warmup": args.warmup, "env": "HalfCheetah-v4", "batch_size": algo.batch_size,
                 "update_every": algo.update_every, "gradient_steps": algo.gradient_steps, **benchlib.PAPER_SIZES}

@@ -58,14 +58,18 @@ def paper_networks(seed: int = 0, compiled: bool = False) -> tuple[dict[str, nn.
     return {**networks, "baseline": popsan_baseline.baseline_from(ours), "mlp": mlp}, critic
 
 
-def warm_compiled() -> None:
+def warm_compiled(precisions: tuple[str, ...] = ("fp32", "bf16"), batch: int = 100) -> None:
     """Compile the bptt kernels (shared by every compiled actor of this process) for batch 1 and a
-    training batch, so that no timed window pays for compiling."""
+    training batch, and the whole update's graphs (shared by every learner over networks of the same
+    structure) in each precision, so that no timed window pays for compiling."""
     actor, critic = build_components(paper_config(compiled=True), OBS_DIM, ACT_DIM)
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         actor(random_obs(1, gen))
-    actor(random_obs(100, gen)).sum().backward()
+    actor(random_obs(batch, gen)).sum().backward()
+    for precision in precisions:
+        learner = build_learner(paper_config(compiled=True), actor, critic, precision, compile=True)
+        learner.update(random_batch(batch, gen)), learner.update(random_batch(batch, gen))
 
 
 def build_learner(rc: RunConfig, actor: nn.Module, critic: nn.Module, precision: str, compile: bool = False,
@@ -237,9 +241,10 @@ def comparison_table(medians: dict, compared: list[dict], header: list[str],
 
 
 # -- command line and report ----------------------------------------------------------------------------------
-def add_common_options(parser: argparse.ArgumentParser, out: str) -> None:
+def add_common_options(parser: argparse.ArgumentParser, out: str,
+                       precisions: tuple[str, ...] = ("fp32", "bf16")) -> None:
     """Options every benchmark has. Defaults left as None are filled by `resolve_defaults`."""
-    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16"), help="default: fp32 bf16")
+    parser.add_argument("--precisions", nargs="+", choices=precisions, help="default: fp32 bf16")
     parser.add_argument("--rounds", type=int, help="passes over all variants (the median is reported)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own default)")
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (tests)")

@@ -115,9 +115,12 @@ def test_auto_precision_follows_the_probe_and_says_why():
     slow = choose("auto", "cpu", probe(0.5))
     assert (slow.mode, slow.requested) == ("fp32", "auto") and "0.50x as fast in bf16" in slow.reason
     assert "a TD3 update at batch 100" in slow.reason and calls == [0.5]
+    even = choose("auto", "cpu", probe(1.05))  # within the probe's noise of fp32: no reason to lose precision
+    assert even.mode == "fp32" and "1.05x" in even.reason
+    calls.clear()
     fast = choose("auto", "cpu", probe(1.3))
     assert fast.mode == "bf16" and "1.30x" in fast.reason
-    assert choose("fp32", "cpu", probe(9.0)).mode == "fp32" and len(calls) == 2  # no probe
+    assert choose("fp32", "cpu", probe(9.0)).mode == "fp32" and calls == [1.3]  # no probe
 
 
 def test_explicit_bf16_where_it_is_slow_runs_as_asked_with_one_warning():

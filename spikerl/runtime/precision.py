@@ -18,6 +18,10 @@ import torch
 
 MODES = ("fp32", "bf16", "fp16")  # what a run computes in
 CHOICES = (*MODES, "auto")  # what a user may ask for: auto is bf16 where it pays, else fp32
+# On a CPU, auto takes bf16 only where the probe measures it at least this much faster than fp32: where the
+# two are about even (AVX512-BF16 without AMX) the probe's noise would otherwise pick bf16, which then
+# runs no faster and computes with 8 bits of mantissa.
+AUTO_BF16_MARGIN = 1.1
 
 
 @dataclass
@@ -81,7 +85,7 @@ def layer_probe(m: int = 500, k: int = 256, n: int = 256) -> Probe:
 def choose(requested: str, device: torch.device | str, probe: Probe | None = None) -> PrecisionChoice:
     """The mode to run `requested` in on `device`. `auto`: bf16 on CUDA GPUs that compute it natively
     (compute capability 8.0 and later), and on a CPU where `probe` (the run's own update, or else two
-    layers) shows bf16 at least as fast as fp32; else fp32. An explicit bf16 on a CPU where the probe
+    layers) shows bf16 at least AUTO_BF16_MARGIN times as fast as fp32; else fp32. An explicit bf16 on a CPU where the probe
     shows it slower runs as asked, with one warning that says by how much."""
     device = torch.device(device)
     if requested not in ("auto", "bf16"):
@@ -102,7 +106,7 @@ def choose(requested: str, device: torch.device | str, probe: Probe | None = Non
             warnings.warn(f"precision=bf16: {measured}; precision=fp32 (or auto) would train faster here",
                           stacklevel=2)
         return PrecisionChoice("bf16", requested, f"as requested; {measured}")
-    return PrecisionChoice("bf16" if ratio >= 1.0 else "fp32", requested, measured)
+    return PrecisionChoice("bf16" if ratio >= AUTO_BF16_MARGIN else "fp32", requested, measured)
 
 
 def nonfinite_flag(optimizer: torch.optim.Optimizer) -> torch.Tensor:
