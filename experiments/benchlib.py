@@ -283,7 +283,8 @@ def machine() -> dict:
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpus": os.cpu_count(),
             "cpus_usable": affinity, "python": platform.python_version(),
             "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "bf16_probe_speed_vs_fp32": round(bf16_ratio, 3), "bf16_native": bf16_ratio >= 1.0}
+            "bf16_probe_speed_vs_fp32": round(bf16_ratio, 3), "bf16_native": bf16_ratio >= 1.0,
+            **({"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda} if torch.cuda.is_available() else {})}
 
 
 def fmt(value: float | None, spec: str = ".3g", suffix: str = "") -> str:

@@ -159,7 +159,9 @@ def train_table(report: dict) -> str:
         baseline = results.get((batch, precision, "baseline"), {}).get("env_steps_per_second")
         act, update = r.get("act_fraction"), r.get("update_fraction")
         other = 1 - act - update if act is not None and update is not None else None
-        rows.append([precision, LABELS.get(variant, variant), num(r["env_steps_per_second"], ".1f"),
+        chosen = sorted({run["precision_effective"] for run in r.get("samples", []) if "precision_effective" in run})
+        shown = f"{precision} (ran {'/'.join(chosen)})" if precision == "auto" and chosen else precision
+        rows.append([shown, LABELS.get(variant, variant), num(r["env_steps_per_second"], ".1f"),
                      times(ratio(r["env_steps_per_second"], baseline)), percent(act), percent(update),
                      percent(other)])
     return markdown(["precision", "actor", "env steps/s", "vs baseline", "acting", "updates", "other"], rows)
@@ -190,9 +192,27 @@ def scaling_table(report: dict) -> str:
                      "vs 1 rank", "vs fp32"], rows)
 
 
+GPU_VARIANTS = ("ours", "compiled", "cudagraphs", "baseline", "mlp")
+
+
+def gpu_table(report: dict) -> str:
+    """bench_gpu.py: TD3 updates/s on a CUDA GPU, eager, compiled and with CUDA graphs; batch-1 acting."""
+    rows = []
+    for c in report["comparisons"]:
+        rows.append([c["batch_size"], c["precision"],
+                     *(num(c.get(f"{v}_updates_per_second"), ".0f") for v in GPU_VARIANTS),
+                     *(times(c.get(f"{v}_speedup_vs_baseline")) for v in ("ours", "compiled", "cudagraphs"))])
+    table = markdown(["batch", "precision", "ours (eager) updates/s", "compiled updates/s", "CUDA graphs updates/s",
+                      "baseline updates/s", "MLP updates/s", "ours vs baseline", "compiled vs baseline",
+                      "CUDA graphs vs baseline"], rows)
+    acting = [f"{r['variant'][4:]} {r['median_seconds'] * 1e6:.0f} us" for r in report["results"]
+              if r["variant"].startswith("act ")]
+    return table + ("\n\nBatch-1 acting (`TD3.act`), median per call: " + ", ".join(acting) + "." if acting else "")
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
-    "profile_update": profile_table, "bench_scaling": scaling_table,
+    "profile_update": profile_table, "bench_scaling": scaling_table, "bench_gpu": gpu_table,
 }
 
 

@@ -101,6 +101,12 @@ def actor_objective(actor: nn.Module, critic: nn.Module, obs: torch.Tensor, prec
     return -q.float().mean()
 
 
+def policy_action(actor: nn.Module, obs: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """The actor's deterministic action, fp32 (one compiled graph for every batch size)."""
+    with precision.autocast():
+        return actor(obs).float()
+
+
 @contextlib.contextmanager
 def frozen(module: nn.Module):
     """`module`'s parameters need no gradient inside the block (and are left requiring one after)."""
@@ -165,6 +171,10 @@ class TD3:
         if compile:
             objectives = tuple(CompiledOrEager(fn, fullgraph=wrap is None, mode=compile_mode) for fn in objectives)
         self.critic_objective, self.actor_objective = objectives
+        # Acting: one graph over the whole actor (about 20 small operations at batch 1, whose dispatch
+        # costs far more than their arithmetic), its batch dimension symbolic so that one env (batch 1)
+        # and an evaluation's vector of envs share it. Never CUDA graphs: acting shapes vary.
+        self.policy_action = CompiledOrEager(policy_action, batch_dim=0) if compile else policy_action
         self.cuda_graphs = compile and compile_mode in CUDA_GRAPH_MODES
         self.updates = 0
         device = next(critic.parameters()).device
@@ -183,8 +193,7 @@ class TD3:
     @torch.no_grad()  # not inference_mode: its tensors would need compiled kernels of their own
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic action for normalised observations (no exploration noise)."""
-        with self.precision.autocast():
-            return self.actor(obs).float()
+        return self.policy_action(self.actor, obs, self.precision)
 
     def update(self, batch: Batch) -> dict[str, torch.Tensor]:
         """One TD3 iteration: a critic step, and every `policy_delay` iterations an actor step and

@@ -85,8 +85,8 @@ def layer_probe(m: int = 500, k: int = 256, n: int = 256) -> Probe:
 def choose(requested: str, device: torch.device | str, probe: Probe | None = None) -> PrecisionChoice:
     """The mode to run `requested` in on `device`. `auto`: bf16 on CUDA GPUs that compute it natively
     (compute capability 8.0 and later), and on a CPU where `probe` (the run's own update, or else two
-    layers) shows bf16 at least AUTO_BF16_MARGIN times as fast as fp32; else fp32. An explicit bf16 on a CPU where the probe
-    shows it slower runs as asked, with one warning that says by how much."""
+    layers) shows bf16 at least AUTO_BF16_MARGIN times as fast as fp32; else fp32. An explicit bf16 on a
+    CPU where the probe shows it slower runs as asked, with one warning that says by how much."""
     device = torch.device(device)
     if requested not in ("auto", "bf16"):
         return PrecisionChoice(requested, requested, "as requested")
