@@ -61,7 +61,7 @@ def paper_networks(seed: int = 0, compiled: bool = False) -> tuple[dict[str, nn.
 def warm_compiled(precisions: tuple[str, ...] = ("fp32", "bf16"), batch: int = 100) -> None:
     """Compile the bptt kernels (shared by every compiled actor of this process) for batch 1 and a
     training batch, and the whole update's graphs (shared by every learner over networks of the same
-    structure) in each precision, so that no timed window pays for compiling."""
+    structure) and acting's graph in each precision, so that no timed window pays for compiling."""
     actor, critic = build_components(paper_config(compiled=True), OBS_DIM, ACT_DIM)
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
@@ -70,6 +70,7 @@ def warm_compiled(precisions: tuple[str, ...] = ("fp32", "bf16"), batch: int = 1
     for precision in precisions:
         learner = build_learner(paper_config(compiled=True), actor, critic, precision, compile=True)
         learner.update(random_batch(batch, gen)), learner.update(random_batch(batch, gen))
+        learner.act(random_obs(1, gen))
 
 
 def build_learner(rc: RunConfig, actor: nn.Module, critic: nn.Module, precision: str, compile: bool = False,

@@ -143,10 +143,10 @@ def test_the_update_probe_times_both_precisions_and_leaves_the_random_state_alon
     expected = torch.rand(3)
     torch.manual_seed(5)
     td3 = make_learner(spiking=True)
-    probe = update_probe(td3.actor, td3.critic, OBS, 2, 16, updates=2, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99,
+    probe = update_probe(td3.actor, td3.critic, OBS, 2, 16, samples=2, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99,
                          polyak=0.995, policy_delay=2, target_noise=0.2, noise_clip=0.5)
     torch.manual_seed(5)
-    assert probe.ratio() > 0 and probe.what == "a TD3 update at batch 16"
+    assert probe.ratio() > 0 and probe.what == "a TD3 update and an action at batch 16"
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -159,7 +159,7 @@ def test_the_bf16_probe_measures_a_ratio():
 def test_a_run_records_the_precision_it_asked_for_and_the_one_it_got(tiny_run):
     summary, _ = tiny_run("precision=auto", "train.total_steps=200")
     assert summary["precision_requested"] == "auto" and summary["precision"] in ("fp32", "bf16")
-    assert "a TD3 update at batch 100 on this CPU" in summary["precision_reason"]
+    assert "a TD3 update and an action at batch 100 on this CPU" in summary["precision_reason"]
     fixed, _ = tiny_run("train.total_steps=200", name="fp32")
     assert (fixed["precision"], fixed["precision_requested"], fixed["precision_reason"]) == ("fp32", "fp32",
                                                                                             "as requested")

@@ -252,11 +252,12 @@ class TD3:
 
 
 def update_probe(actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, batch_size: int,
-                 updates: int = 6, **hyper) -> Probe:
-    """A probe of this run's own TD3 update in bf16 against fp32 (copies of `actor` and `critic`, random
-    batches, pairs of updates interleaved, the median ratio), for `precision=auto`: a lone matmul
-    flatters bf16, while an update also pays for casts and element-wise work. The global random state
-    is left as it was."""
+                 samples: int = 6, modes: tuple[str, str] = ("fp32", "bf16"), **hyper) -> Probe:
+    """A probe of this run's own work in bf16 against fp32, for `precision=auto`: copies of `actor` and
+    `critic` take TD3 updates on a random batch, each followed by a batch-1 action as the collector
+    takes one per update (a lone matmul flatters bf16; a run also pays for casts, element-wise work and
+    acting). Each sample times fp32, bf16, bf16, fp32 (the order cancels a drift); the ratio is the
+    median over `samples`. The global random state is left as it was."""
 
     def ratio() -> float:
         import statistics
@@ -267,17 +268,25 @@ def update_probe(actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int
             batch = Batch(obs=torch.randn(batch_size, obs_dim), act=torch.rand(batch_size, act_dim) * 2 - 1,
                           rew=torch.randn(batch_size), next_obs=torch.randn(batch_size, obs_dim),
                           terminated=torch.zeros(batch_size))
-            learners = [TD3(copy.deepcopy(actor), copy.deepcopy(critic), precision=Precision(mode), **hyper)
-                        for mode in ("fp32", "bf16")]
+            one = torch.randn(1, obs_dim)
+            fp32, bf16 = (TD3(copy.deepcopy(actor), copy.deepcopy(critic), precision=Precision(mode), **hyper)
+                          for mode in modes)
 
             def seconds(learner: TD3) -> float:
                 start = time.perf_counter()
-                learner.update(batch)
-                learner.update(batch)  # a critic-only and an actor update
+                for _ in range(2):  # a critic-only and an actor update
+                    learner.update(batch)
+                    learner.act(one)
                 return time.perf_counter() - start
 
-            for learner in learners:
-                seconds(learner)  # warm-up (and compiling, where the actor compiles its kernels)
-            return statistics.median(seconds(learners[0]) / seconds(learners[1]) for _ in range(updates))
+            for learner in (fp32, bf16, fp32, bf16):
+                seconds(learner)  # warm-up: compiling (where the run compiles) and oneDNN's kernel choice
 
-    return Probe(ratio, f"a TD3 update at batch {batch_size}")
+            def sample() -> float:
+                fp32_seconds = seconds(fp32)
+                bf16_seconds = seconds(bf16) + seconds(bf16)
+                return (fp32_seconds + seconds(fp32)) / bf16_seconds
+
+            return statistics.median(sample() for _ in range(samples))
+
+    return Probe(ratio, f"a TD3 update and an action at batch {batch_size}")
