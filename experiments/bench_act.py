@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     rc, rng = benchlib.paper_config(), np.random.default_rng(1)
     normalizer = fitted_normalizer(rc, rng)
     observations = {batch: rng.normal(0.5, 2.0, (batch, benchlib.OBS_DIM)) for batch in args.batches}
-    policies = {(precision, variant): greedy_policy(benchlib.build_learner(rc, actor, critic, precision), normalizer)
+    policies = {(precision, variant): greedy_policy(benchlib.build_learner(rc, actor, critic, precision,
+                                                                           compile=variant == "compiled"), normalizer)
                 for precision in args.precisions for variant, actor in networks.items()}
     windows = {(batch, *key): act_window(policy, raw_obs, args.calls)
                for batch, raw_obs in observations.items() for key, policy in policies.items()}
