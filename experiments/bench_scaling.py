@@ -2,7 +2,7 @@
 
     python experiments/bench_scaling.py [--steps 4000] [--rounds 2] [--out experiments/results/bench_scaling.json]
 
-Runs `python -m spikerl.run` on HalfCheetah-v4 with the paper's network sizes (PopSAN actor 256x256,
+Runs `python -m spikerl.run device=cpu` on HalfCheetah-v4 with the paper's network sizes (PopSAN actor 256x256,
 T = 5, critic 256x256) and schedule (50 updates every 50 env steps per rank) for each variant, cycling
 through the variants `--rounds` times so that a slow spell of this shared machine hits them all alike,
 and reports the median. Throughput is read from the run's metrics.jsonl windows after the random
@@ -44,7 +44,7 @@ VARIANTS = [
 def run_variant(world: int, precision: str, batch: int, pinned: bool, steps: int, warmup: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "spikerl.run", "env=halfcheetah", f"dist.world_size={world}",
+            sys.executable, "-m", "spikerl.run", "env=halfcheetah", "device=cpu", f"dist.world_size={world}",
             f"precision={precision}", f"algo.batch_size={batch}", f"train.total_steps={steps}",
             f"train.start_steps={warmup}", f"train.update_after={warmup}", f"train.log_every={warmup // 2}",
             "train.eval_every=0", "train.eval_episodes=1", "train.checkpoint_every=0", "train.progress=false",
@@ -58,6 +58,9 @@ def run_variant(world: int, precision: str, batch: int, pinned: bool, steps: int
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
         rows = [json.loads(line) for line in open(Path(tmp) / "run" / "metrics.jsonl")]
     windows = [r for r in rows if r["step"] > warmup + warmup // 2 and "eval/return_mean" not in r]
+    if not windows:
+        raise SystemExit(f"bench_scaling: no metrics window after the warm-up in {steps} steps; "
+                         f"use --steps of at least {3 * warmup}")
     return {
         "env_steps_per_second": statistics.median(r["time/env_steps_per_second"] for r in windows),
         "updates_per_second": statistics.median(r["time/updates_per_second"] for r in windows),

@@ -184,7 +184,6 @@ def test_a_failing_compile_warns_once_and_that_kernel_falls_back_to_eager(monkey
     from spikerl.snn import through_time
 
     monkeypatch.setattr(through_time, "_compiled", {})
-    monkeypatch.setattr(through_time, "_compile_failed", {})
     monkeypatch.setattr(torch, "compile", _compile_raising(_no_compiler))
     torch.manual_seed(0)
     eager = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16))
@@ -194,10 +193,10 @@ def test_a_failing_compile_warns_once_and_that_kernel_falls_back_to_eager(monkey
     with pytest.warns(UserWarning, match="compile of the forward kernel failed .CppCompileError"):
         out = compiled(obs)
     assert torch.equal(out, eager(obs))
-    assert list(through_time._compile_failed) == ["forward"]  # the backward kernel has not failed (yet)
+    assert list(through_time.compile_failures()) == ["forward"]  # the backward kernel has not failed (yet)
     with pytest.warns(UserWarning, match="backward kernel failed"):
         out.sum().backward()
-    assert set(through_time._compile_failed) == {"forward", "backward"}
+    assert set(through_time.compile_failures()) == {"forward", "backward"}
 
 
 def test_a_compile_failure_of_one_kernel_leaves_the_other_compiled(monkeypatch):
@@ -214,12 +213,11 @@ def test_a_compile_failure_of_one_kernel_leaves_the_other_compiled(monkeypatch):
         return run
 
     monkeypatch.setattr(through_time, "_compiled", {})
-    monkeypatch.setattr(through_time, "_compile_failed", {})
     monkeypatch.setattr(torch, "compile", compile_breaking_forward)
     actor = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16), compile=True)
     with pytest.warns(UserWarning, match="forward kernel failed"):
         actor(torch.randn(8, 3)).sum().backward()
-    assert list(through_time._compile_failed) == ["forward"]
+    assert list(through_time.compile_failures()) == ["forward"]
     assert "lif_backward" in calls  # the backward still ran compiled
 
 
@@ -232,12 +230,11 @@ def test_an_error_of_the_computation_in_a_compiled_kernel_is_raised_not_hidden(m
     from spikerl.snn import through_time
 
     monkeypatch.setattr(through_time, "_compiled", {})
-    monkeypatch.setattr(through_time, "_compile_failed", {})
     monkeypatch.setattr(torch, "compile", _compile_raising(error))
     actor = PopSpikingActor(3, 2, encoder=PopulationEncoder, hidden_sizes=(16, 16), compile=True)
     with pytest.raises(type(error())):
         actor(torch.randn(8, 3))
-    assert through_time._compile_failed == {}
+    assert through_time.compile_failures() == {}
 
 
 def test_a_tracing_error_that_eager_also_raises_is_the_computations(monkeypatch):
@@ -247,9 +244,8 @@ def test_a_tracing_error_that_eager_also_raises_is_the_computations(monkeypatch)
 
     from spikerl.snn import through_time
 
-    tracing_error = _compile_raising(lambda: TorchRuntimeError("shape"))(None)
-    monkeypatch.setattr(through_time, "_compiled", {"forward": tracing_error})
-    monkeypatch.setattr(through_time, "_compile_failed", {})
+    monkeypatch.setattr(through_time, "_compiled", {})
+    monkeypatch.setattr(torch, "compile", _compile_raising(lambda: TorchRuntimeError("shape")))
     with pytest.raises(RuntimeError, match="size of tensor"):
         through_time._run_kernel("forward", True, torch.ones(2, 3, 4), 0.5, torch.ones(5), 0.5, True)
-    assert through_time._compile_failed == {}
+    assert through_time.compile_failures() == {}

@@ -174,7 +174,7 @@ class TD3:
         # Acting: one graph over the whole actor (about 20 small operations at batch 1, whose dispatch
         # costs far more than their arithmetic), its batch dimension symbolic so that one env (batch 1)
         # and an evaluation's vector of envs share it. Never CUDA graphs: acting shapes vary.
-        self.policy_action = CompiledOrEager(policy_action, batch_dim=0) if compile else policy_action
+        self.policy_action = CompiledOrEager(policy_action, unbacked=(1, 0)) if compile else policy_action
         self.cuda_graphs = compile and compile_mode in CUDA_GRAPH_MODES
         self.updates = 0
         device = next(critic.parameters()).device

@@ -36,24 +36,26 @@ class CompiledOrEager:
     caches graphs by `fn`'s code, so every instance over the same `fn` shares them (a multirun's jobs
     reuse the graphs of networks of the same structure)."""
 
-    def __init__(self, fn: Callable, *, fullgraph: bool = True, mode: str = "default", batch_dim: int | None = None):
-        """Shapes and constants are static (a training step has one batch size per run; dynamo's
-        automatic dynamic shapes would also turn the neuron constants, which differ between networks,
-        into symbols after a second network compiles), except dimension `batch_dim` of the second
-        argument where given: one graph then serves every batch size, batch 1 included."""
+    def __init__(self, fn: Callable, *, fullgraph: bool = True, mode: str = "default", dynamic: bool = False,
+                 unbacked: tuple[int, int] | None = None, name: str | None = None):
+        """Shapes and constants are static by default (a training step has one batch size per run;
+        dynamo's automatic dynamic shapes would also turn the neuron constants, which differ between
+        networks, into symbols after a second network compiles). `unbacked=(i, d)` makes dimension d
+        of positional argument i symbolic without a specialisation for size 1: one graph then serves
+        every batch size, batch 1 included. `name` is how the warning calls `fn`."""
         if mode not in MODES:
             raise ValueError(f"compile_mode must be one of {MODES}, got {mode!r}")
-        self.fn, self.name = fn, fn.__name__
-        self.compiled = torch.compile(fn, fullgraph=fullgraph, dynamic=False, mode=None if mode == "default" else mode)
-        self.batch_dim = batch_dim
+        self.fn, self.name, self.unbacked = fn, name or fn.__name__, unbacked
+        self.compiled = torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic,
+                                      mode=None if mode == "default" else mode)
         self.failed: str | None = None  # why compiling failed; then `fn` runs eagerly
 
     def __call__(self, *args, **kwargs):
         if self.failed:
             return self.fn(*args, **kwargs)
         try:
-            if self.batch_dim is not None:
-                torch._dynamo.decorators.mark_unbacked(args[1], self.batch_dim)
+            if self.unbacked is not None:
+                torch._dynamo.decorators.mark_unbacked(args[self.unbacked[0]], self.unbacked[1])
             return self.compiled(*args, **kwargs)
         except Exception as exc:
             if not is_compile_failure(exc):

@@ -15,12 +15,11 @@ Tests check spikes, membranes and gradients equal across backends.
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 
 import torch
 
-from ..runtime.compiler import first_line, is_compile_failure
+from ..runtime.compiler import CompiledOrEager
 from .neurons import LIFSpec, run_snntorch
 
 
@@ -65,36 +64,25 @@ def lif_backward(grad_spikes, grad_mem, pre, spikes, alpha: float, beta: float, 
 
 
 KERNELS = {"forward": lif_forward, "backward": lif_backward}
-_compiled: dict[str, object] = {}  # torch.compile'd kernels, shared by every layer of the process
-_compile_failed: dict[str, str] = {}  # kernel -> why compiling it failed: that kernel runs eagerly from then on
+_compiled: dict[str, CompiledOrEager] = {}  # the compiled kernels, shared by every layer of the process
+
+
+def compile_failures() -> dict[str, str]:
+    """Kernel -> why compiling it failed, for the kernels that run eagerly for that reason."""
+    return {name: kernel.failed for name, kernel in _compiled.items() if kernel.failed}
 
 
 def _run_kernel(name: str, compiled: bool, *args):
     """Run kernel `name`, eager or compiled. A compiled kernel fuses a layer's whole time loop into
-    one C++ loop on the CPU (one kernel on a GPU). Shapes are dynamic, so the training batch, the
-    evaluation batch and every layer width share a graph; batch 1 gets one of its own.
-
-    If compiling this kernel fails (no C++ compiler, an unsupported platform), the call is retried
-    eagerly: when that works, the run warns once and this kernel stays eager; when it fails too, the
-    error was the computation's (a shape error), and the eager error is raised. Any other error of a
-    compiled kernel (out of memory) is raised as it is."""
-    if not compiled or name in _compile_failed or torch.compiler.is_compiling():
-        # inside a larger compiled graph (the whole TD3 update) the kernel is traced into that graph
+    one C++ loop on the CPU (one kernel on a GPU). Shapes are dynamic, so every batch size (batch 1
+    included: the batch dimension is unbacked) and every layer width share one graph. If compiling
+    fails, the kernel warns once and runs eagerly (runtime/compiler.py). Inside a larger compiled
+    graph (the whole TD3 update) the kernel is traced into that graph instead."""
+    if not compiled or torch.compiler.is_compiling():
         return KERNELS[name](*args)
     if name not in _compiled:
-        _compiled[name] = torch.compile(KERNELS[name], dynamic=True, fullgraph=True)
-    try:
-        # batch size 1 (acting) shares the graph of every other batch size instead of a graph of its own
-        torch._dynamo.decorators.mark_unbacked(args[0], 1)
-        return _compiled[name](*args)
-    except Exception as exc:
-        if not is_compile_failure(exc):
-            raise
-        result = KERNELS[name](*args)  # raises the computation's own error, if that was the cause
-        _compile_failed[name] = first_line(exc)
-        warnings.warn(f"compile: torch.compile of the {name} kernel failed ({_compile_failed[name]}); "
-                      "it runs eagerly", stacklevel=2)
-        return result
+        _compiled[name] = CompiledOrEager(KERNELS[name], dynamic=True, unbacked=(0, 1), name=f"the {name} kernel")
+    return _compiled[name](*args)
 
 
 class _LIFThroughTime(torch.autograd.Function):
