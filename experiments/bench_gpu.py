@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in results:
         row["per_second"] = 1.0 / row["median_seconds"]
         learner = learners.get((row["batch_size"], row["precision"], row["variant"]))
-        row["fell_back_to_eager"] = bool(learner and learner.critic_objective is not None and
-                                         getattr(learner.critic_objective, "failed", None))
+        row["fell_back_to_eager"] = bool(learner and getattr(learner.critic_objective, "failed", None))
     compared, rows = [], []
     for batch, precision in itertools.product(args.batches, args.precisions):
         ms = {v: medians[(batch, precision, v)] for v in VARIANTS}

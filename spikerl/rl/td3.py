@@ -215,8 +215,9 @@ class TD3:
             self.soft_update()
             metrics["loss/actor"] = loss_pi.detach().clone()
         self.precision.end_iteration()
-        # [all skipped iterations, the current run of them]: the run restarts at 0 after a good one
-        self.skip_counts.add_(skipped).mul_(torch.stack([torch.ones_like(skipped), skipped]))
+        total, run = self.skip_counts  # the run of skipped iterations restarts at 0 after a good one
+        total.add_(skipped)
+        run.mul_(skipped).add_(skipped)
         return metrics
 
     @torch.no_grad()

@@ -113,8 +113,8 @@ def nonfinite_flag(optimizer: torch.optim.Optimizer) -> torch.Tensor:
     """1.0 if any gradient `optimizer` would apply is NaN or inf, else 0.0: a tensor on the gradients'
     device, so the check needs no host synchronisation. GradScaler's own check, with a scale of 1 (it
     leaves the gradients as they are); about 30x faster on a CPU than a max-abs norm per tensor."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = [p.grad for p in params if p.grad is not None]
     found = torch.zeros((), device=params[0].device if params else "cpu")
     if grads:
         torch._amp_foreach_non_finite_check_and_unscale_(grads, found, torch.ones((), device=found.device))
