@@ -34,7 +34,7 @@ WARMUP = 5  # untimed calls per window
 
 def fitted_normalizer(rc, rng: np.random.Generator) -> ObsNormalizer:
     """The run's observation normaliser with statistics from a few thousand raw observations."""
-    normalizer = ObsNormalizer(benchlib.OBS_DIM, rc.algo.obs_norm, rc.algo.obs_clip)
+    normalizer = ObsNormalizer(benchlib.OBS_DIM, rc.normalizer.kind, rc.normalizer.clip)
     normalizer.update(rng.normal(0.5, 2.0, (5000, benchlib.OBS_DIM)))
     normalizer.sync()
     return normalizer

@@ -45,7 +45,7 @@ def run_variant(world: int, precision: str, batch: int, pinned: bool, steps: int
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             sys.executable, "-m", "spikerl.run", "env=halfcheetah", "device=cpu", f"dist.world_size={world}",
-            f"precision={precision}", f"algo.batch_size={batch}", f"train.total_steps={steps}",
+            f"precision={precision}", f"train.batch_size={batch}", f"train.total_steps={steps}",
             f"train.start_steps={warmup}", f"train.update_after={warmup}", f"train.log_every={warmup // 2}",
             "train.eval_every=0", "train.eval_episodes=1", "train.checkpoint_every=0", "train.progress=false",
             "env.max_episode_steps=200", f"hydra.run.dir={tmp}/run",

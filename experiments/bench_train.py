@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
 
     variants = ["ours", *(["compiled"] if args.compiled else []), "baseline", *(["mlp"] if args.mlp else [])]
     configs = {(p, v): run_config(p, v, args.steps, args.warmup) for p in args.precisions for v in variants}
-    algo = configs[(args.precisions[0], "ours")].algo
-    if args.steps % algo.update_every:
-        parser.error(f"--steps must be a multiple of algo.update_every ({algo.update_every}): every timed step "
+    train = configs[(args.precisions[0], "ours")].train
+    if args.steps % train.update_every:
+        parser.error(f"--steps must be a multiple of train.update_every ({train.update_every}): every timed step "
                      "then has its share of update rounds")
     if args.compiled:
         benchlib.warm_compiled()
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                                   show=lambda t: f"{t['env_steps_per_second']:.1f} env steps/s, acting "
                                                  f"{t['act_fraction']:.0%}, updates {t['update_fraction']:.0%}")
 
-    results, seconds = summarize(samples, algo.batch_size)
+    results, seconds = summarize(samples, train.batch_size)
     compared = benchlib.comparisons(seconds)
     print(table(results, compared))
     for row in compared:  # precision=auto: what it chose, and its speed against fp32 (never slower, its promise)
@@ -132,13 +132,13 @@ def main(argv: list[str] | None = None) -> int:
                       if r["precision"] == "auto"}
             row["auto_chose"] = chosen
             for variant in variants:
-                row[f"{variant}_auto_vs_fp32"] = benchlib.ratio(seconds.get((algo.batch_size, "fp32", variant)),
-                                                                 seconds.get((algo.batch_size, "auto", variant)))
+                row[f"{variant}_auto_vs_fp32"] = benchlib.ratio(seconds.get((train.batch_size, "fp32", variant)),
+                                                                 seconds.get((train.batch_size, "auto", variant)))
             print(f"precision=auto chose {chosen}; env steps/s against fp32: " + ", ".join(
                 f"{v} {benchlib.fmt(row[f'{v}_auto_vs_fp32'], '.2f', 'x')}" for v in variants))
     settings = {"precisions": args.precisions, "variants": variants, "rounds": args.rounds, "steps": args.steps,
-                "warmup": args.warmup, "env": "HalfCheetah-v4", "batch_size": algo.batch_size,
-                "update_every": algo.update_every, "gradient_steps": algo.gradient_steps, **benchlib.PAPER_SIZES}
+                "warmup": args.warmup, "env": "HalfCheetah-v4", "batch_size": train.batch_size,
+                "update_every": train.update_every, "gradient_steps": train.gradient_steps, **benchlib.PAPER_SIZES}
     benchlib.write_report(args.out, "bench_train.py", argv, settings, results, compared)
     return 0
 

@@ -9,7 +9,7 @@ One-thread figures come from
 Variants: (a) `ours`, PopSpikingActor as conf/actor/popsan.yaml builds it (bptt neurons), and `compiled`,
 the same with `compile=true`: the whole update compiled, as a run does (unless --no-compiled); (b) `baseline`,
 experiments/popsan_baseline.py with the same weights; (c) `mlp`, conf/actor/mlp.yaml (256x256). Each gets
-its own TD3 (conf/algo/td3.yaml, TwinQ 256x256 critic with the same initial weights for all), built as a
+its own TD3 (conf/algo/td3.yaml, two 256x256 Q-networks with the same initial weights for all), built as a
 training run builds it, and updates on fixed random batches of HalfCheetah's sizes (obs 17, act 6).
 Before any timing, (a) and (b) must give the same actions and actor-loss gradients in fp32 at every
 batch size, or the script stops with exit code 1. Timing windows of `--updates` updates (after 2
@@ -31,7 +31,7 @@ import benchlib
 import torch
 
 from spikerl.rl.replay import Batch
-from spikerl.rl.td3 import TD3
+from spikerl.rl.learners import Learner
 
 FULL = {"compiled": True, "batches": [100, 256, 1024], "precisions": ["fp32", "bf16"], "rounds": 5, "updates": 20}
 QUICK = {"compiled": False, "batches": [100], "rounds": 2, "updates": 2}
@@ -39,7 +39,7 @@ WARMUP = 2  # untimed updates per window; even, like the timed ones
 BATCHES_PER_SIZE = 4
 
 
-def update_window(learner: TD3, batches: list[Batch], updates: int) -> Callable[[], float]:
+def update_window(learner: Learner, batches: list[Batch], updates: int) -> Callable[[], float]:
     """A timing window: seconds per TD3 update over `updates` updates on `batches` in turn."""
     feed = itertools.cycle(batches)
     return lambda: benchlib.seconds_per_call(lambda: learner.update(next(feed)), updates, WARMUP)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -22,23 +23,23 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from spikerl.analysis.report import markdown_table
+from spikerl import job
 from spikerl.config import RunConfig, compose, validate
 from spikerl.job import build_components
+from spikerl.rl.learners import Learner
 from spikerl.rl.replay import Batch
-from spikerl.rl.td3 import TD3
 from spikerl.runtime.precision import Precision
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v4's sizes, fixed here so that no environment is built
 VARIANTS = ("ours", "compiled", "baseline", "mlp")  # (a), (a) with compile=true, (b), (c)
 PAPER_SIZES = {"obs_dim": OBS_DIM, "act_dim": ACT_DIM, "actor": "PopSAN 256x256, population 10 in / 10 out, T=5",
-               "critic": "TwinQ 256x256"}
-TD3_KEYS = ("actor_lr", "critic_lr", "gamma", "polyak", "policy_delay", "target_noise", "noise_clip")
+               "critic": "two Q-networks 256x256"}
 
 
 # -- the paper's setting ------------------------------------------------------------------------------------
 def paper_config(*overrides: str, compiled: bool = False) -> RunConfig:
     """The checked config of the paper's HalfCheetah run (conf/env/halfcheetah.yaml, algo td3, actor
-    popsan, critic twin_mlp) with `overrides`; logging and energy measurement off; the neuron kernels
+    popsan, critic mlp_ensemble) with `overrides`; logging and energy measurement off; the neuron kernels
     compiled only if `compiled`."""
     return validate(compose(["env=halfcheetah", "logger=none", "energy=none", f"compile={str(compiled).lower()}",
                              *overrides]))
@@ -47,7 +48,7 @@ def paper_config(*overrides: str, compiled: bool = False) -> RunConfig:
 def paper_networks(seed: int = 0, compiled: bool = False) -> tuple[dict[str, nn.Module], nn.Module]:
     """The actors at the paper's sizes, (a) ours as conf/actor/popsan.yaml builds it, with `compiled`
     also ours with `compile=true` (same weights), (b) the baseline with the same weights, (c) the
-    MLP of conf/actor/mlp.yaml, and one critic (TwinQ)."""
+    MLP of conf/actor/mlp.yaml, and one critic (TD3's two Q-networks)."""
     torch.manual_seed(seed)
     ours, critic = build_components(paper_config(), OBS_DIM, ACT_DIM)
     networks = {"ours": ours}
@@ -74,13 +75,13 @@ def warm_compiled(precisions: tuple[str, ...] = ("fp32", "bf16"), batch: int = 1
 
 
 def build_learner(rc: RunConfig, actor: nn.Module, critic: nn.Module, precision: str, compile: bool = False,
-                  device: str = "cpu", compile_mode: str = "default") -> TD3:
-    """TD3 over copies of `actor` and `critic` (each learner trains its own) on `device`, with the
-    config's hyperparameters, as `spikerl.job.build_loop` builds it for one process; `compile`
-    compiles the whole update, as `compile=true` does."""
-    hyper = {key: getattr(rc.algo, key) for key in TD3_KEYS}
-    return TD3(copy.deepcopy(actor).to(device), copy.deepcopy(critic).to(device),
-               precision=Precision(precision, device), compile=compile, compile_mode=compile_mode, **hyper)
+                  device: str = "cpu", compile_mode: str = "default") -> Learner:
+    """The config's learner (TD3 for the paper) over copies of `actor` and `critic` (each learner trains
+    its own) on `device`, as `spikerl.job.build_loop` builds it for one process; `compile` compiles the
+    whole update, as `compile=true` does."""
+    rc = dataclasses.replace(rc, compile=compile, compile_mode=compile_mode)
+    return job.build_learner(rc, copy.deepcopy(actor).to(device), copy.deepcopy(critic).to(device), OBS_DIM, ACT_DIM,
+                             Precision(precision, device))
 
 
 def random_obs(size: int, gen: torch.Generator) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikerl.rl.td3 import actor_loss
+from spikerl.rl.learners.td3 import actor_loss
 from spikerl.runtime.precision import Precision
 from spikerl.snn.actors import PopSpikingActor
 from spikerl.snn.encoders import PopulationEncoder
@@ -170,7 +170,7 @@ def actions_and_gradients(actor: nn.Module, critic: nn.Module, obs: torch.Tensor
     with torch.no_grad():
         actions = actor(obs)
     named = dict(actor.named_parameters())
-    grads = torch.autograd.grad(actor_loss(actor, critic, obs, Precision("fp32")), list(named.values()))
+    grads = torch.autograd.grad(actor_loss(actor, critic, obs, Precision("fp32"))[0], list(named.values()))
     return actions, dict(zip(named, grads))
 
 

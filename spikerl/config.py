@@ -1,9 +1,10 @@
 """Config schemas and validation: compose a config with Hydra and check it into a typed RunConfig.
 
-Sections with fixed keys (train, algo, env, precision, dist, energy, logger) are checked against
-dataclass schemas that live with the code that owns them (unknown keys, wrong types, and the allowed
-values each schema declares); the instantiated parts (actor, encoder, critic) are checked by building
-them, so their choices too are the owning module's. Every problem becomes a `ConfigError` whose
+Sections with fixed keys (train, replay, normalizer, env, precision, dist, energy, logger) are checked
+against dataclass schemas that live with the code that owns them (unknown keys, wrong types, and the
+allowed values each schema declares); the instantiated parts (algo, actor, encoder, critic) are checked
+by building them, so their choices too are the owning module's (the algorithm's keys are its class's
+keyword arguments, checked here before anything is built). Every problem becomes a `ConfigError` whose
 message is one line naming the key and, where there is a choice, the valid options. `preflight`
 (spikerl/run.py) runs all of it on the command line's overrides before Hydra creates a run folder.
 """
@@ -20,8 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .rl.envs import EnvConfig
+from .rl.learners import Learner
 from .rl.loop import TrainConfig
-from .rl.td3 import AlgoConfig
+from .rl.normalizer import NormalizerConfig
+from .rl.replay import ReplayConfig
 from .runtime.compiler import CUDA_GRAPH_MODES
 from .runtime.compiler import MODES as COMPILE_MODES
 from .runtime.device import DEVICES
@@ -32,8 +35,8 @@ from .telemetry.metrics import LoggerConfig
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
-    "method", "seed", "device", "resume", "train", "env", "algo", "actor", "encoder", "critic", "precision", "dist",
-    "energy", "logger", "compile", "compile_mode",
+    "method", "seed", "device", "resume", "train", "replay", "normalizer", "env", "algo", "actor", "encoder", "critic",
+    "precision", "dist", "energy", "logger", "compile", "compile_mode",
 }
 
 
@@ -73,8 +76,29 @@ def local_batch(launcher_target: str, world_size: int, nnodes: int) -> int | Non
     return None
 
 
+def learner_class(spec: dict) -> type[Learner]:
+    """The learner class an `algo` spec names; ConfigError if it names none."""
+    from hydra.utils import get_class
+
+    target = spec.get("_target_") if isinstance(spec, dict) else None
+    try:
+        cls = get_class(str(target))
+    except Exception:
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, Learner) and hasattr(cls, "name")):
+        raise ConfigError(f"algo._target_: {target!r} is not a SpikeRL learner (conf/algo/ lists them)")
+    return cls
+
+
+def label(method: str, algo_target: str) -> str:
+    """A run's name in folders, summaries and comparisons: the method preset's name, with the algorithm
+    appended where it is not TD3, the presets' own (popsan, popsan-sac, popsan-ddpg, td3-sac...)."""
+    name = learner_class({"_target_": algo_target}).name
+    return str(method) if name == "td3" else f"{method}-{name}"
+
+
 for _name, _resolver in (("ranks_per_node", ranks_per_node), ("jobs_at_once", jobs_at_once),
-                         ("gpus_per_node", gpus_per_node), ("local_batch", local_batch)):
+                         ("gpus_per_node", gpus_per_node), ("local_batch", local_batch), ("label", label)):
     OmegaConf.register_new_resolver(f"spikerl.{_name}", _resolver, replace=True)
 # conf/hydra/launcher/joblib.yaml takes the plugin's own name, so Hydra merges it onto the plugin's schema
 # (what it should do) and warns that this matching by name is deprecated: not the user's concern.
@@ -83,7 +107,8 @@ warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is valida
 
 SCHEMAS = {
     "train": TrainConfig,
-    "algo": AlgoConfig,
+    "replay": ReplayConfig,
+    "normalizer": NormalizerConfig,
     "env": EnvConfig,
     "precision": PrecisionConfig,
     "dist": DistConfig,
@@ -96,20 +121,23 @@ SCHEMAS = {
 class RunConfig:
     """The validated, typed view of a composed config that the entry point builds a run from."""
 
-    method: str
+    method: str  # the label: the preset's method, and the algorithm where it is not TD3 (`label`)
+    algo_name: str  # the learner's name: td3 | ddpg | sac
     seed: int
     device: str  # auto | cpu | cuda
-    compile: bool  # torch.compile the TD3 update and the spiking actors' neuron kernels (the actor specs read it)
+    compile: bool  # torch.compile the learner's update, acting and the spiking actors' neuron kernels
     compile_mode: str  # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
     resume: str | None  # None | "auto" | a checkpoint file or run folder
     train: TrainConfig
-    algo: AlgoConfig
+    replay: ReplayConfig
+    normalizer: NormalizerConfig
     env: EnvConfig
     precision: PrecisionConfig
     dist: DistConfig
     energy: EnergyConfig
     logger: LoggerConfig
-    actor: dict  # Hydra instantiate specs, resolved to plain containers
+    algo: dict  # Hydra instantiate specs, resolved to plain containers
+    actor: dict
     encoder: dict
     critic: dict
 
@@ -150,13 +178,9 @@ def _check_values(rc: RunConfig, devices: bool = True, rendezvous: bool = True) 
     scheduler gives it, as SLURM does)."""
     for section in SCHEMAS:
         _check_declared(section, getattr(rc, section))
-    a, e, d = rc.algo, rc.env, rc.dist
-    if not 0.0 <= a.gamma <= 1.0:
-        raise ConfigError(f"algo.gamma must be in [0, 1], got {a.gamma}")
-    if not 0.0 <= a.polyak < 1.0:
-        raise ConfigError(f"algo.polyak must be in [0, 1), got {a.polyak}")
-    if a.batch_size > a.replay_size:
-        raise ConfigError(f"algo.batch_size ({a.batch_size}) is larger than algo.replay_size ({a.replay_size})")
+    e, d = rc.env, rc.dist
+    if rc.train.batch_size > rc.replay.size:
+        raise ConfigError(f"train.batch_size ({rc.train.batch_size}) is larger than replay.size ({rc.replay.size})")
     if e.max_episode_steps is not None and e.max_episode_steps <= 0:
         raise ConfigError(f"env.max_episode_steps must be positive or null, got {e.max_episode_steps}")
     if rc.device not in DEVICES:
@@ -225,15 +249,34 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> 
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}; got {compile_mode!r}")
     sections = {name: _typed(name, resolved.get(name, {})) for name in SCHEMAS}
+    algo = resolved.get("algo") or {}
+    learner = _check_algo(algo, resolved.get("critic") or {})
     rc = RunConfig(
-        method=str(resolved["method"]), seed=resolved["seed"], device=str(resolved.get("device", "auto")),
+        method=label(resolved["method"], algo["_target_"]), algo_name=learner.name, seed=resolved["seed"],
+        device=str(resolved.get("device", "auto")),
         compile=resolved.get("compile", False), compile_mode=compile_mode,
         resume=None if resolved.get("resume") is None else str(resolved["resume"]),
         **sections,
-        actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],
+        algo=algo, actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],
     )
     _check_values(rc, devices, rendezvous)
     return rc
+
+
+def _check_algo(spec: dict, critic: dict) -> type[Learner]:
+    """The algorithm exists, every key of its section is one of its hyperparameters and none is missing
+    (their values are checked when it is built); the critic leaves its size to it."""
+    cls = learner_class(spec)
+    hyper = cls.hyperparameters()
+    unknown = sorted(set(spec) - {"_target_"} - set(hyper))
+    if unknown:
+        raise ConfigError(f"unknown key 'algo.{unknown[0]}' for algo={cls.name} (valid keys: {', '.join(hyper)})")
+    missing = [key for key, required in hyper.items() if required and key not in spec]
+    if missing:
+        raise ConfigError(f"algo.{missing[0]} is missing (algo={cls.name} needs {', '.join(missing)})")
+    if "n" in critic:
+        raise ConfigError(f"critic.n: the algorithm sets how many Q-networks the critic has ({cls.name}: {cls.num_q})")
+    return cls
 
 
 def _short(exc: BaseException) -> str:
@@ -302,7 +345,12 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(_override_problem(exc) or _short(exc)) from None
+        problem = _override_problem(exc)
+        if problem and problem.startswith("unknown key 'algo."):  # name the chosen algorithm's keys
+            key = problem.split("'")[1]
+            rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
+            _check_algo({**OmegaConf.to_container(compose(rest).algo), key.split(".", 1)[1]: None}, {})
+        raise ConfigError(problem or _short(exc)) from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -314,6 +362,8 @@ def _override_problem(exc: Exception) -> str | None:
         return None
     key = match.group(1)
     section = key.split(".", 1)[0]
+    if section == "algo" and "." in key:
+        return f"unknown key {key!r} (the algorithm's keys are its hyperparameters: conf/algo/)"
     if section in SCHEMAS and "." in key:
         valid = ", ".join(f.name for f in fields(SCHEMAS[section]))
         return f"unknown key {key!r} (valid keys of {section}: {valid})"

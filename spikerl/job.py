@@ -4,6 +4,7 @@ arguments only."""
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import ConfigError, RunConfig
+from .config import ConfigError, RunConfig, learner_class
 from .rl.collector import Collector
 from .rl.evaluation import Evaluator, greedy_policy
 from .rl.loop import TrainingLoop
@@ -21,7 +22,7 @@ from .rl.normalizer import ObsNormalizer
 from .rl.protocols import MetricWriter
 from .rl.replay import ReplayBuffer
 from .rl.run_state import RunState
-from .rl.td3 import TD3, update_probe
+from .rl.learners import HyperparameterError, Learner, update_probe
 from .rl.updates import UpdateSchedule
 from .runtime import checkpoint, distributed
 from .runtime.device import rank_device
@@ -31,19 +32,36 @@ from .runtime.signals import stop_on_signals
 from .telemetry.energy import EnergyLedger, make_meter
 
 
-def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Instantiate the actor and critic specs for these dimensions."""
+def _instantiate(name: str, spec: dict, **kwargs):
+    """`instantiate(spec, **kwargs)`; a failure is a one-line ConfigError naming the part."""
     from hydra.utils import instantiate
 
-    parts = {}
-    for name, spec in (("actor", rc.actor), ("critic", rc.critic)):
-        try:
-            parts[name] = instantiate(spec, obs_dim=obs_dim, act_dim=act_dim)
-        except Exception as exc:
-            cause = exc.__cause__ or exc
-            raise ConfigError(f"cannot build {name} ({spec.get('_target_')}): "
-                              f"{str(cause).strip().splitlines()[0]}") from None
-    return parts["actor"], parts["critic"]
+    try:
+        return instantiate(spec, **kwargs)
+    except HyperparameterError as exc:
+        raise ConfigError(f"{name}.{exc}") from None
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, HyperparameterError):
+            raise ConfigError(f"{name}.{cause}") from None
+        raise ConfigError(f"cannot build {name} ({spec.get('_target_')}): "
+                          f"{str(cause).strip().splitlines()[0]}") from None
+
+
+def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """Instantiate the actor and critic specs for these dimensions; the critic has as many Q-networks
+    as the algorithm uses."""
+    actor = _instantiate("actor", rc.actor, obs_dim=obs_dim, act_dim=act_dim)
+    critic = _instantiate("critic", rc.critic, obs_dim=obs_dim, act_dim=act_dim, n=learner_class(rc.algo).num_q)
+    return actor, critic
+
+
+def build_learner(rc: RunConfig, actor: torch.nn.Module, critic: torch.nn.Module, obs_dim: int, act_dim: int,
+                  precision: Precision | None = None, wrap=None) -> Learner:
+    """The `algo` spec's learner over these networks, with the run's precision, compile settings and
+    (in a distributed job) DDP wrapping."""
+    return _instantiate("algo", rc.algo, actor=actor, critic=critic, obs_dim=obs_dim, act_dim=act_dim,
+                        precision=precision, wrap=wrap, compile=rc.compile, compile_mode=rc.compile_mode)
 
 
 def env_dims(env_id: str) -> tuple[int, int]:
@@ -72,15 +90,15 @@ def expected_meta(rc: RunConfig, obs_dim: int, act_dim: int, world_size: int) ->
         "method": rc.method, "env_id": rc.env.id, "obs_dim": obs_dim, "act_dim": act_dim,
         "actor_spec": rc.actor, "critic_spec": rc.critic, "world_size": world_size,
         "precision": rc.precision.mode, "seed": rc.seed, "max_episode_steps": rc.env.max_episode_steps,
-        "obs_norm": rc.algo.obs_norm,
+        "obs_norm": rc.normalizer.kind, "algo": rc.algo_name,
     }
 
 
 def check(rc: RunConfig) -> None:
-    """Everything a run needs that can be checked without training: task, actor, critic, and the
-    checkpoint to resume from."""
+    """Everything a run needs that can be checked without training: task, actor, critic, learner, and
+    the checkpoint to resume from."""
     obs_dim, act_dim = env_dims(rc.env.id)
-    build_components(rc, obs_dim, act_dim)
+    build_learner(rc, *build_components(rc, obs_dim, act_dim), obs_dim, act_dim)
     if rc.resume not in (None, "auto"):
         path = checkpoint.resume_path(rc.resume, Path("."))
         state = checkpoint.load(path)
@@ -119,7 +137,8 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     if not info.is_main:
         return None
     write_evaluations(run_dir, result.pop("eval_history"))
-    summary = {"method": rc.method, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed, **result, **energy,
+    summary = {"method": rc.method, "algo": rc.algo_name, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed,
+               **result, **energy,
                "run_dir": str(run_dir)}
     write_summary(run_dir, summary)
     return summary
@@ -136,22 +155,24 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
     obs_dim, act_dim = env_dims(rc.env.id)
     built_actor, critic = build_components(rc, obs_dim, act_dim)
-    a, t = rc.algo, rc.train
-    hyper = {"actor_lr": a.actor_lr, "critic_lr": a.critic_lr, "gamma": a.gamma, "polyak": a.polyak,
-             "policy_delay": a.policy_delay, "target_noise": a.target_noise, "noise_clip": a.noise_clip,
-             "compile": rc.compile, "compile_mode": rc.compile_mode}
-    probe = update_probe(actor or built_actor, critic, obs_dim, act_dim, a.batch_size, **hyper)
+    actor = actor or built_actor
+    t = rc.train
+
+    # the probe times copies of this run's networks in its own algorithm
+    probe = update_probe(lambda p: build_learner(rc, *copy.deepcopy((actor, critic)), obs_dim, act_dim, p),
+                         obs_dim, act_dim, t.batch_size)
     precision = choose_precision(rc, device, info, probe)
-    learner = TD3(
-        (actor or built_actor).to(device), critic.to(device), **hyper, precision=Precision(precision.mode, device),
-        wrap=partial(distributed.wrap_ddp, device=device) if info.enabled else None,
-    )
+    learner = build_learner(rc, actor.to(device), critic.to(device), obs_dim, act_dim,
+                            Precision(precision.mode, device),
+                            partial(distributed.wrap_ddp, device=device) if info.enabled else None)
     rank_seed = rc.seed + info.rank * rc.env.num_envs  # env copy i of this rank: rank_seed + i
-    normalizer = ObsNormalizer(obs_dim, a.obs_norm, a.obs_clip)
-    replay = ReplayBuffer(obs_dim, act_dim, a.replay_size, device=device)
+    normalizer = ObsNormalizer(obs_dim, rc.normalizer.kind, rc.normalizer.clip)
+    replay = ReplayBuffer(obs_dim, act_dim, rc.replay.size, device=device)
     policy = greedy_policy(learner, normalizer, device)
-    collector = Collector(rc.env, policy, replay, normalizer, act_noise=a.act_noise, seed=rank_seed, rank=info.rank)
-    updates = UpdateSchedule(learner, replay, normalizer, a, update_after=t.update_after, seed=rank_seed)
+    collector = Collector(rc.env, greedy_policy(learner, normalizer, device, explore=True), replay, normalizer,
+                          act_noise=learner.act_noise, seed=rank_seed, rank=info.rank)
+    updates = UpdateSchedule(learner, replay, normalizer, t.batch_size, t.update_every, t.gradient_steps,
+                             update_after=t.update_after, seed=rank_seed)
     evaluator = Evaluator(policy, rc.env, t.eval_episodes, rc.seed, info)
     meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name,
             "precision": precision.mode, "precision_requested": precision.requested,
@@ -231,7 +252,7 @@ def resume_from(state: RunState, path: Path | None) -> None:
 
 def format_summary(summary: dict) -> str:
     rows = [
-        ("method / actor", f"{summary['method']} / {summary['actor']}"),
+        ("method / algo / actor", f"{summary['method']} / {summary.get('algo', 'td3')} / {summary['actor']}"),
         ("task", f"{summary['env_id']} (seed {summary['seed']})"),
         ("env steps", f"{summary['total_env_steps']:,} in {summary['wall_seconds']:.0f} s "
                       f"({summary['env_steps_per_second']:.0f} steps/s"

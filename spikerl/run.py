@@ -116,8 +116,8 @@ def preflight(args: list[str]) -> None:
     for job in expand_overrides(overrides):
         rc = validate(compose(job), devices=here, rendezvous=here)
         dists.setdefault(json.dumps([rc.dist.world_size, rc.dist.nnodes, rc.device]), rc)
-        key = json.dumps([rc.env.id, rc.actor, rc.critic, rc.resume, rc.dist.world_size, rc.algo.obs_norm],
-                         sort_keys=True)
+        key = json.dumps([rc.env.id, rc.actor, rc.critic, rc.algo, rc.resume, rc.dist.world_size,
+                          rc.normalizer.kind], sort_keys=True)
         if key not in built:
             check(rc)
             built.add(key)

@@ -5,7 +5,7 @@ TINY = [
     "train.total_steps=600", "train.start_steps=200", "train.update_after=200", "train.eval_every=300",
     "train.eval_episodes=2", "train.checkpoint_every=300", "train.log_every=100", "train.progress=false",
     "env.max_episode_steps=100", "actor.hidden_sizes=[32,32]", "critic.hidden_sizes=[32,32]",
-    "algo.gradient_steps=10", "energy=none", "logger=jsonl", "compile=false",
+    "train.gradient_steps=10", "energy=none", "logger=jsonl", "compile=false",
 ]
 
 

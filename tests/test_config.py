@@ -27,14 +27,14 @@ def test_every_env_and_experiment_composes_and_builds(env, experiment):
 
 def test_presets_set_published_hyperparameters():
     popsan = validate(compose(["experiment=popsan", "env=hopper"]))
-    assert (popsan.algo.actor_lr, popsan.algo.critic_lr, popsan.algo.batch_size) == (1e-4, 1e-3, 100)
+    assert (popsan.algo["actor_lr"], popsan.algo["critic_lr"], popsan.train.batch_size) == (1e-4, 1e-3, 100)
     assert popsan.actor["hidden_sizes"] == [256, 256] and popsan.actor["timesteps"] == 5
     assert popsan.encoder["spikes"] == "poisson"  # PopSAN's choice for Hopper
     assert popsan.actor["neuron"] == {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5}
     dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah"]))
     assert dsrl.actor["hidden_sizes"] == [400, 300] and dsrl.critic["hidden_sizes"] == [400, 300]
-    assert dsrl.actor["neuron"]["threshold"] == 0.8 and dsrl.algo.batch_size == 128
-    assert dsrl.algo.obs_norm == "maxabs" and dsrl.algo.actor_lr == 1e-3
+    assert dsrl.actor["neuron"]["threshold"] == 0.8 and dsrl.train.batch_size == 128
+    assert dsrl.normalizer.kind == "maxabs" and dsrl.algo["actor_lr"] == 1e-3
     assert validate(compose(["experiment=dsrl", "env=ant"])).actor["neuron"]["threshold"] == 2.5
     assert validate(compose(["experiment=spikerl"])).precision.mode == "auto"  # bf16 where it pays
     assert validate(compose(["experiment=td3"])).actor["_target_"].endswith("MLPActor")
@@ -53,8 +53,8 @@ def test_published_per_task_values_live_with_the_method_and_the_command_line_win
     """conf/published/<method>/<task>.yaml holds a method's per-task values; the env group holds none."""
     assert validate(compose(["experiment=spikerl", "env=walker2d"])).encoder["spikes"] == "poisson"
     assert validate(compose(["experiment=popsan", "env=ant"])).encoder["spikes"] == "regular"
-    dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah", "algo.batch_size=64", "actor.neuron.threshold=0.3"]))
-    assert dsrl.algo.batch_size == 64 and dsrl.actor["neuron"]["threshold"] == 0.3
+    dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah", "train.batch_size=64", "actor.neuron.threshold=0.3"]))
+    assert dsrl.train.batch_size == 64 and dsrl.actor["neuron"]["threshold"] == 0.3
     assert validate(compose(["experiment=dsrl", "env=walker2d"])).actor["neuron"]["threshold"] == 1.0  # unpublished
     popsan = validate(compose(["experiment=popsan", "env=hopper", "encoder.spikes=regular"]))
     assert popsan.encoder["spikes"] == "regular"
@@ -108,9 +108,9 @@ BAD_INPUTS = [
     (["train.total_steps=0"], "train.total_steps must be positive"),
     (["train.total_steps=-5"], "train.total_steps must be positive"),
     (["train.eval_episodes=0"], "train.eval_episodes must be positive"),
-    (["algo.batch_size=2000000"], "larger than algo.replay_size"),
+    (["train.batch_size=2000000"], "larger than replay.size"),
     (["algo.gamma=1.5"], "algo.gamma must be in [0, 1]"),
-    (["algo.obs_norm=minmax"], "algo.obs_norm must be one of"),
+    (["normalizer.kind=minmax"], "normalizer.kind must be one of"),
     (["actor.hidden_sizes=abc"], "cannot build actor"),
     (["encoder.spikes=bursty"], "cannot build actor"),
     (["precision=fp16"], "needs a CUDA GPU"),
@@ -160,9 +160,9 @@ def test_bad_input_leaves_an_existing_run_folder_untouched(tmp_path):
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "last.pt").write_bytes(b"previous")
     before = sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*"))
-    proc = subprocess.run([sys.executable, "-m", "spikerl.run", "hydra.run.dir=run", "algo.batch_size=0"],
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", "hydra.run.dir=run", "train.batch_size=0"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "algo.batch_size must be positive" in proc.stderr
+    assert proc.returncode == 2 and "train.batch_size must be positive" in proc.stderr
     assert sorted((p.relative_to(run), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
 
 

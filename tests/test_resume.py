@@ -60,7 +60,7 @@ def test_changing_the_observation_normaliser_on_resume_is_refused(tmp_path):
     """The checkpoint's normaliser statistics belong to its obs_norm: another one cannot continue it."""
     train(tmp_path / "small", "train.total_steps=200")
     with pytest.raises(checkpoint.CheckpointError, match="it has obs_norm='zscore', this run 'maxabs'"):
-        train(tmp_path / "other", f"resume={tmp_path / 'small'}", "algo.obs_norm=maxabs")
+        train(tmp_path / "other", f"resume={tmp_path / 'small'}", "normalizer.kind=maxabs")
 
 
 def test_checkpoint_from_before_obs_norm_was_recorded_still_resumes(tmp_path):

@@ -22,7 +22,8 @@ class EnvFault(RuntimeError):
 
 class Collector:
     """One rank's env copies. Actions are uniform random while `explore_randomly`, else the policy's
-    plus Gaussian noise of scale `act_noise`, clipped to [-1, 1]. An episode that ends is reset in the
+    (the learner's action to explore with) plus Gaussian noise of scale `act_noise` (the learner's: 0 for
+    SAC, whose policy samples), clipped to [-1, 1]. An episode that ends is reset in the
     same step (its real last observation is stored, and only `terminated` stops the bootstrap).
     Env copy i is seeded `seed + i`."""
 

@@ -17,12 +17,16 @@ from .protocols import Learner
 Policy = Callable[[torch.Tensor], torch.Tensor]  # raw observations (CPU) -> actions in [-1, 1]
 
 
-def greedy_policy(learner: Learner, normalizer: ObsNormalizer, device: torch.device | str = "cpu") -> Policy:
-    """The learner's deterministic action for raw observations, normalised with the current statistics."""
+def greedy_policy(learner: Learner, normalizer: ObsNormalizer, device: torch.device | str = "cpu",
+                  explore: bool = False) -> Policy:
+    """The learner's deterministic action for raw observations, normalised with the current statistics;
+    with `explore`, its action to explore with (SAC's sample; the deterministic one for TD3 and DDPG,
+    to which the collector adds its noise)."""
     device = torch.device(device)
+    act = learner.explore if explore else learner.act
 
     def policy(raw_obs: torch.Tensor) -> torch.Tensor:
-        return learner.act(normalizer(raw_obs.to(device)))
+        return act(normalizer(raw_obs.to(device)))
 
     return policy
 

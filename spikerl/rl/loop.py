@@ -1,4 +1,4 @@
-"""TD3's off-policy training loop, as one rank runs it: collect, update on schedule, evaluate, log,
+"""The off-policy training loop, as one rank runs it: collect, update on schedule, evaluate, log,
 checkpoint. Each job is done by its own part (collector, update schedule, evaluator, run state);
 this module only orders them."""
 
@@ -32,12 +32,15 @@ class TrainConfig:
     eval_episodes: int
     checkpoint_every: int
     log_every: int
+    batch_size: int  # replay samples per update (per rank)
+    update_every: int  # every update_every env steps of a rank ...
+    gradient_steps: int  # ... this many updates
     progress: bool = True
     save_replay: bool = False  # put the replay buffer in checkpoints/last.pt (exact resume)
     keep_best: bool = True  # also keep checkpoints/best.pt, the actor with the best evaluation
 
-    POSITIVE = ("total_steps", "eval_episodes")
-    NON_NEGATIVE = ("start_steps", "update_after", "eval_every", "checkpoint_every", "log_every")
+    POSITIVE = ("total_steps", "eval_episodes", "batch_size", "update_every")
+    NON_NEGATIVE = ("start_steps", "update_after", "eval_every", "checkpoint_every", "log_every", "gradient_steps")
 
 
 class TrainingLoop:

@@ -1,4 +1,4 @@
-"""Non-spiking networks: the ReLU MLP, the ANN baseline actor and TD3's twin Q critic."""
+"""Non-spiking networks: the ReLU MLP, the ANN baseline actor and the ensemble of Q-networks."""
 
 from __future__ import annotations
 
@@ -24,22 +24,31 @@ class MLPActor(nn.Module):
         super().__init__()
         self.net = mlp([obs_dim, *hidden_sizes, act_dim])
 
+    def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action before its tanh (a Gaussian policy's mean)."""
+        return self.net(obs)
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.net(obs))
+        return torch.tanh(self.unsquashed(obs))
 
 
-class TwinQ(nn.Module):
-    """Two independent ReLU MLPs Q1, Q2 over the concatenated (observation, action)."""
+class QEnsemble(nn.Module):
+    """`n` independent ReLU MLPs over the concatenated (observation, action), named q1 ... qn: one for
+    DDPG, two for TD3 and SAC (the learner says how many). `forward` gives every Q-value, [n, B]."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256)):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256), n: int = 2):
         super().__init__()
+        if n < 1:
+            raise ValueError(f"a Q ensemble needs at least one network, got n={n}")
         sizes = [obs_dim + act_dim, *hidden_sizes, 1]
-        self.q1 = mlp(sizes)
-        self.q2 = mlp(sizes)
+        self.n = n
+        for i in range(n):
+            self.add_module(f"q{i + 1}", mlp(sizes))  # q1, q2: the state_dict keys of a twin critic
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs, act], dim=-1)
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+        return torch.stack([net(x).squeeze(-1) for net in self.children()])
 
     def q1_value(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """The first network's Q-value alone (TD3's and DDPG's actor loss)."""
         return self.q1(torch.cat([obs, act], dim=-1)).squeeze(-1)

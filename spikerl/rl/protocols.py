@@ -1,5 +1,6 @@
 """What the training loop needs from the parts that vary, as typed protocols: the actor (any module
-from normalised observations to actions in [-1, 1]), the learner (TD3 today) and the metric writers."""
+from normalised observations to actions in [-1, 1]), the learner (spikerl/rl/learners/) and the
+metric writers."""
 
 from __future__ import annotations
 
@@ -18,15 +19,19 @@ class Actor(Protocol):
 
 
 class Learner(Protocol):
-    """Acts deterministically and learns from replay batches. The loop also reads its counters."""
+    """Acts (deterministically, or to explore) and learns from replay batches. The loop also reads its
+    counters."""
 
     updates: int  # learner iterations so far
     skipped: int  # optimizer steps skipped for non-finite gradients
     consecutive_skips: int  # the current run of skipped steps (too long a run stops training)
+    act_noise: float  # Gaussian noise the collector adds to `explore`'s actions
 
     def act(self, obs: torch.Tensor) -> torch.Tensor: ...
 
-    def update(self, batch: Batch) -> dict[str, float]: ...
+    def explore(self, obs: torch.Tensor) -> torch.Tensor: ...
+
+    def update(self, batch: Batch) -> dict[str, torch.Tensor]: ...  # 0-dim tensors, read when logged
 
     def state_dict(self) -> dict: ...
 

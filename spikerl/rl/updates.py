@@ -12,7 +12,6 @@ from .normalizer import ObsNormalizer
 from .protocols import Learner
 from .replay import ReplayBuffer
 from .run_state import crossed
-from .td3 import AlgoConfig
 
 
 class TrainingDiverged(RuntimeError):
@@ -20,11 +19,11 @@ class TrainingDiverged(RuntimeError):
 
 
 class UpdateSchedule:
-    def __init__(self, learner: Learner, replay: ReplayBuffer, normalizer: ObsNormalizer, algo: AlgoConfig, *,
-                 update_after: int, seed: int, max_consecutive_skips: int = 100):
+    def __init__(self, learner: Learner, replay: ReplayBuffer, normalizer: ObsNormalizer, batch_size: int,
+                 update_every: int, gradient_steps: int, *, update_after: int, seed: int,
+                 max_consecutive_skips: int = 100):
         self.learner, self.replay, self.normalizer = learner, replay, normalizer
-        self.update_every, self.gradient_steps = algo.update_every, algo.gradient_steps
-        self.batch_size = algo.batch_size
+        self.batch_size, self.update_every, self.gradient_steps = batch_size, update_every, gradient_steps
         self.update_after, self.max_consecutive_skips = update_after, max_consecutive_skips
         self.sampler = torch.Generator().manual_seed(seed)
         self.seconds = 0.0  # time spent updating, over every segment of the run

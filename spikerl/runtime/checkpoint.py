@@ -1,8 +1,10 @@
 """Checkpoints: written atomically, read without running code from the file.
 
 Every checkpoint records `meta["format"]`. Format 1 (no key) predates the package reorganisation: its
-actor/critic specs name classes by their old paths, which `load` rewrites to the current ones. A format
-newer than FORMAT_VERSION is refused: this code cannot know what changed.
+actor/critic specs name classes by their old paths, which `load` rewrites to the current ones. Format 2
+predates the choice of algorithm: every such run was TD3 with a twin critic (TwinQ, now a QEnsemble
+of two, with the same weights under the same names). A format newer than FORMAT_VERSION is refused:
+this code cannot know what changed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-FORMAT_VERSION = 2  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
+FORMAT_VERSION = 3  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
 
 # Format 1 -> 2: Hydra `_target_` prefixes of classes that moved when the package was reorganised.
 _MOVED_TARGETS_V1 = {
@@ -28,20 +30,29 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message is one line for the user."""
 
 
-def _retarget_v1(spec):
-    """A spec with every `_target_` (nested ones included) moved to its format-2 class path."""
+# Format 2 -> 3: the twin critic became an ensemble whose size the algorithm sets.
+_MOVED_TARGETS_V2 = {"spikerl.rl.networks.TwinQ": "spikerl.rl.networks.QEnsemble"}
+
+
+def _retarget(spec, moved: dict[str, str]):
+    """A spec with every `_target_` (nested ones included) moved by `moved` (old -> new: an exact class,
+    or a whole module where the old path ends with a dot)."""
     if isinstance(spec, dict):
-        spec = {k: _retarget_v1(v) for k, v in spec.items()}
+        spec = {k: _retarget(v, moved) for k, v in spec.items()}
         target = spec.get("_target_")
         if isinstance(target, str):
-            for old, new in _MOVED_TARGETS_V1.items():  # exact class first, then whole modules
+            for old, new in moved.items():  # exact class first, then whole modules
                 if target == old or (old.endswith(".") and target.startswith(old)):
                     spec["_target_"] = new + target[len(old):]
                     break
         return spec
     if isinstance(spec, list):
-        return [_retarget_v1(v) for v in spec]
+        return [_retarget(v, moved) for v in spec]
     return spec
+
+
+def _retarget_specs(meta: dict, moved: dict[str, str]) -> dict:
+    return {**meta, **{k: _retarget(meta[k], moved) for k in ("actor_spec", "critic_spec") if k in meta}}
 
 
 def _migrate(state: dict, path: Path) -> dict:
@@ -52,8 +63,10 @@ def _migrate(state: dict, path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path} has format {version}; this SpikeRL reads formats up to "
                               f"{FORMAT_VERSION}: upgrade SpikeRL")
     if version == 1:
-        meta = {**meta, **{k: _retarget_v1(meta[k]) for k in ("actor_spec", "critic_spec") if k in meta}}
+        meta = _retarget_specs(meta, _MOVED_TARGETS_V1)
         state = _regroup_v1(state)
+    if version <= 2:
+        meta = {**_retarget_specs(meta, _MOVED_TARGETS_V2), "algo": "td3"}
     return {**state, "meta": {**meta, "format": FORMAT_VERSION}}
 
 
@@ -123,8 +136,9 @@ def load(path: str | Path) -> dict:
 
 
 # What must match for a checkpoint to continue a run (the rest of the config may change on resume).
-# obs_norm: the saved normaliser statistics belong to the checkpoint's kind of normalisation.
-COMPATIBLE_KEYS = ("env_id", "obs_dim", "act_dim", "actor_spec", "critic_spec", "world_size", "obs_norm")
+# obs_norm: the saved normaliser statistics belong to the checkpoint's kind of normalisation; algo: the
+# saved networks and optimizers belong to the checkpoint's algorithm.
+COMPATIBLE_KEYS = ("env_id", "obs_dim", "act_dim", "algo", "actor_spec", "critic_spec", "world_size", "obs_norm")
 
 
 EXECUTION_KEYS = ("neuron_backend", "compile")  # how an actor is computed, not what: free to change on resume

@@ -1,6 +1,7 @@
 """Actors. All share one interface: `Actor(obs_dim, act_dim, ...)`, `forward(obs) -> action` with
 obs normalised, shape [B, obs_dim], and action in [-1, 1], shape [B, act_dim] (the learner scales it
-to the action space).
+to the action space); `forward` is tanh of `unsquashed(obs)`, which a Gaussian policy (SAC) takes as
+its mean.
 
 Spiking actors run time-major ([T, B, N]) and layer by layer: a layer's input is known for all T
 timesteps before the layer runs (no recurrence goes back a layer), so each layer is one matmul over
@@ -57,9 +58,12 @@ class PopulationDecoder(nn.Module):
         self.weight = nn.Parameter(torch.empty(act_dim, pop_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(act_dim).uniform_(-bound, bound))
 
-    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+    def unsquashed(self, spikes: torch.Tensor) -> torch.Tensor:
         rate = spikes.mean(0).view(-1, self.act_dim, self.pop_dim)
-        return torch.tanh((rate * self.weight).sum(-1) + self.bias)
+        return (rate * self.weight).sum(-1) + self.bias
+
+    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.unsquashed(spikes))
 
 
 class PopSpikingActor(nn.Module):
@@ -92,8 +96,12 @@ class PopSpikingActor(nn.Module):
         )
         self.decoder = PopulationDecoder(act_dim, out_pop_dim)
 
+    def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action before its tanh (PopSAN-SAC's mean: the same network with an identity output)."""
+        return self.decoder.unsquashed(self.snn(self.encoder(obs, self.timesteps)))
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.snn(self.encoder(obs, self.timesteps)))
+        return torch.tanh(self.unsquashed(obs))
 
 
 class DSRLSpikingActor(nn.Module):
@@ -128,7 +136,11 @@ class DSRLSpikingActor(nn.Module):
         for linear in [*self.snn.linears, self.readout]:
             nn.init.normal_(linear.weight, 0.0, 1.0 / math.sqrt(linear.in_features))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
+        """The readout's membrane at the last timestep: the action before its tanh."""
         spikes = self.snn(self.encoder(obs, self.timesteps))
         _, membrane = self.snn.run(self.readout_spec, self.readout(spikes).float())
-        return torch.tanh(membrane)
+        return membrane
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.unsquashed(obs))
