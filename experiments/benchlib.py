@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from spikerl.analysis.report import markdown_table
 from spikerl import job
+from spikerl.analysis.report import markdown_table
 from spikerl.config import RunConfig, compose, validate
 from spikerl.job import build_components
 from spikerl.rl.learners import Learner
@@ -175,7 +175,7 @@ class MatmulRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def matmul_floor(learner: TD3, batches: list[Batch]) -> Callable[[], None]:
+def matmul_floor(learner: Learner, batches: list[Batch]) -> Callable[[], None]:
     """Two TD3 updates' matrix multiplies alone (a critic-only update and one with the actor step), same
     shapes, strides, dtypes and order, on preallocated tensors: the work no implementation of the same
     networks can skip. Recorded on a copy of `learner`, so the learner itself is not stepped."""
@@ -274,11 +274,36 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def bf16_speed_ratio(m: int, k: int, n: int, repeats: int = 7) -> float:
+    """fp32 time / bf16 time of a forward and backward pass through two linear layers ([m, k] input,
+    widths k -> n -> n) under CPU autocast, in interleaved pairs on this process's threads (median):
+    above 1, bf16 is faster. A machine fact for the benchmark record (runs decide with the probe of
+    their own update, spikerl.rl.learners.update_probe). Where bf16 is emulated (AVX2-only CPUs) it is
+    10-60x slower, so the probe stops early once that is plain."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(m, k, generator=generator)
+    weights = [(torch.randn(k, n, generator=generator) / k**0.5).requires_grad_(),
+               (torch.randn(n, n, generator=generator) / n**0.5).requires_grad_()]
+
+    def seconds(bf16: bool) -> float:
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = torch.relu(x @ weights[0]) @ weights[1]
+        out.float().sum().backward()
+        return time.perf_counter() - start
+
+    seconds(False), seconds(True)  # warm-up: first calls pick and build their kernels
+    ratios = []
+    for _ in range(repeats):
+        ratios.append(seconds(False) / seconds(True))
+        if len(ratios) >= 3 and max(ratios) < 0.25:
+            break
+    return statistics.median(ratios)
+
+
 def machine() -> dict:
     """What the figures depend on: CPU model and torch's CPU capability (AVX2 machines emulate bf16),
-    threads, and whether bf16 pays here (the start-up probe of precision=auto)."""
-    from spikerl.runtime.precision import bf16_speed_ratio
-
+    threads, and how bf16 matrix work runs here (two layers forward and backward)."""
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     bf16_ratio = bf16_speed_ratio(500, 256, 256)
     return {"platform": platform.platform(), "cpu": cpu_model(),

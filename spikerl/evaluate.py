@@ -13,27 +13,16 @@ import sys
 import numpy as np
 import torch
 
-from .rl.evaluation import evaluate_policy
-from .rl.normalizer import ObsNormalizer
+from .rl.evaluation import evaluate_policy, trained_actor
 from .runtime import checkpoint
 from .runtime.precision import Precision
 
 
 def load_policy(state: dict):
-    """The deterministic policy (raw obs tensor -> action in [-1, 1]) saved in a checkpoint."""
-    from hydra.utils import instantiate
-
+    """The deterministic policy (raw obs tensor -> action in [-1, 1]) saved in a checkpoint: the actor's
+    own forward (for SAC, tanh of the Gaussian's mean), in the precision the run trained in."""
     meta = state["meta"]
-    spec = {**meta["actor_spec"], **({"compile": False} if "compile" in meta["actor_spec"] else {})}
-    actor = instantiate(spec, obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])  # a few episodes: eager
-    try:
-        actor.load_state_dict(state["learner"]["actor"])
-    except RuntimeError as exc:
-        raise checkpoint.CheckpointError(
-            f"checkpoint weights do not fit its actor spec: {str(exc).splitlines()[0]}") from None
-    actor.eval()
-    normalizer = ObsNormalizer(meta["obs_dim"])
-    normalizer.load_state_dict(state["normalizer"])
+    actor, normalizer = trained_actor(state)
     precision = Precision(meta["precision"]) if meta["precision"] != "fp16" else Precision("fp32")
 
     @torch.inference_mode()

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 
 from .config import CONF_DIR, ConfigError, compose, expand_overrides, validate
-from .job import check, format_summary
+from .job import check, expected_meta, format_summary
 from .launch import launch
 
 # FAILED_JOBS: run folders of this multirun's failed jobs, those run in this process and (found by the
 # FAILURE_MARKER they leave, spikerl.callbacks.FailedJobs) those run elsewhere. They live in
 # spikerl.launchers, shared with the callback also when this module runs as __main__ (python -m spikerl.run).
 from .launchers import FAILED_JOBS, FAILURE_MARKER
-from .runtime.checkpoint import CheckpointError, resume_path
+from .runtime.checkpoint import CheckpointError, compatible_view, resume_path
 
 
 def _job(cfg) -> None:
@@ -116,8 +116,9 @@ def preflight(args: list[str]) -> None:
     for job in expand_overrides(overrides):
         rc = validate(compose(job), devices=here, rendezvous=here)
         dists.setdefault(json.dumps([rc.dist.world_size, rc.dist.nnodes, rc.device]), rc)
-        key = json.dumps([rc.env.id, rc.actor, rc.critic, rc.algo, rc.resume, rc.dist.world_size,
-                          rc.normalizer.kind], sort_keys=True)
+        # what `check` builds (task, networks, learner) and what a checkpoint to resume must match
+        key = json.dumps([compatible_view(expected_meta(rc, None, None, rc.dist.world_size)), rc.algo, rc.resume],
+                         sort_keys=True)
         if key not in built:
             check(rc)
             built.add(key)

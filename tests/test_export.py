@@ -73,7 +73,7 @@ def recorded_observations(policy, steps=STEPS, seed=3):
 
 
 def actor_of(path):
-    from spikerl.export.nir_graph import load_actor
+    from spikerl.rl.evaluation import trained_actor as load_actor
 
     return load_actor(checkpoint.load(path))
 

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
+from ..rl.evaluation import trained_actor
 from ..runtime import checkpoint
 from .energy import energy_lines, inference_energy, spiking_energy
-from .nir_graph import INFO_FILE, ExportError, build_bundle, load_actor, read_bundle, verify_round_trip, write_bundle
+from .nir_graph import INFO_FILE, ExportError, build_bundle, read_bundle, verify_round_trip, write_bundle
 
 
 def default_out(path: Path) -> Path:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"{out} exists and is not a folder")
         if out.exists() and not args.force:
             return fail(f"output folder {out} exists; pass --force to replace it")
-        actor, normalizer = load_actor(state)
+        actor, normalizer = trained_actor(state)
         bundle = build_bundle(state, str(args.path), actor, normalizer)
     except (checkpoint.CheckpointError, ExportError) as exc:
         return fail(str(exc))

@@ -32,7 +32,8 @@ import nir
 import numpy as np
 import torch
 
-from .nir_graph import Bundle, ExportError, actor_kind, build_bundle, load_actor
+from ..rl.evaluation import evaluate_policy, trained_actor
+from .nir_graph import Bundle, ExportError, actor_kind, build_bundle
 from .simulate import predecessors, topological_order
 
 
@@ -188,28 +189,21 @@ def ann_energy(actor, obs_dim: int) -> dict:
 
 def run_counted_episodes(bundle: Bundle, counter: OpCounter, env_id: str, episodes: int, seed: int,
                          max_episode_steps: int | None = None, generator: torch.Generator | None = None):
-    """Run `episodes` episodes side by side, the k-th reset with seed + k, acting with the bundle;
+    """Run `episodes` evaluation episodes acting with the bundle (its host side scales the actions);
     count the operations of the envs still running. Returns (returns [episodes], recorded raw
     observations [n, obs_dim])."""
-    from ..rl.envs import make_vec_env
+    last, recorded = {}, []
 
-    envs = make_vec_env(env_id, episodes, max_episode_steps)
-    try:
-        obs, _ = envs.reset(seed=seed)
-        returns = np.zeros(episodes)
-        running = np.ones(episodes, dtype=bool)
-        recorded = []
-        while running.any():
-            raw = torch.as_tensor(obs, dtype=torch.float32)
-            ran = bundle.run(raw, generator=generator, record=True)
-            counter.add(ran["trace"], running)
-            recorded.append(raw[torch.as_tensor(running)])
-            obs, rew, term, trunc, _ = envs.step(bundle.host.scale_action(ran["action"].numpy()))
-            returns += rew * running
-            running &= ~(term | trunc)
-        return returns, torch.cat(recorded)
-    finally:
-        envs.close()
+    def act(raw: torch.Tensor) -> torch.Tensor:
+        last.update(bundle.run(raw, generator=generator, record=True))
+        return last["action"]
+
+    def observe(raw: torch.Tensor, running: np.ndarray) -> None:
+        counter.add(last["trace"], running)
+        recorded.append(raw[torch.as_tensor(running)])
+
+    returns = evaluate_policy(act, env_id, episodes, seed, max_episode_steps, observe, bundle.host.scale_action)
+    return returns, torch.cat(recorded)
 
 
 def _megas(pj: dict) -> dict:
@@ -262,7 +256,7 @@ def inference_energy(source, episodes: int = 2, seed: int | None = None,
 
     state = source if isinstance(source, dict) else checkpoint.load(source)
     meta = state["meta"]
-    actor, normalizer = load_actor(state)
+    actor, normalizer = trained_actor(state)
     kind = actor_kind(actor)
     if kind == "ann":
         counts = ann_energy(actor, meta["obs_dim"])

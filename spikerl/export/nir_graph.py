@@ -27,6 +27,7 @@ import nir
 import numpy as np
 import torch
 
+from ..rl.evaluation import trained_actor
 from .simulate import simulate
 
 DT = 1e-4  # seconds per actor timestep in the NIR graph
@@ -37,34 +38,6 @@ GRAPH_FILE, HOST_FILE, INFO_FILE = "actor.nir", "host.npz", "bundle.json"
 
 class ExportError(Exception):
     """An actor or bundle that cannot be exported or read; the message is one line for the user."""
-
-
-def load_actor(state: dict):
-    """The actor (eval mode, float32, eager) and the observation normaliser saved in a checkpoint."""
-    from hydra.utils import instantiate
-
-    from ..rl.normalizer import ObsNormalizer
-    from ..runtime.checkpoint import CheckpointError
-
-    meta = state["meta"]
-    missing = [k for k in ("actor_spec", "obs_dim", "act_dim", "env_id") if k not in meta]
-    if missing or not isinstance(state.get("learner"), dict) or "actor" not in state["learner"] \
-            or "normalizer" not in state:
-        what = f"meta {', '.join(missing)}" if missing else "actor weights or observation normaliser"
-        raise CheckpointError(f"the checkpoint has no {what}: not a checkpoint of a trained actor")
-    spec = {**meta["actor_spec"], **({"compile": False} if "compile" in meta["actor_spec"] else {})}
-    try:
-        actor = instantiate(spec, obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])
-        actor.load_state_dict(state["learner"]["actor"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit its actor spec: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # a spec that names no class of this SpikeRL
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot rebuild the checkpoint's actor: {message}") from None
-    actor.eval().float()
-    normalizer = ObsNormalizer(meta["obs_dim"])
-    normalizer.load_state_dict(state["normalizer"])
-    return actor, normalizer
 
 
 def actor_kind(actor) -> str:
@@ -279,7 +252,7 @@ def build_bundle(state: dict, source: str = "", actor=None, normalizer=None) -> 
     """The bundle of a checkpoint's actor, in memory. Raises ExportError for an actor that cannot be
     exported (the MLP actor, anything NIR cannot express)."""
     if actor is None:
-        actor, normalizer = load_actor(state)
+        actor, normalizer = trained_actor(state)
     meta = state["meta"]
     graph, neurons = build_graph(actor)
     low, high = _action_bounds(meta["env_id"])

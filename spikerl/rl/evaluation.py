@@ -31,18 +31,52 @@ def greedy_policy(learner: Learner, normalizer: ObsNormalizer, device: torch.dev
     return policy
 
 
-def evaluate_policy(policy: Policy, env_id: str, episodes: int, seed: int,
-                    max_episode_steps: int | None = None) -> np.ndarray:
+def trained_actor(state: dict) -> tuple[torch.nn.Module, ObsNormalizer]:
+    """The actor (eval mode, float32, eager: a few episodes do not pay for compiling) and the observation
+    normaliser saved in a checkpoint; CheckpointError (one line) where they cannot be rebuilt."""
+    from hydra.utils import instantiate
+
+    from ..runtime.checkpoint import CheckpointError
+
+    meta = state["meta"]
+    missing = [k for k in ("actor_spec", "obs_dim", "act_dim", "env_id") if k not in meta]
+    if missing or not isinstance(state.get("learner"), dict) or "actor" not in state["learner"] \
+            or "normalizer" not in state:
+        what = f"meta {', '.join(missing)}" if missing else "actor weights or observation normaliser"
+        raise CheckpointError(f"the checkpoint has no {what}: not a checkpoint of a trained actor")
+    spec = {**meta["actor_spec"], **({"compile": False} if "compile" in meta["actor_spec"] else {})}
+    try:
+        actor = instantiate(spec, obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])
+        actor.load_state_dict(state["learner"]["actor"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit its actor spec: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # a spec that names no class of this SpikeRL
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot rebuild the checkpoint's actor: {message}") from None
+    actor.eval().float()
+    normalizer = ObsNormalizer(meta["obs_dim"])
+    normalizer.load_state_dict(state["normalizer"])
+    return actor, normalizer
+
+
+def evaluate_policy(policy: Policy, env_id: str, episodes: int, seed: int, max_episode_steps: int | None = None,
+                    observe: Callable[[torch.Tensor, np.ndarray], None] | None = None,
+                    scale: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Returns of `episodes` episodes, the k-th reset with seed `seed + k`, acting with `policy`.
-    Each env copy runs exactly one episode."""
+    Each env copy runs exactly one episode. `observe(raw_obs, running)` is called after each action is
+    chosen (`running`: which episodes are still on); `scale` maps actions in [-1, 1] to the env's box
+    (default: the env's own bounds)."""
     envs = make_vec_env(env_id, episodes, max_episode_steps)
     try:
-        scale = ActionScaler(envs.single_action_space)
+        scale = scale or ActionScaler(envs.single_action_space)
         obs, _ = envs.reset(seed=seed)
         returns = np.zeros(episodes)
         running = np.ones(episodes, dtype=bool)
         while running.any():
-            action = policy(torch.as_tensor(obs, dtype=torch.float32)).cpu().numpy()
+            raw = torch.as_tensor(obs, dtype=torch.float32)
+            action = policy(raw).cpu().numpy()
+            if observe is not None:
+                observe(raw, running)
             obs, rew, term, trunc, _ = envs.step(scale(action))
             returns += rew * running
             running &= ~(term | trunc)

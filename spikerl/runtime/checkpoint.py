@@ -150,12 +150,19 @@ def _comparable(key: str, value):
     return value
 
 
+def compatible_view(meta: dict) -> dict:
+    """The part of a run's meta that a checkpoint must match to continue it (COMPATIBLE_KEYS), less the
+    keys that only say how an actor is computed."""
+    return {key: _comparable(key, meta[key]) for key in COMPATIBLE_KEYS if key in meta}
+
+
 def check_compatible(meta: dict, expected: dict, path: str | Path) -> None:
-    """Refuse, in one line, a checkpoint made for another task, architecture, observation normalisation
-    or number of ranks. A key is compared only when both sides record it: checkpoints written before a
-    key was recorded (obs_norm) still resume."""
+    """Refuse, in one line, a checkpoint made for another task, algorithm, architecture, observation
+    normalisation or number of ranks. A key is compared only when both sides record it: checkpoints
+    written before a key was recorded (obs_norm) still resume."""
+    saved, wanted = compatible_view(meta), compatible_view(expected)
     for key in COMPATIBLE_KEYS:
-        if key in expected and key in meta and _comparable(key, meta.get(key)) != _comparable(key, expected[key]):
+        if key in saved and key in wanted and saved[key] != wanted[key]:
             if key.endswith("_spec"):
                 what = f"its {key[:-5]} differs from this config's"
             else:

@@ -157,13 +157,6 @@ def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return tensor
 
 
-def mean_over_ranks(values: list[float]) -> list[float]:
-    t = torch.tensor(values, dtype=torch.float64)
-    all_reduce_(t)
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    return (t / world).tolist()
-
-
 def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DDP over `module` when a group is up (it broadcasts rank 0's weights); else the module."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):

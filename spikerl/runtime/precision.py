@@ -8,8 +8,6 @@ losses stay fp32 in every mode.
 from __future__ import annotations
 
 import contextlib
-import statistics
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,33 +40,6 @@ class PrecisionChoice:
     reason: str
 
 
-def bf16_speed_ratio(m: int, k: int, n: int, repeats: int = 7) -> float:
-    """fp32 time / bf16 time of a forward and backward pass through two linear layers ([m, k] input,
-    widths k -> n -> n, the run's sizes) under CPU autocast, in interleaved pairs on this process's
-    threads (median): above 1, bf16 is faster. Forward and backward, casts included, as an update
-    computes them: a lone matmul flatters bf16. Where bf16 is emulated (AVX2-only CPUs) it is 10-60x
-    slower, so the probe stops early once that is plain."""
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(m, k, generator=generator)
-    weights = [(torch.randn(k, n, generator=generator) / k**0.5).requires_grad_(),
-               (torch.randn(n, n, generator=generator) / n**0.5).requires_grad_()]
-
-    def seconds(bf16: bool) -> float:
-        start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = torch.relu(x @ weights[0]) @ weights[1]
-        out.float().sum().backward()
-        return time.perf_counter() - start
-
-    seconds(False), seconds(True)  # warm-up: first calls pick and build their kernels
-    ratios = []
-    for _ in range(repeats):
-        ratios.append(seconds(False) / seconds(True))
-        if len(ratios) >= 3 and max(ratios) < 0.25:
-            break
-    return statistics.median(ratios)
-
-
 @dataclass(frozen=True)
 class Probe:
     """A measurement of how fast bf16 runs this run's work: `ratio()` is fp32 time / bf16 time (above 1,
@@ -78,14 +49,10 @@ class Probe:
     what: str
 
 
-def layer_probe(m: int = 500, k: int = 256, n: int = 256) -> Probe:
-    return Probe(lambda: bf16_speed_ratio(m, k, n), f"a {m}x{k}x{n} forward and backward")
-
-
-def choose(requested: str, device: torch.device | str, probe: Probe | None = None) -> PrecisionChoice:
+def choose(requested: str, device: torch.device | str, probe: Probe) -> PrecisionChoice:
     """The mode to run `requested` in on `device`. `auto`: bf16 on CUDA GPUs that compute it natively
-    (compute capability 8.0 and later), and on a CPU where `probe` (the run's own update, or else two
-    layers) shows bf16 at least AUTO_BF16_MARGIN times as fast as fp32; else fp32. An explicit bf16 on a
+    (compute capability 8.0 and later), and on a CPU where `probe` (the run's own update and acting)
+    shows bf16 at least AUTO_BF16_MARGIN times as fast as fp32; else fp32. An explicit bf16 on a
     CPU where the probe shows it slower runs as asked, with one warning that says by how much."""
     device = torch.device(device)
     if requested not in ("auto", "bf16"):
@@ -97,7 +64,6 @@ def choose(requested: str, device: torch.device | str, probe: Probe | None = Non
         if requested == "bf16":
             return PrecisionChoice("bf16", requested, f"as requested; {why}")
         return PrecisionChoice("bf16" if native else "fp32", requested, why)
-    probe = probe or layer_probe()
     ratio = probe.ratio()
     measured = (f"{probe.what} on this CPU ({torch.backends.cpu.get_cpu_capability()}) runs {ratio:.2f}x as fast "
                 "in bf16 as in fp32")

@@ -66,7 +66,31 @@ class PopulationDecoder(nn.Module):
         return torch.tanh(self.unsquashed(spikes))
 
 
-class PopSpikingActor(nn.Module):
+class SpikingActor(nn.Module):
+    """What the spiking actors share: an encoder of the observation over `timesteps` steps into fully
+    connected spiking layers of widths `sizes`, and the action, tanh of what the subclass's
+    `unsquashed` reads from them."""
+
+    def __init__(self, obs_dim: int, encoder: Callable[[int], nn.Module], sizes: Sequence[int], timesteps: int,
+                 neuron: dict, surrogate: dict, bias: bool, neuron_backend: str, compile: bool):
+        super().__init__()
+        self.timesteps = timesteps
+        self.encoder = encoder(obs_dim)
+        self.snn = SpikingLayers(self.encoder.num_outputs, sizes, neuron, surrogate, bias=bias, backend=neuron_backend,
+                                 compile=compile)
+
+    def spikes(self, obs: torch.Tensor) -> torch.Tensor:
+        """The last spiking layer's spikes [T, B, sizes[-1]]."""
+        return self.snn(self.encoder(obs, self.timesteps))
+
+    def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.unsquashed(obs))
+
+
+class PopSpikingActor(SpikingActor):
     """PopSAN's population-coded spiking actor: population encoder -> LIF hidden layers -> LIF output
     populations (out_pop_dim neurons per action) -> rate decoding. Neurons are snnTorch `Synaptic`
     with PopSAN's constants by default (current decay 0.5, voltage decay 0.75, threshold 0.5,
@@ -85,26 +109,17 @@ class PopSpikingActor(nn.Module):
         neuron_backend: str = "bptt",
         compile: bool = False,
     ):
-        super().__init__()
-        neuron = neuron or {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5}
-        surrogate = surrogate or {"name": "rectangular", "half_width": 0.5}
-        self.timesteps = timesteps
-        self.encoder = encoder(obs_dim)
-        self.snn = SpikingLayers(
-            self.encoder.num_outputs, [*hidden_sizes, act_dim * out_pop_dim], neuron, surrogate,
-            backend=neuron_backend, compile=compile,
-        )
+        super().__init__(obs_dim, encoder, [*hidden_sizes, act_dim * out_pop_dim], timesteps,
+                         neuron or {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5},
+                         surrogate or {"name": "rectangular", "half_width": 0.5}, True, neuron_backend, compile)
         self.decoder = PopulationDecoder(act_dim, out_pop_dim)
 
     def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
         """The action before its tanh (PopSAN-SAC's mean: the same network with an identity output)."""
-        return self.decoder.unsquashed(self.snn(self.encoder(obs, self.timesteps)))
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.unsquashed(obs))
+        return self.decoder.unsquashed(self.spikes(obs))
 
 
-class DSRLSpikingActor(nn.Module):
+class DSRLSpikingActor(SpikingActor):
     """DSRL's spiking actor: two-neuron input coding -> bias-free LIF hidden layers -> a non-spiking
     leaky readout whose membrane at the last timestep, through tanh, is the action. Weights are drawn
     from N(0, 1/sqrt(fan_in))."""
@@ -121,15 +136,9 @@ class DSRLSpikingActor(nn.Module):
         neuron_backend: str = "bptt",
         compile: bool = False,
     ):
-        super().__init__()
         neuron = neuron or {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0}
         surrogate = surrogate or {"name": "fast_sigmoid", "slope": 100.0}
-        self.timesteps = timesteps
-        self.encoder = encoder(obs_dim)
-        self.snn = SpikingLayers(
-            self.encoder.num_outputs, hidden_sizes, neuron, surrogate, bias=False, backend=neuron_backend,
-            compile=compile,
-        )
+        super().__init__(obs_dim, encoder, hidden_sizes, timesteps, neuron, surrogate, False, neuron_backend, compile)
         self.readout = nn.Linear(hidden_sizes[-1], act_dim, bias=False)
         self.readout_neuron = current_lif(**neuron, surrogate=make_surrogate(**surrogate), spiking=False)
         self.readout_spec = LIFSpec.of(self.readout_neuron)
@@ -138,9 +147,5 @@ class DSRLSpikingActor(nn.Module):
 
     def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
         """The readout's membrane at the last timestep: the action before its tanh."""
-        spikes = self.snn(self.encoder(obs, self.timesteps))
-        _, membrane = self.snn.run(self.readout_spec, self.readout(spikes).float())
+        _, membrane = self.snn.run(self.readout_spec, self.readout(self.spikes(obs)).float())
         return membrane
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.unsquashed(obs))

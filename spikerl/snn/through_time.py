@@ -77,7 +77,7 @@ def _run_kernel(name: str, compiled: bool, *args):
     one C++ loop on the CPU (one kernel on a GPU). Shapes are dynamic, so every batch size (batch 1
     included: the batch dimension is unbacked) and every layer width share one graph. If compiling
     fails, the kernel warns once and runs eagerly (runtime/compiler.py). Inside a larger compiled
-    graph (the whole TD3 update) the kernel is traced into that graph instead."""
+    graph (a learner's whole update) the kernel is traced into that graph instead."""
     if not compiled or torch.compiler.is_compiling():
         return KERNELS[name](*args)
     if name not in _compiled:
