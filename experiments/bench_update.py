@@ -30,8 +30,8 @@ from collections.abc import Callable
 import benchlib
 import torch
 
-from spikerl.rl.replay import Batch
 from spikerl.rl.learners import Learner
+from spikerl.rl.replay import Batch
 
 FULL = {"compiled": True, "batches": [100, 256, 1024], "precisions": ["fp32", "bf16"], "rounds": 5, "updates": 20}
 QUICK = {"compiled": False, "batches": [100], "rounds": 2, "updates": 2}

@@ -345,25 +345,23 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     except ConfigError:
         raise
     except Exception as exc:
-        problem = _override_problem(exc)
-        if problem and problem.startswith("unknown key 'algo."):  # name the chosen algorithm's keys
-            key = problem.split("'")[1]
+        key = _unknown_override(exc)
+        if key and key.startswith("algo."):  # the chosen algorithm's own keys say what is valid
             rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
-            _check_algo({**OmegaConf.to_container(compose(rest).algo), key.split(".", 1)[1]: None}, {})
-        raise ConfigError(problem or _short(exc)) from None
+            _check_algo({**OmegaConf.to_container(compose(rest).algo), key[len("algo."):]: None}, {})
+        raise ConfigError(_unknown_key(key) if key else _short(exc)) from None
     finally:
         GlobalHydra.instance().clear()
 
 
-def _override_problem(exc: Exception) -> str | None:
-    """Hydra's 'Could not override' error for a key that does not exist, said as an unknown key."""
+def _unknown_override(exc: Exception) -> str | None:
+    """The key of Hydra's 'Could not override' error for a key that does not exist, else None."""
     match = re.search(r"Could not override '([^']+)'", str(exc))
-    if not match or "not in struct" not in f"{exc} {exc.__cause__}":
-        return None
-    key = match.group(1)
+    return match.group(1) if match and "not in struct" in f"{exc} {exc.__cause__}" else None
+
+
+def _unknown_key(key: str) -> str:
     section = key.split(".", 1)[0]
-    if section == "algo" and "." in key:
-        return f"unknown key {key!r} (the algorithm's keys are its hyperparameters: conf/algo/)"
     if section in SCHEMAS and "." in key:
         valid = ", ".join(f.name for f in fields(SCHEMAS[section]))
         return f"unknown key {key!r} (valid keys of {section}: {valid})"

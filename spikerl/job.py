@@ -1,6 +1,6 @@
 """One training job on one rank, the composition root: build every part of the training loop from a
-checked config, train, and (rank 0) write `summary.json`. Library code below this takes plain
-arguments only."""
+checked config, train, and (rank 0) write `summary.json`. Library code below this never sees Hydra's
+config objects: it takes plain values and the typed sections of RunConfig."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ import torch
 from .config import ConfigError, RunConfig, learner_class
 from .rl.collector import Collector
 from .rl.evaluation import Evaluator, greedy_policy
+from .rl.learners import HyperparameterError, Learner, update_probe
 from .rl.loop import TrainingLoop
 from .rl.normalizer import ObsNormalizer
 from .rl.protocols import MetricWriter
 from .rl.replay import ReplayBuffer
 from .rl.run_state import RunState
-from .rl.learners import HyperparameterError, Learner, update_probe
 from .rl.updates import UpdateSchedule
 from .runtime import checkpoint, distributed
 from .runtime.device import rank_device
@@ -230,7 +230,8 @@ def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):
     if rc.logger.kind == "wandb":
         writers.append(WandbWriter(
             run_dir, rc.logger.mode, rc.logger.project, rc.logger.entity, name=run_dir.name,
-            group=f"{rc.method}-{rc.env.name}", tags=[rc.method, rc.env.name, actor_name, rc.precision.mode],
+            group=f"{rc.method}-{rc.env.name}",
+            tags=[rc.method, rc.algo_name, rc.env.name, actor_name, rc.precision.mode],
             config=dataclasses.asdict(rc),
         ))
     return Writers(writers)

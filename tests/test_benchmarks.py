@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from spikerl.rl.networks import TwinQ
+from spikerl.rl.networks import QEnsemble
 from spikerl.snn.actors import PopSpikingActor
 from spikerl.snn.encoders import PopulationEncoder
 
@@ -27,7 +27,7 @@ def pair():
     """A small actor of ours, the baseline built from it, and a critic."""
     torch.manual_seed(0)
     ours = PopSpikingActor(5, 2, encoder=PopulationEncoder, hidden_sizes=(32, 32))
-    return ours, popsan_baseline.baseline_from(ours), TwinQ(5, 2, hidden_sizes=(32, 32))
+    return ours, popsan_baseline.baseline_from(ours), QEnsemble(5, 2, hidden_sizes=(32, 32))
 
 
 def observations() -> list[torch.Tensor]:

@@ -33,10 +33,10 @@ def test_the_fixture_is_a_format_1_checkpoint():
 
 def test_format_1_checkpoint_is_migrated_to_the_current_class_paths():
     meta = checkpoint.load(FIXTURE)["meta"]
-    assert meta["format"] == checkpoint.FORMAT_VERSION == 2
+    assert meta["format"] == checkpoint.FORMAT_VERSION == 3
     assert meta["actor_spec"]["_target_"] == "spikerl.snn.actors.PopSpikingActor"
     assert meta["actor_spec"]["encoder"]["_target_"] == "spikerl.snn.encoders.PopulationEncoder"
-    assert meta["critic_spec"]["_target_"] == "spikerl.rl.networks.TwinQ"
+    assert meta["critic_spec"]["_target_"] == "spikerl.rl.networks.QEnsemble" and meta["algo"] == "td3"
     for target in targets(meta["actor_spec"]) + targets(meta["critic_spec"]):
         get_class(target)  # each one names a class of this SpikeRL
 
@@ -45,7 +45,7 @@ def test_format_1_checkpoint_is_migrated_to_the_current_class_paths():
     ("spikerl.actors.PopSpikingActor", "spikerl.snn.actors.PopSpikingActor"),
     ("spikerl.actors.DSRLSpikingActor", "spikerl.snn.actors.DSRLSpikingActor"),
     ("spikerl.actors.MLPActor", "spikerl.rl.networks.MLPActor"),
-    ("spikerl.critics.TwinQ", "spikerl.rl.networks.TwinQ"),
+    ("spikerl.critics.TwinQ", "spikerl.rl.networks.QEnsemble"),
     ("spikerl.encoders.TwoNeuronEncoder", "spikerl.snn.encoders.TwoNeuronEncoder"),
     ("spikerl.encoders.PopulationEncoder", "spikerl.snn.encoders.PopulationEncoder"),
 ])
@@ -78,7 +78,7 @@ def test_a_newer_format_is_refused_in_one_line(tmp_path, capsys):
     state = torch.load(FIXTURE, weights_only=True)
     state["meta"]["format"] = 99
     torch.save(state, path)
-    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 2: upgrade SpikeRL"
+    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 3: upgrade SpikeRL"
     with pytest.raises(checkpoint.CheckpointError) as info:
         checkpoint.load(path)
     assert str(info.value) == message
@@ -94,3 +94,17 @@ def test_the_format_1_fixture_can_be_resumed(tmp_path):
     rc = validate(compose([*FIXTURE_OVERRIDES, f"resume={FIXTURE}", "train.total_steps=400"]))
     summary = job.train_run(rc, tmp_path / "resumed", "popsan")
     assert summary["total_env_steps"] == 400
+
+
+def test_a_format_2_checkpoint_is_a_td3_run_with_a_twin_critic(tmp_path):
+    """Format 2 predates the choice of algorithm: its runs were TD3, with TwinQ, now a QEnsemble of two
+    holding the same weights under the same names."""
+    path = tmp_path / "v2.pt"
+    torch.save({"meta": {"format": 2, "critic_spec": {"_target_": "spikerl.rl.networks.TwinQ", "hidden_sizes": [8]}},
+                "learner": {"critic": {"q1.0.weight": torch.ones(8, 3)}}}, path)
+    state = checkpoint.load(path)
+    assert state["meta"]["algo"] == "td3" and state["meta"]["format"] == 3
+    assert state["meta"]["critic_spec"] == {"_target_": "spikerl.rl.networks.QEnsemble", "hidden_sizes": [8]}
+    from spikerl.rl.networks import QEnsemble
+
+    assert "q1.0.weight" in QEnsemble(2, 1, hidden_sizes=(8,), n=2).state_dict()

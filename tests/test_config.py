@@ -53,7 +53,8 @@ def test_published_per_task_values_live_with_the_method_and_the_command_line_win
     """conf/published/<method>/<task>.yaml holds a method's per-task values; the env group holds none."""
     assert validate(compose(["experiment=spikerl", "env=walker2d"])).encoder["spikes"] == "poisson"
     assert validate(compose(["experiment=popsan", "env=ant"])).encoder["spikes"] == "regular"
-    dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah", "train.batch_size=64", "actor.neuron.threshold=0.3"]))
+    dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah", "train.batch_size=64",
+                             "actor.neuron.threshold=0.3"]))
     assert dsrl.train.batch_size == 64 and dsrl.actor["neuron"]["threshold"] == 0.3
     assert validate(compose(["experiment=dsrl", "env=walker2d"])).actor["neuron"]["threshold"] == 1.0  # unpublished
     popsan = validate(compose(["experiment=popsan", "env=hopper", "encoder.spikes=regular"]))
@@ -68,7 +69,7 @@ def test_allowed_values_are_read_from_the_modules_that_own_them():
     from spikerl.runtime import distributed, precision
     from spikerl.telemetry import energy, metrics
 
-    assert SCHEMAS["algo"].CHOICES["obs_norm"] is normalizer.KINDS
+    assert SCHEMAS["normalizer"].CHOICES["kind"] is normalizer.KINDS
     assert SCHEMAS["precision"].CHOICES["mode"] is precision.CHOICES
     assert SCHEMAS["dist"].CHOICES["backend"] is distributed.BACKENDS
     assert SCHEMAS["energy"].CHOICES["kind"] is energy.KINDS
@@ -111,6 +112,16 @@ BAD_INPUTS = [
     (["train.batch_size=2000000"], "larger than replay.size"),
     (["algo.gamma=1.5"], "algo.gamma must be in [0, 1]"),
     (["normalizer.kind=minmax"], "normalizer.kind must be one of"),
+    (["replay.size=0"], "replay.size must be positive"),
+    (["algo=ppo"], "choose one of: ddpg, sac, td3"),
+    (["algo.name=sac"], "unknown key 'algo.name' for algo=td3 (valid keys: gamma, polyak, actor_lr,"),
+    (["algo=sac", "algo.target_noise=0.1"], "unknown key 'algo.target_noise' for algo=sac (valid keys: gamma,"),
+    (["algo=ddpg", "+algo.policy_delay=2"], "unknown key 'algo.policy_delay' for algo=ddpg"),
+    (["~algo.gamma"], "algo.gamma is missing (algo=td3 needs gamma)"),
+    (["algo._target_=torch.nn.Linear"], "algo._target_: 'torch.nn.Linear' is not a SpikeRL learner"),
+    (["algo=sac", "algo.alpha=-0.5"], "algo.alpha must not be negative, got -0.5"),
+    (["algo=ddpg", "algo.actor_lr=0"], "algo.actor_lr must be positive, got 0"),
+    (["+critic.n=3"], "critic.n: the algorithm sets how many Q-networks the critic has (td3: 2)"),
     (["actor.hidden_sizes=abc"], "cannot build actor"),
     (["encoder.spikes=bursty"], "cannot build actor"),
     (["precision=fp16"], "needs a CUDA GPU"),

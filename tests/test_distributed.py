@@ -10,61 +10,58 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from test_td3 import ACT, OBS, make_batch
+from test_learners import make_batch, make_learner
 
 from conftest import TINY
-from spikerl.rl.networks import TwinQ
-from spikerl.rl.td3 import TD3
 from spikerl.runtime import distributed
-from spikerl.snn.actors import PopSpikingActor
-from spikerl.snn.encoders import PopulationEncoder
 
 UPDATES = 4
 
 
-def build_learner(wrap=None):
-    torch.manual_seed(0)
-    actor = PopSpikingActor(OBS, ACT, encoder=PopulationEncoder, hidden_sizes=(32, 32))
-    critic = TwinQ(OBS, ACT, hidden_sizes=(32, 32))
-    return TD3(actor, critic, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99, polyak=0.995, policy_delay=2,
-               target_noise=0.2, noise_clip=0.5, wrap=wrap)
+def build_learner(algo="td3", wrap=None):
+    return make_learner(spiking=True, algo=algo, wrap=wrap)
 
 
 def rank_batches(rank):
     return [make_batch(32, seed=100 * rank + i) for i in range(UPDATES)]
 
 
-def _worker(rank, world, port, out_dir):
+def _worker(rank, world, port, out_dir, algo):
     torch.set_num_threads(1)
     info = distributed.init(distributed.DistInfo(rank, world, rank, world), "gloo", "127.0.0.1", port, 60)
     torch.manual_seed(rank)  # different target noise per rank, as in a real job
-    learner = build_learner(wrap=lambda m: distributed.wrap_ddp(m, torch.device("cpu")))
+    learner = build_learner(algo, wrap=lambda m: distributed.wrap_ddp(m, torch.device("cpu")))
     for batch in rank_batches(info.rank):
         learner.update(batch)
-    torch.save({"actor": learner.actor.state_dict(), "critic": learner.critic.state_dict()},
+    torch.save({name: net.state_dict() for name, net in learner.networks().items()},
                os.path.join(out_dir, f"rank{rank}.pt"))
     distributed.shutdown()
 
 
-def test_two_gloo_ranks_hold_identical_weights_that_differ_from_one_rank_alone(tmp_path):
-    mp.start_processes(_worker, args=(2, distributed.free_port(), str(tmp_path)), nprocs=2, join=True,
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_two_gloo_ranks_hold_identical_weights_that_differ_from_one_rank_alone(tmp_path, algo):
+    """DDP averages the gradients of every network a loss trains (SAC's log-std network too, which runs
+    in the actor step's wrapped forward): the ranks stay equal, and differ from a rank alone."""
+    mp.start_processes(_worker, args=(2, distributed.free_port(), str(tmp_path), algo), nprocs=2, join=True,
                        start_method="spawn")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    for part in ("actor", "critic"):
+    assert set(r0) == set(build_learner(algo).networks())
+    for part in r0:
         for key in r0[part]:
             assert torch.equal(r0[part][key], r1[part][key]), f"{part}.{key} differs between ranks"
 
     torch.manual_seed(0)
-    alone = build_learner()
+    alone = build_learner(algo)
     for batch in rank_batches(0):
         alone.update(batch)
-    start = build_learner()
+    start = build_learner(algo)
     changed = [k for k, v in alone.critic.state_dict().items() if not torch.equal(v, start.critic.state_dict()[k])]
     assert changed  # the updates did move the weights ...
     differs = [k for k in changed if not torch.allclose(alone.critic.state_dict()[k], r0["critic"][k], atol=1e-7)]
     assert differs  # ... and rank 1's data changed where they moved to: gradients were averaged
-    actor_differs = [k for k, v in alone.actor.state_dict().items() if not torch.allclose(v, r0["actor"][k], atol=1e-7)]
-    assert actor_differs
+    for part, net in alone.networks().items():
+        if part in ("actor", "log_std"):
+            assert [k for k, v in net.state_dict().items() if not torch.allclose(v, r0[part][k], atol=1e-7)], part
     assert not dist.is_initialized()
 
 

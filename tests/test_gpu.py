@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from conftest import TINY
-from spikerl.rl.networks import TwinQ
+from spikerl.rl.learners import TD3
+from spikerl.rl.networks import QEnsemble
 from spikerl.rl.replay import Batch
-from spikerl.rl.td3 import TD3
 from spikerl.runtime import checkpoint, distributed
 from spikerl.runtime.precision import Precision
 from spikerl.snn.actors import PopSpikingActor
@@ -33,9 +33,9 @@ def gpu_count() -> int:
 def learner(device, precision="fp32", compile=False, wrap=None, compile_mode="default") -> TD3:
     torch.manual_seed(0)
     actor = PopSpikingActor(OBS, ACT, encoder=PopulationEncoder, hidden_sizes=(32, 32), compile=compile).to(device)
-    critic = TwinQ(OBS, ACT, hidden_sizes=(32, 32)).to(device)
-    return TD3(actor, critic, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99, polyak=0.995, policy_delay=2,
-               target_noise=0.2, noise_clip=0.5, precision=Precision(precision, device), wrap=wrap,
+    critic = QEnsemble(OBS, ACT, hidden_sizes=(32, 32)).to(device)
+    return TD3(actor, critic, OBS, ACT, act_noise=0.1, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99, polyak=0.995,
+               policy_delay=2, target_noise=0.2, noise_clip=0.5, precision=Precision(precision, device), wrap=wrap,
                compile=compile, compile_mode=compile_mode)
 
 

@@ -37,7 +37,7 @@ def test_maxabs_divides_by_running_max_and_state_round_trips():
 
 
 def test_unknown_normaliser_kind_is_refused():
-    with pytest.raises(ValueError, match="obs_norm"):
+    with pytest.raises(ValueError, match="normalizer kind must be one of"):
         ObsNormalizer(2, kind="minmax")
 
 

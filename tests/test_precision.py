@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from test_td3 import OBS, make_batch, make_learner
+from test_learners import OBS, make_batch, make_learner
 
 from spikerl.rl.networks import MLPActor
 from spikerl.runtime.precision import Precision
@@ -110,11 +110,11 @@ def test_auto_precision_follows_the_probe_and_says_why():
     calls = []
 
     def probe(ratio):
-        return Probe(lambda: calls.append(ratio) or ratio, "a TD3 update at batch 100")
+        return Probe(lambda: calls.append(ratio) or ratio, "an update at batch 100")
 
     slow = choose("auto", "cpu", probe(0.5))
     assert (slow.mode, slow.requested) == ("fp32", "auto") and "0.50x as fast in bf16" in slow.reason
-    assert "a TD3 update at batch 100" in slow.reason and calls == [0.5]
+    assert "an update at batch 100" in slow.reason and calls == [0.5]
     even = choose("auto", "cpu", probe(1.05))  # within the probe's noise of fp32: no reason to lose precision
     assert even.mode == "fp32" and "1.05x" in even.reason
     calls.clear()
@@ -136,30 +136,73 @@ def test_explicit_bf16_where_it_is_slow_runs_as_asked_with_one_warning():
         assert choose("bf16", "cpu", Probe(lambda: 1.1, "an update")).mode == "bf16"  # no warning
 
 
-def test_the_update_probe_times_both_precisions_and_leaves_the_random_state_alone():
-    from spikerl.rl.td3 import update_probe
+def test_the_update_probe_times_the_learner_it_is_given_in_both_precisions(monkeypatch):
+    """The probe builds the run's own learner in fp32 and in bf16 and returns fp32 time / bf16 time of
+    an update plus an exploring action; the global random state is left as it was. Stand-in learners
+    that take a known time per call pin the arithmetic (a probe that inverted the ratio, or timed the
+    wrong learner, fails)."""
+    import time
+
+    from spikerl.rl.learners import update_probe
+
+    built = []
+
+    class StandIn:
+        def __init__(self, precision):
+            self.mode, self.calls = precision.mode, []
+            built.append(self)
+
+        def update(self, batch):
+            self.calls.append("update")
+            time.sleep(0.004 if self.mode == "fp32" else 0.002)
+
+        def explore(self, obs):
+            self.calls.append("explore")
+            assert obs.shape == (1, OBS)
 
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    td3 = make_learner(spiking=True)
-    probe = update_probe(td3.actor, td3.critic, OBS, 2, 16, samples=2, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99,
-                         polyak=0.995, policy_delay=2, target_noise=0.2, noise_clip=0.5)
-    torch.manual_seed(5)
-    assert probe.ratio() > 0 and probe.what == "a TD3 update and an action at batch 16"
+    probe = update_probe(StandIn, OBS, 2, 16, samples=3)
+    assert probe.what == "an update and an action at batch 16" and built == []  # nothing built before it runs
+    ratio = probe.ratio()
+    assert [b.mode for b in built] == ["fp32", "bf16"] and built[0].calls[:2] == ["update", "explore"]
+    assert 1.6 < ratio < 2.4  # fp32 takes twice as long here
     assert torch.equal(torch.rand(3), expected)
 
 
-def test_the_bf16_probe_measures_a_ratio():
-    from spikerl.runtime.precision import bf16_speed_ratio
+def test_the_run_probes_its_own_algorithm(monkeypatch):
+    """precision=auto's probe builds the chosen learner (SAC here) over copies of the run's networks."""
+    from spikerl import job
+    from spikerl.config import compose, validate
+    from spikerl.rl.learners import base
+    from spikerl.runtime.precision import PrecisionChoice
 
-    assert bf16_speed_ratio(64, 32, 32, repeats=3) > 0
+    probes, timed = [], []
+    monkeypatch.setattr(job, "choose", lambda requested, device, probe: probes.append(probe)
+                        or PrecisionChoice("fp32", requested, "stand-in"))
+    rc = validate(compose(["algo=sac", "precision=auto", "actor.hidden_sizes=[8,8]", "critic.hidden_sizes=[8,8]",
+                           "compile=false", "logger=none", "energy=none"]))
+    learner = job.build_loop(rc, "unused").updates.learner
+    monkeypatch.setattr(base.Learner, "update", lambda self, batch: timed.append(self))
+    monkeypatch.setattr(base.Learner, "explore", lambda self, obs: None)
+    probes[0].ratio()
+    assert {type(t).__name__ for t in timed} == {"SAC"} and learner not in timed  # copies, not the run's own
+    assert {t.precision.mode for t in timed} == {"fp32", "bf16"}
+    assert all(t.actor is not learner.actor for t in timed)
 
 
 def test_a_run_records_the_precision_it_asked_for_and_the_one_it_got(tiny_run):
+    import re
+
+    from spikerl.runtime.precision import AUTO_BF16_MARGIN
+
     summary, _ = tiny_run("precision=auto", "train.total_steps=200")
-    assert summary["precision_requested"] == "auto" and summary["precision"] in ("fp32", "bf16")
-    assert "a TD3 update and an action at batch 100 on this CPU" in summary["precision_reason"]
+    reason = summary["precision_reason"]
+    assert summary["precision_requested"] == "auto"
+    assert "an update and an action at batch 100 on this CPU" in reason
+    ratio = float(re.search(r"runs ([0-9.]+)x as fast in bf16", reason).group(1))
+    assert summary["precision"] == ("bf16" if ratio >= AUTO_BF16_MARGIN else "fp32")  # the rule, applied
     fixed, _ = tiny_run("train.total_steps=200", name="fp32")
     assert (fixed["precision"], fixed["precision_requested"], fixed["precision_reason"]) == ("fp32", "fp32",
                                                                                             "as requested")

@@ -263,7 +263,8 @@ def published(algo: str, state: dict, monkeypatch, tmp_path: Path) -> dict:
         ours_name = {v: k for k, v in _name_map(ac.popsan.state_dict()).items()}
         names = {id(p): f"actor.{ours_name[n]}" if n in ours_name else f"log_std.{n[len('log_std_network.'):]}"
                  for n, p in ac.popsan.named_parameters()}
-        names.update({id(p): f"critic.q{i}.{n[2:]}" for i, net in enumerate(critics, 1) for n, p in net.named_parameters()})
+        names.update({id(p): f"critic.q{i}.{n[2:]}" for i, net in enumerate(critics, 1)
+                      for n, p in net.named_parameters()})
         built.append((ac, names))
         return ac
 

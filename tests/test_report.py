@@ -117,6 +117,25 @@ def test_three_method_multirun_leaves_its_comparison_in_the_sweep_folder(tmp_pat
     assert list((out / "wandb").glob("offline-run-*"))  # the GPS-UP table and figures, for the W&B dashboard
 
 
+def test_a_multirun_over_the_algorithms_compares_them(tmp_path):
+    """`experiment=popsan algo=td3,ddpg,sac`: each job trains its learner, its run folder and summary name
+    it (popsan, popsan-ddpg, popsan-sac), and the comparison report has a row for each, PopSAN-TD3 the
+    GPS-UP baseline; the SAC actor's deterministic part exports for its inference energy like the others."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "spikerl.run", "-m", *TINY, "train.total_steps=300", "experiment=popsan",
+         "algo=td3,ddpg,sac", "hydra.sweep.dir=sweep"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    jobs = {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
+    assert {(s["method"], s["algo"]) for s in jobs.values()} == {("popsan", "td3"), ("popsan-ddpg", "ddpg"),
+                                                                  ("popsan-sac", "sac")}
+    assert all(name.split("_")[1] == s["method"] for name, s in jobs.items())  # <num>_<method>_<env>_seed<seed>
+    out = sweep / "comparison"
+    gps = {r["method"]: r for r in rows(out / "gpsup.csv")}
+    assert set(gps) == {"popsan", "popsan-ddpg", "popsan-sac"} and "speedup" in gps["popsan-sac"]
+    assert {r["method"] for r in rows(out / "inference_energy.csv")} == set(gps)
+
+
 def test_a_failed_job_does_not_stop_the_sweep_or_its_report(tmp_path):
     """Seed 1 of the faulty task crashes; seed 2 still runs, the report covers it and names the failure,
     and the command exits 1."""

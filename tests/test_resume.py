@@ -21,14 +21,17 @@ def train(run_dir, *overrides):
     return train_run(rc, run_dir, "popsan")
 
 
-def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
-    whole = train(tmp_path / "whole")
-    train(tmp_path / "split", "train.total_steps=300")  # stops (and checkpoints) half way
-    resumed = train(tmp_path / "split", "resume=auto")
+@pytest.mark.parametrize("algo,parts", [("td3", ("actor", "critic", "actor_target", "critic_target")),
+                                        ("sac", ("actor", "critic", "log_std", "critic_target"))])
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path, algo, parts):
+    whole = train(tmp_path / "whole", f"algo={algo}")
+    train(tmp_path / "split", f"algo={algo}", "train.total_steps=300")  # stops (and checkpoints) half way
+    resumed = train(tmp_path / "split", f"algo={algo}", "resume=auto")
     a = checkpoint.load(tmp_path / "whole")
     b = checkpoint.load(tmp_path / "split")
     assert b["counters"]["env_steps"] == 600 and resumed["total_env_steps"] == 600
-    for part in ("actor", "critic", "actor_target", "critic_target"):
+    assert a["meta"]["algo"] == b["meta"]["algo"] == resumed["algo"] == algo
+    for part in parts:
         for key, value in a["learner"][part].items():
             assert torch.equal(value, b["learner"][part][key]), f"{part}.{key}"
     assert torch.equal(a["evaluator"]["history"], b["evaluator"]["history"])  # the same returns at 300 and 600
@@ -54,6 +57,12 @@ def test_checkpoint_of_another_architecture_or_task_is_refused(tmp_path):
         train(tmp_path / "other", f"resume={tmp_path / 'small'}", "actor.hidden_sizes=[16,16]")
     with pytest.raises(checkpoint.CheckpointError, match="it has env_id='InvertedPendulum-v5'"):
         train(tmp_path / "other", f"resume={tmp_path / 'small'}", "env.id=InvertedDoublePendulum-v5")
+
+
+def test_resuming_with_another_algorithm_is_refused(tmp_path):
+    train(tmp_path / "td3", "train.total_steps=200")
+    with pytest.raises(checkpoint.CheckpointError, match="it has algo='td3', this run 'sac'"):
+        train(tmp_path / "other", f"resume={tmp_path / 'td3'}", "algo=sac")
 
 
 def test_changing_the_observation_normaliser_on_resume_is_refused(tmp_path):

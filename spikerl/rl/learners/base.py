@@ -99,8 +99,8 @@ class Learner:
     """The shell: owns the networks, their targets and optimizers, and runs an update. A subclass sets
     `name`, `num_q` (Q-networks its critic has), `critic_loss` and `actor_loss` (pure functions that
     return (loss, metrics); each is one compiled graph), and says what they take (`critic_inputs`,
-    `actor_inputs`). `act_noise` is the Gaussian noise the collector adds to
-    `explore`'s actions (0 where the policy samples its own)."""
+    `actor_inputs`). `act_noise` is the Gaussian noise the collector adds to `explore`'s actions (0
+    where the policy samples its own)."""
 
     name: ClassVar[str]
     num_q: ClassVar[int]
@@ -166,12 +166,8 @@ class Learner:
         return {p.name: p.default is inspect.Parameter.empty for p in params if p.kind is p.KEYWORD_ONLY}
 
     def compiled_acting(self, fn: Callable) -> Callable:
-        """`fn(actor-like modules..., obs, precision)` compiled with obs's batch dimension symbolic."""
-        return CompiledOrEager(fn, unbacked=(self.acting_obs_index(fn), 0)) if self.compile else fn
-
-    @staticmethod
-    def acting_obs_index(fn: Callable) -> int:
-        return fn.__code__.co_varnames[:fn.__code__.co_argcount].index("obs")
+        """`fn(policy, obs, precision, ...)` compiled (with `compile`), obs's batch dimension symbolic."""
+        return CompiledOrEager(fn, unbacked=(1, 0)) if self.compile else fn
 
     # -- what an algorithm supplies -------------------------------------------------------------
     def critic_inputs(self, batch: Batch) -> tuple:
