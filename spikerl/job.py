@@ -94,13 +94,15 @@ def expected_meta(rc: RunConfig, obs_dim: int, act_dim: int, world_size: int) ->
     }
 
 
-def check(rc: RunConfig) -> None:
+def check(rc: RunConfig, run_dir: Path | None = None) -> None:
     """Everything a run needs that can be checked without training: task, actor, critic, learner, and
-    the checkpoint to resume from."""
+    the checkpoint to resume from (with `resume=auto`, the one in `run_dir`, where that is known)."""
     obs_dim, act_dim = env_dims(rc.env.id)
     build_learner(rc, *build_components(rc, obs_dim, act_dim), obs_dim, act_dim)
-    if rc.resume not in (None, "auto"):
-        path = checkpoint.resume_path(rc.resume, Path("."))
+    if rc.resume is None or (rc.resume == "auto" and run_dir is None):
+        return
+    path = checkpoint.resume_path(rc.resume, run_dir or Path("."))
+    if path is not None:
         state = checkpoint.load(path)
         checkpoint.check_compatible(state["meta"], expected_meta(rc, obs_dim, act_dim, rc.dist.world_size), path)
 

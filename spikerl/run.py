@@ -73,7 +73,7 @@ def _job(cfg) -> None:
     except CheckpointError as exc:  # a bad checkpoint to resume from, or one that cannot be written
         return fail(str(exc), 2 if "cannot write" not in str(exc) else 1)
     except Preempted as stop:
-        cont = f"continue with: python -m spikerl.run <same overrides> resume=auto hydra.run.dir={run_dir}"
+        cont = f"continue with: {continue_command(hc.overrides.task, run_dir)}"
         if scheduler.executor():  # a job of its own that submitit runs: requeue it (exits here when it does)
             rank = int(os.environ.get("RANK", 0))
             print(f"spikerl: {stop}; handing the job to submitit to requeue", file=sys.stderr)
@@ -96,6 +96,15 @@ def _job(cfg) -> None:
         print(format_summary(summary))
 
 
+def continue_command(overrides, run_dir: Path) -> str:
+    """The command that continues this run: its own overrides (as Hydra saved them), resume=auto and
+    its folder."""
+    import shlex
+
+    kept = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("resume", "hydra.run.dir")]
+    return shlex.join(["python", "-m", "spikerl.run", *kept, "resume=auto", f"hydra.run.dir={run_dir}"])
+
+
 def preflight(args: list[str]) -> None:
     """Check every job the command line asks for before Hydra makes a run folder: each job's config is
     composed and validated; what takes building (the task, the networks, a checkpoint to resume) is
@@ -113,23 +122,42 @@ def preflight(args: list[str]) -> None:
         launcher, _ = launchers.launcher_of(master)
     here = launcher != "slurm"  # SLURM's nodes have the devices, and SLURM gives the rendezvous
     built, dists = set(), {}
+    hydra_args = [a for a in overrides if a.lstrip("+~").startswith("hydra")]
     for job in expand_overrides(overrides):
         rc = validate(compose(job), devices=here, rendezvous=here)
         dists.setdefault(json.dumps([rc.dist.world_size, rc.dist.nnodes, rc.device]), rc)
+        # resume=auto in a single run: its folder's checkpoint is checked now, before Hydra writes into it
+        run_dir = run_folder([*job, *hydra_args]) if rc.resume == "auto" and master is None else None
         # what `check` builds (task, networks, learner) and what a checkpoint to resume must match
-        key = json.dumps([compatible_view(expected_meta(rc, None, None, rc.dist.world_size)), rc.algo, rc.resume],
-                         sort_keys=True)
+        key = json.dumps([compatible_view(expected_meta(rc, None, None, rc.dist.world_size)), rc.algo, rc.resume,
+                          str(run_dir)], sort_keys=True)
         if key not in built:
-            check(rc)
+            check(rc, run_dir)
             built.add(key)
     if master is not None:
         launchers.check_resources(master, launcher, list(dists.values()))
+
+
+def run_folder(overrides: list[str]) -> Path:
+    """The folder a single run with these overrides writes into (`hydra.run.dir`)."""
+    return Path(str(compose(overrides, with_hydra=True).hydra.run.dir))
+
+
+def refuse_multirun_inspection(args: list[str]) -> None:
+    """Hydra inspects one config at a time (`--cfg`, `--info`, ...): with -m it raises a traceback."""
+    from . import launchers
+
+    shown = [a for a in args if a in ("-c", "--cfg", "--resolve", "--shell-completion") or a.startswith("--info")]
+    if shown and launchers.is_multirun(args):
+        raise ConfigError(f"{shown[0]} shows one job's config: leave out -m/--multirun and give one value per "
+                          "swept key")
 
 
 def main() -> None:
     import hydra
 
     try:
+        refuse_multirun_inspection(sys.argv[1:])
         preflight(sys.argv[1:])
     except (ConfigError, CheckpointError) as exc:
         print(f"spikerl: error: {exc}", file=sys.stderr)

@@ -166,6 +166,15 @@ def test_bad_input_on_the_command_line_exits_without_traceback_or_run_folder(tmp
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder was created
 
 
+def test_inspecting_a_multirun_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", "-m", "experiment=popsan,dsrl", "--cfg", "job"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == ("spikerl: error: --cfg shows one job's config: leave out -m/--multirun and give "
+                                   "one value per swept key")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_input_leaves_an_existing_run_folder_untouched(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

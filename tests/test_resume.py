@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -157,7 +158,10 @@ def test_sigterm_checkpoints_exits_143_and_resume_auto_finishes(tmp_path, world_
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
-    assert "resume=auto" in err.strip().splitlines()[-1]
+    hint = err.strip().splitlines()[-1]  # the run's own overrides, then resume=auto in its folder
+    assert hint.endswith(shlex.join(["python", "-m", "spikerl.run", *TINY, "train.total_steps=20000",
+                                     "train.checkpoint_every=1000000", f"dist.world_size={world_size}",
+                                     "resume=auto", f"hydra.run.dir={tmp_path / 'run'}"])), hint
     stopped_at = checkpoint.load(tmp_path / "run")["counters"]["env_steps"]
     assert 400 <= stopped_at < 20000
     finish_with_resume(tmp_path, stopped_at + 400, f"dist.world_size={world_size}")
@@ -199,6 +203,35 @@ def test_environment_faults_are_reported_with_the_step(tmp_path, mode, expected)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("spikerl: error: faulty_env:FaultyPendulum-v0") and expected in last, last
     assert "Traceback" not in proc.stderr
+
+
+def folder_bytes(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("refusal,override,message", [
+    ("another task", "env=hopper", "does not fit this run: it has env_id='InvertedPendulum-v5'"),
+    ("another algorithm", "algo=sac", "it has algo='td3', this run 'sac'"),
+    ("a truncated checkpoint", "seed=0", "cannot read checkpoint"),
+])
+def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path, refusal, override, message):
+    """resume=auto into a run folder whose checkpoint cannot continue this run is refused in one line
+    (exit 2) before Hydra, W&B or the energy meter write anything there: every file keeps its bytes and
+    no file appears (before, Hydra had rewritten the folder's config and overrides, and a W&B run and
+    an energy segment were added)."""
+    args = [*TINY, "train.total_steps=200", "logger=wandb", "energy=codecarbon", "hydra.run.dir=run"]
+    first = subprocess.run([sys.executable, "-m", "spikerl.run", *args], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    if refusal == "a truncated checkpoint":
+        last = tmp_path / "run" / "checkpoints" / "last.pt"
+        last.write_bytes(last.read_bytes()[:100])
+    before = folder_bytes(tmp_path / "run")
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", *args, override, "resume=auto"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("spikerl: error:")
+    assert folder_bytes(tmp_path / "run") == before
 
 
 def test_how_the_actor_is_computed_may_change_on_resume(tmp_path):
