@@ -114,15 +114,15 @@ class Learner:
                  policy: nn.Module | None = None, policy_extras: dict[str, tuple[nn.Module, float]] | None = None,
                  precision: Precision | None = None, wrap=None, compile: bool = False,
                  compile_mode: str = "default"):
-        """`policy` is the module the actor step runs (the actor itself unless the algorithm puts more
-        around it, as SAC does its log-std network); `policy_extras` are its other trained networks,
-        by the name a checkpoint keeps them under, each with its learning rate."""
+        """Every learner takes the task's `obs_dim` and `act_dim` (SAC builds its log-std network from
+        them). `policy` is the module the actor step runs (the actor itself unless the algorithm puts
+        more around it, as SAC does its log-std network); `policy_extras` are its other trained
+        networks, by the name a checkpoint keeps them under, each with its learning rate."""
         check_range("gamma", gamma, 0.0, 1.0)
         check_range("polyak", polyak, 0.0, 1.0, high_open=True)
         check_positive(actor_lr=actor_lr, critic_lr=critic_lr, policy_delay=policy_delay)
         if getattr(critic, "n", self.num_q) != self.num_q:
             raise HyperparameterError("critic", f"has {critic.n} Q-networks; {self.name} uses {self.num_q}")
-        self.obs_dim, self.act_dim = obs_dim, act_dim
         self.gamma, self.polyak, self.policy_delay = gamma, polyak, policy_delay
         policy_extras = policy_extras or {}
         # `wrap` (DDP in a distributed job) is applied first: it broadcasts rank 0's weights, so the

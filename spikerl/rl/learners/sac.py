@@ -20,7 +20,7 @@ from torch import nn
 from ...runtime.precision import Precision
 from ..networks import mlp
 from ..replay import Batch
-from .base import HyperparameterError, Learner, check_non_negative, q_ensemble_loss
+from .base import HyperparameterError, Learner, check_non_negative, check_positive, q_ensemble_loss
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -90,8 +90,7 @@ class SAC(Learner):
                  log_std_hidden_sizes: Sequence[int] = (256, 256), log_std_min: float = -20.0,
                  log_std_max: float = 2.0, **runtime):
         check_non_negative(alpha=alpha)
-        if not log_std_lr > 0:
-            raise HyperparameterError("log_std_lr", f"must be positive, got {log_std_lr}")
+        check_positive(log_std_lr=log_std_lr)
         if not log_std_min < log_std_max:
             raise HyperparameterError("log_std_min", f"must be below log_std_max ({log_std_max}), got {log_std_min}")
         if not hasattr(actor, "unsquashed"):
@@ -116,4 +115,4 @@ class SAC(Learner):
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
         """A sample of the squashed Gaussian policy (the collector adds no noise of its own)."""
         mean, log_std = self.explore_head(self.policy, obs, self.precision, *self.log_std_bounds)
-        return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))
+        return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))  # squashed_sample's action, no log pi
