@@ -19,6 +19,7 @@ def test_help_shows_examples_groups_and_exit_codes_without_a_config_dump(tmp_pat
                     "-m experiment=popsan,dsrl,spikerl seed=0,1",
                     "resume=auto hydra.run.dir=<run folder>",
                     "python -m spikerl.evaluate <run folder>",
+                    "python -m spikerl.export <run folder>",
                     "--cfg job"):
         assert example in screen
     # the config groups with their options, filled in by Hydra from conf/
