@@ -12,6 +12,7 @@ anything is submitted; and, inside a job, how many jobs of the sweep run beside 
 from __future__ import annotations
 
 import importlib
+import shutil
 
 from .config import ConfigError, RunConfig, compose
 from .runtime.distributed import available_cores
@@ -119,6 +120,11 @@ def check_resources(master, launcher_kind: str, jobs: list[RunConfig]) -> None:
             if rc.device == "cuda" and (gpus or 0) < tasks:
                 raise ConfigError(f"device=cuda gives each rank a GPU of its own, but hydra.launcher.gpus_per_node is "
                                   f"{gpus} for {tasks} tasks per node")
+        missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+        if missing:  # submitit would raise a traceback after Hydra made the sweep folder
+            raise ConfigError(f"hydra/launcher=slurm submits with SLURM's {' and '.join(missing)}, not on this "
+                              "machine's PATH: run the command on the cluster's login node (hydra/launcher=local "
+                              "runs the same jobs here)")
     elif launcher_kind in ("local", "joblib"):
         if launcher_kind == "local" and (int(launcher.nodes) != 1 or int(launcher.tasks_per_node) != 1):
             raise ConfigError("hydra/launcher=local: hydra.launcher.nodes and hydra.launcher.tasks_per_node must be "

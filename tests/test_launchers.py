@@ -5,6 +5,7 @@ given; everything else (Hydra, the plugins, submitit, torch.distributed) runs fo
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +89,19 @@ def test_slurm_submission_holds_the_resources_derived_from_dist(tmp_path):
         assert f"#SBATCH {flag}" in lines, flag
     srun = next(line for line in lines if line.startswith("srun "))
     assert srun.endswith(f"-m submitit.core._submit {tmp_path / 'sweep' / '.submitit' / '%j'}")  # every task: a rank
+
+
+def test_slurm_without_slurm_is_one_line_and_leaves_no_sweep_folder(tmp_path):
+    """On a machine without SLURM's tools, the SLURM launcher is refused before Hydra makes the sweep
+    folder (submitit would raise 'Could not detect "srun"' after it)."""
+    env = {"PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}  # no sbatch, no srun
+    assert shutil.which("srun", path=env["PATH"]) is None
+    proc = spikerl_cli("-m", "hydra/launcher=slurm", *TINY, "seed=0,1", cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == ("spikerl: error: hydra/launcher=slurm submits with SLURM's sbatch and srun, not on "
+                                   "this machine's PATH: run the command on the cluster's login node "
+                                   "(hydra/launcher=local runs the same jobs here)")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("args,expected", [
