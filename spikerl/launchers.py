@@ -30,7 +30,8 @@ PLUGINS = {"slurm": _SUBMITIT, "submitit_slurm": _SUBMITIT, "local": _SUBMITIT, 
 def kind(target: str) -> str:
     """`slurm`, `local` (submitit's local executor), `joblib`, or `basic` (jobs one after another in
     this process) for a launcher's `_target_`."""
-    if target.endswith("hydra_submitit_launcher.submitit_launcher.SlurmLauncher"):
+    if target.endswith(("hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+                        "spikerl_slurm.launcher.SlurmLauncher")):
         return "slurm"
     if target.endswith("hydra_submitit_launcher.submitit_launcher.LocalLauncher"):
         return "local"

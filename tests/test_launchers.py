@@ -104,6 +104,27 @@ def test_slurm_without_slurm_is_one_line_and_leaves_no_sweep_folder(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_refused_submission_is_one_line_and_leaves_no_sweep_folder(tmp_path):
+    """sbatch refuses the array (a wrong partition, say): its message is quoted in one line of ours (no
+    submitit traceback), exit 1, and the sweep folder Hydra made for it is gone."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Invalid partition '
+                                    'name specified" >&2\nexit 1\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = spikerl_cli("-m", "hydra/launcher=slurm", *TINY, "seed=0,1", "hydra.launcher.partition=gpux", cwd=work,
+                       env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "spikerl: error: sbatch refused the job array (sbatch: error: Batch job submission failed: Invalid "
+        "partition name specified); nothing was submitted")
+    assert list(work.iterdir()) == []  # no multirun/<date>/ left behind
+
+
 @pytest.mark.parametrize("args,expected", [
     (["hydra/launcher=slurm", "dist.world_size=3", "dist.nnodes=2"], "dist.world_size (3) must be a positive multiple "
                                                                      "of dist.nnodes (2)"),
