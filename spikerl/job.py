@@ -38,10 +38,8 @@ def _instantiate(name: str, spec: dict, **kwargs):
 
     try:
         return instantiate(spec, **kwargs)
-    except HyperparameterError as exc:
-        raise ConfigError(f"{name}.{exc}") from None
     except Exception as exc:
-        cause = exc.__cause__ or exc
+        cause = exc.__cause__ or exc  # Hydra wraps what the constructor raised
         if isinstance(cause, HyperparameterError):
             raise ConfigError(f"{name}.{cause}") from None
         raise ConfigError(f"cannot build {name} ({spec.get('_target_')}): "
@@ -255,7 +253,7 @@ def resume_from(state: RunState, path: Path | None) -> None:
 
 def format_summary(summary: dict) -> str:
     rows = [
-        ("method / algo / actor", f"{summary['method']} / {summary.get('algo', 'td3')} / {summary['actor']}"),
+        ("method / algo / actor", f"{summary['method']} / {summary['algo']} / {summary['actor']}"),
         ("task", f"{summary['env_id']} (seed {summary['seed']})"),
         ("env steps", f"{summary['total_env_steps']:,} in {summary['wall_seconds']:.0f} s "
                       f"({summary['env_steps_per_second']:.0f} steps/s"

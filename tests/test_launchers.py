@@ -31,13 +31,13 @@ def spikerl_cli(*args, cwd, env=None, timeout=300):
                           text=True, timeout=timeout)
 
 
-def fake_slurm(tmp_path) -> dict:
-    """`sbatch` that keeps the script it is given and submits nothing (it fails, so submitit stops), and
-    an `srun` that submitit only looks for."""
+def fake_slurm(tmp_path, sbatch: str = 'cp "$1" "$SBATCH_RECORD"\necho "sbatch: kept $1; nothing submitted" >&2\n'
+               'exit 1\n') -> dict:
+    """`sbatch` running the shell lines `sbatch` (by default: keep the script it is given and submit
+    nothing; it fails, so submitit stops), and an `srun` that submitit only looks for."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text('#!/bin/sh\ncp "$1" "$SBATCH_RECORD"\n'
-                                    'echo "sbatch: kept $1; nothing submitted" >&2\nexit 1\n')
+    (bin_dir / "sbatch").write_text(f"#!/bin/sh\n{sbatch}")
     (bin_dir / "srun").write_text('#!/bin/sh\necho "srun: no cluster here" >&2\nexit 1\n')
     for tool in ("sbatch", "srun"):
         (bin_dir / tool).chmod(0o755)
@@ -107,17 +107,12 @@ def test_slurm_without_slurm_is_one_line_and_leaves_no_sweep_folder(tmp_path):
 def test_a_refused_submission_is_one_line_and_leaves_no_sweep_folder(tmp_path):
     """sbatch refuses the array (a wrong partition, say): its message is quoted in one line of ours (no
     submitit traceback), exit 1, and the sweep folder Hydra made for it is gone."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text('#!/bin/sh\necho "sbatch: error: Batch job submission failed: Invalid partition '
-                                    'name specified" >&2\nexit 1\n')
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
-    for tool in ("sbatch", "srun"):
-        (bin_dir / tool).chmod(0o755)
+    env = fake_slurm(tmp_path, 'echo "sbatch: error: Batch job submission failed: Invalid partition name '
+                               'specified" >&2\nexit 1\n')
     work = tmp_path / "work"
     work.mkdir()
     proc = spikerl_cli("-m", "hydra/launcher=slurm", *TINY, "seed=0,1", "hydra.launcher.partition=gpux", cwd=work,
-                       env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+                       env=env)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         "spikerl: error: sbatch refused the job array (sbatch: error: Batch job submission failed: Invalid "
