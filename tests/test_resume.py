@@ -206,7 +206,10 @@ def test_environment_faults_are_reported_with_the_step(tmp_path, mode, expected)
 
 
 def folder_bytes(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """The folder's own contents: each file's bytes, each link's target. W&B links `debug-core.log` to its
+    service's shared log outside the run folder, which that service keeps appending to."""
+    return {p.relative_to(folder): os.readlink(p) if p.is_symlink() else p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_symlink() or p.is_file()}
 
 
 @pytest.mark.parametrize("refusal,override,message", [
