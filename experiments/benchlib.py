@@ -8,8 +8,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -29,6 +27,7 @@ from spikerl.job import build_components
 from spikerl.rl.learners import Learner
 from spikerl.rl.replay import Batch
 from spikerl.runtime.precision import Precision
+from spikerl.telemetry.provenance import code_version, host
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v4's sizes, fixed here so that no environment is built
 VARIANTS = ("ours", "compiled", "baseline", "mlp")  # (a), (a) with compile=true, (b), (c)
@@ -264,16 +263,6 @@ def resolve_defaults(args: argparse.Namespace, full: dict, quick: dict) -> None:
         torch.set_num_threads(args.threads)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def bf16_speed_ratio(m: int, k: int, n: int, repeats: int = 7) -> float:
     """fp32 time / bf16 time of a forward and backward pass through two linear layers ([m, k] input,
     widths k -> n -> n) under CPU autocast, in interleaved pairs on this process's threads (median):
@@ -302,16 +291,10 @@ def bf16_speed_ratio(m: int, k: int, n: int, repeats: int = 7) -> float:
 
 
 def machine() -> dict:
-    """What the figures depend on: CPU model and torch's CPU capability (AVX2 machines emulate bf16),
-    threads, and how bf16 matrix work runs here (two layers forward and backward)."""
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    """What the figures depend on (spikerl.telemetry.provenance.host: CPU model, torch's CPU capability,
+    threads), and how bf16 matrix work runs here (two layers forward and backward)."""
     bf16_ratio = bf16_speed_ratio(500, 256, 256)
-    return {"platform": platform.platform(), "cpu": cpu_model(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpus": os.cpu_count(),
-            "cpus_usable": affinity, "python": platform.python_version(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "bf16_probe_speed_vs_fp32": round(bf16_ratio, 3), "bf16_native": bf16_ratio >= 1.0,
-            **({"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda} if torch.cuda.is_available() else {})}
+    return {**host(), "bf16_probe_speed_vs_fp32": round(bf16_ratio, 3), "bf16_native": bf16_ratio >= 1.0}
 
 
 def fmt(value: float | None, spec: str = ".3g", suffix: str = "") -> str:
@@ -328,7 +311,7 @@ def write_report(path: Path, script: str, argv: list[str] | None, settings: dict
     """The JSON report: how it was made (command line, machine, date, settings), then the numbers."""
     meta = {
         "command": shlex.join(["python", f"experiments/{script}", *(sys.argv[1:] if argv is None else argv)]),
-        "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "settings": settings,
+        "code": code_version(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M"), "settings": settings,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"meta": meta, "results": results, "comparisons": compared}, indent=2) + "\n")

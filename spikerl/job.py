@@ -30,6 +30,7 @@ from .runtime.distributed import DistInfo, all_reduce_
 from .runtime.precision import Precision, PrecisionChoice, Probe, choose
 from .runtime.signals import stop_on_signals
 from .telemetry.energy import EnergyLedger, make_meter
+from .telemetry.provenance import code_version, host
 
 
 def _instantiate(name: str, spec: dict, **kwargs):
@@ -139,7 +140,8 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     write_evaluations(run_dir, result.pop("eval_history"))
     summary = {"method": rc.method, "algo": rc.algo_name, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed,
                **result, **energy,
-               "run_dir": str(run_dir)}
+               "run_dir": str(run_dir),  # what produced it (flat, as every summary key):
+               **{f"code_{k}": v for k, v in code_version().items()}, **{f"machine_{k}": v for k, v in host().items()}}
     write_summary(run_dir, summary)
     return summary
 
@@ -170,7 +172,9 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     replay = ReplayBuffer(obs_dim, act_dim, rc.replay.size, device=device)
     policy = greedy_policy(learner, normalizer, device)
     collector = Collector(rc.env, greedy_policy(learner, normalizer, device, explore=True), replay, normalizer,
-                          act_noise=learner.act_noise, seed=rank_seed, rank=info.rank)
+                          act_noise=learner.act_noise, seed=rank_seed, rank=info.rank,
+                          shared_noise=learner.shared_noise, start_actions=t.start_actions,
+                          start_action_std=t.start_action_std, distributed=info.enabled)
     updates = UpdateSchedule(learner, replay, normalizer, t.batch_size, t.update_every, t.gradient_steps,
                              update_after=t.update_after, seed=rank_seed)
     evaluator = Evaluator(policy, rc.env, t.eval_episodes, rc.seed, info)

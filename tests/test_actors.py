@@ -247,5 +247,5 @@ def test_a_tracing_error_that_eager_also_raises_is_the_computations(monkeypatch)
     monkeypatch.setattr(through_time, "_compiled", {})
     monkeypatch.setattr(torch, "compile", _compile_raising(lambda: TorchRuntimeError("shape")))
     with pytest.raises(RuntimeError, match="size of tensor"):
-        through_time._run_kernel("forward", True, torch.ones(2, 3, 4), 0.5, torch.ones(5), 0.5, True)
+        through_time._run_kernel("forward", True, torch.ones(2, 3, 4), 0.5, torch.ones(5), 0.5, 1.0, 1.0)
     assert through_time.compile_failures() == {}

@@ -33,7 +33,7 @@ def test_the_fixture_is_a_format_1_checkpoint():
 
 def test_format_1_checkpoint_is_migrated_to_the_current_class_paths():
     meta = checkpoint.load(FIXTURE)["meta"]
-    assert meta["format"] == checkpoint.FORMAT_VERSION == 3
+    assert meta["format"] == checkpoint.FORMAT_VERSION == 4
     assert meta["actor_spec"]["_target_"] == "spikerl.snn.actors.PopSpikingActor"
     assert meta["actor_spec"]["encoder"]["_target_"] == "spikerl.snn.encoders.PopulationEncoder"
     assert meta["critic_spec"]["_target_"] == "spikerl.rl.networks.QEnsemble" and meta["algo"] == "td3"
@@ -78,7 +78,7 @@ def test_a_newer_format_is_refused_in_one_line(tmp_path, capsys):
     state = torch.load(FIXTURE, weights_only=True)
     state["meta"]["format"] = 99
     torch.save(state, path)
-    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 3: upgrade SpikeRL"
+    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 4: upgrade SpikeRL"
     with pytest.raises(checkpoint.CheckpointError) as info:
         checkpoint.load(path)
     assert str(info.value) == message
@@ -103,8 +103,31 @@ def test_a_format_2_checkpoint_is_a_td3_run_with_a_twin_critic(tmp_path):
     torch.save({"meta": {"format": 2, "critic_spec": {"_target_": "spikerl.rl.networks.TwinQ", "hidden_sizes": [8]}},
                 "learner": {"critic": {"q1.0.weight": torch.ones(8, 3)}}}, path)
     state = checkpoint.load(path)
-    assert state["meta"]["algo"] == "td3" and state["meta"]["format"] == 3
+    assert state["meta"]["algo"] == "td3" and state["meta"]["format"] == 4
     assert state["meta"]["critic_spec"] == {"_target_": "spikerl.rl.networks.QEnsemble", "hidden_sizes": [8]}
     from spikerl.rl.networks import QEnsemble
 
     assert "q1.0.weight" in QEnsemble(2, 1, hidden_sizes=(8,), n=2).state_dict()
+
+
+def test_a_format_3_dsrl_actor_keeps_the_one_neuron_it_was_trained_with(tmp_path):
+    """Format 3's DSRL actor ran its `neuron` in every layer (the readout too, without a threshold) and
+    differentiated the reset; the migrated spec says so explicitly, so the rebuilt actor computes that."""
+    from hydra.utils import instantiate
+
+    spec = {"_target_": "spikerl.snn.actors.DSRLSpikingActor", "hidden_sizes": [8, 6], "timesteps": 5,
+            "encoder": {"_target_": "spikerl.snn.encoders.TwoNeuronEncoder", "_partial_": True},
+            "neuron": {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 0.8}}
+    path = tmp_path / "v3.pt"
+    torch.save({"meta": {"format": 3, "actor_spec": spec}}, path)
+    migrated = checkpoint.load(path)["meta"]["actor_spec"]
+    uniform = {"current_decay": 0.5, "voltage_decay": 0.5}
+    assert migrated["neuron"] == {**uniform, "threshold": 0.8, "reset_gradient": True}
+    assert migrated["first_layer"] == migrated["readout"] == uniform and migrated["timesteps"] == 5
+    actor = instantiate(migrated, obs_dim=3, act_dim=2)
+    for lif in (*actor.snn.specs, actor.readout_spec):
+        assert (lif.alpha, lif.beta, lif.reset_gradient) == (0.5, 0.5, True)
+    assert [s.spiking for s in actor.snn.specs] == [True, True] and not actor.readout_spec.spiking
+    popsan = {"_target_": "spikerl.snn.actors.PopSpikingActor", "hidden_sizes": [8]}
+    torch.save({"meta": {"format": 3, "actor_spec": popsan}}, path)
+    assert checkpoint.load(path)["meta"]["actor_spec"] == popsan  # other actors are left as they were

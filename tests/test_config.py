@@ -33,8 +33,12 @@ def test_presets_set_published_hyperparameters():
     assert popsan.actor["neuron"] == {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5}
     dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah"]))
     assert dsrl.actor["hidden_sizes"] == [400, 300] and dsrl.critic["hidden_sizes"] == [400, 300]
-    assert dsrl.actor["neuron"]["threshold"] == 0.8 and dsrl.train.batch_size == 128
-    assert dsrl.normalizer.kind == "maxabs" and dsrl.algo["actor_lr"] == 1e-3
+    # the published Agent's batch of 100 on every task (its HalfCheetah notebook's 128 never reaches it)
+    assert dsrl.actor["neuron"]["threshold"] == 0.8 and dsrl.train.batch_size == 100
+    assert dsrl.replay.size == 200_000 and validate(compose(["experiment=dsrl", "env=hopper"])).replay.size == 1_000_000
+    assert dsrl.normalizer.kind == "maxabs" and dsrl.algo["actor_lr"] == 1e-3 and dsrl.algo["shared_noise"]
+    assert (dsrl.train.update_every, dsrl.train.gradient_steps, dsrl.train.start_actions) == (1, 1, "normal")
+    assert dsrl.critic["split_sign"] and dsrl.actor["timesteps"] == 4
     assert validate(compose(["experiment=dsrl", "env=ant"])).actor["neuron"]["threshold"] == 2.5
     assert validate(compose(["experiment=spikerl"])).precision.mode == "auto"  # bf16 where it pays
     assert validate(compose(["experiment=td3"])).actor["_target_"].endswith("MLPActor")
@@ -53,9 +57,9 @@ def test_published_per_task_values_live_with_the_method_and_the_command_line_win
     """conf/published/<method>/<task>.yaml holds a method's per-task values; the env group holds none."""
     assert validate(compose(["experiment=spikerl", "env=walker2d"])).encoder["spikes"] == "poisson"
     assert validate(compose(["experiment=popsan", "env=ant"])).encoder["spikes"] == "regular"
-    dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah", "train.batch_size=64",
+    dsrl = validate(compose(["experiment=dsrl", "env=halfcheetah", "replay.size=6400",
                              "actor.neuron.threshold=0.3"]))
-    assert dsrl.train.batch_size == 64 and dsrl.actor["neuron"]["threshold"] == 0.3
+    assert dsrl.replay.size == 6400 and dsrl.actor["neuron"]["threshold"] == 0.3
     assert validate(compose(["experiment=dsrl", "env=walker2d"])).actor["neuron"]["threshold"] == 1.0  # unpublished
     popsan = validate(compose(["experiment=popsan", "env=hopper", "encoder.spikes=regular"]))
     assert popsan.encoder["spikes"] == "regular"

@@ -29,8 +29,9 @@ def popsan_spec(spikes="regular"):
 
 DSRL_SPEC = {"_target_": "spikerl.snn.actors.DSRLSpikingActor",
              "encoder": {"_target_": "spikerl.snn.encoders.TwoNeuronEncoder", "_partial_": True},
-             "hidden_sizes": [64, 48], "timesteps": 5, "neuron_backend": "bptt", "compile": False,
-             "neuron": {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0},
+             "hidden_sizes": [64, 48], "timesteps": 4, "neuron_backend": "bptt", "compile": False,
+             "neuron": {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 0.2, "reset_gradient": False},
+             "first_layer": {"current_decay": 0.0}, "readout": {"current_decay": 0.0, "voltage_decay": 1.0},
              "surrogate": {"name": "fast_sigmoid", "slope": 100.0}}
 MLP_SPEC = {"_target_": "spikerl.rl.networks.MLPActor", "hidden_sizes": [256, 256]}
 
@@ -185,20 +186,23 @@ def test_poisson_round_trip_given_the_same_encoder_spikes(tmp_path):
     assert 0 < out_spikes.mean().item() < 1
 
 
-def test_dsrl_exports_with_linear_synapses_and_a_cubali_readout(tmp_path):
+def test_dsrl_exports_with_linear_synapses_a_lif_first_layer_and_an_integrator_readout(tmp_path):
+    """DSRL's first layer has no synaptic current (a LIF node), its readout neither a current nor a leak
+    (an I node); the round trip through the graph stays exact."""
     ckpt = make_checkpoint(tmp_path / "dsrl.pt", DSRL_SPEC, obs_norm="maxabs", method="dsrl")
     out = tmp_path / "bundle"
     assert export_main([str(ckpt), "--out", str(out), "--episodes", "1"]) == 0
     graph = nir.read(out / "actor.nir")
-    assert [type(graph.nodes[n]).__name__ for n in ("fc1", "lif1", "fc2", "lif2", "readout", "li")] \
-        == ["Linear", "CubaLIF", "Linear", "CubaLIF", "Linear", "CubaLI"]
+    assert [type(graph.nodes[n]).__name__ for n in ("fc1", "lif1", "fc2", "lif2", "readout", "integrator")] \
+        == ["Linear", "LIF", "Linear", "CubaLIF", "Linear", "I"]
     policy = evaluate.load_policy(checkpoint.load(ckpt))
     raw = recorded_observations(policy)
     assert torch.equal(read_bundle(out).run(raw)["action"], policy(raw))
     # its real-valued input makes the first layer dense MACs; the readout does not spike
     first, second, readout = inference_energy(ckpt, episodes=1)["layers"]
-    assert first["input"] == "real" and first["macs"] == 5 * 2 * OBS * 64 and first["synaptic_ops"] == 0
+    assert first["input"] == "real" and first["macs"] == 4 * 2 * OBS * 64 and first["synaptic_ops"] == 0
     assert second["input"] == "spikes" and second["synaptic_ops"] > 0 and readout["firing_rate"] is None
+    assert [layer["neuron"] for layer in (first, second, readout)] == ["LIF", "CubaLIF", "I"]
 
 
 # ---- bad input ----------------------------------------------------------------------------------------

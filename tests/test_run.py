@@ -15,6 +15,8 @@ from spikerl.rl.evaluation import evaluate_policy
 from spikerl.runtime import checkpoint
 from spikerl.telemetry.metrics import read_metrics
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 SUMMARY_KEYS = {
     "method", "actor", "env_id", "seed", "total_env_steps", "wall_seconds", "eval_return_mean",
     "eval_return_std", "best_eval_return", "updates_per_second", "env_steps_per_second", "world_size",
@@ -30,6 +32,10 @@ def test_run_writes_summary_metrics_and_checkpoint(tiny_run):
     assert all(not isinstance(v, (dict, list)) for v in on_disk.values())  # flat
     assert on_disk["total_env_steps"] == 600 and on_disk["env_id"] == "InvertedPendulum-v5"
     assert on_disk["updates"] == 80  # 10 updates every 50 steps after step 200: steps 250..600
+    # what produced it: this checkout's commit, whether it had uncommitted changes, and the machine
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    assert on_disk["code_commit"] == head and isinstance(on_disk["code_dirty"], bool)
+    assert on_disk["machine_cpu_capability"] == torch.backends.cpu.get_cpu_capability() and on_disk["machine_cpu"]
     rows = read_metrics(run_dir / "metrics.jsonl")
     assert [r["step"] for r in rows] == [100, 200, 300, 400, 500, 600]
     assert "eval/return_mean" in rows[2] and "eval/return_mean" in rows[5]

@@ -1,7 +1,7 @@
 """Neuromorphic export: a trained spiking actor as a NIR graph plus its host side, a NIR simulator to
 check the round trip, and the inference energy per action (`python -m spikerl.export`).
 
-    nir_graph   actor -> NIR graph (Affine/Linear + CubaLIF, CubaLI readout) and the host side;
+    nir_graph   actor -> NIR graph (Affine/Linear + CubaLIF or LIF, a CubaLI, LI or I readout), host side;
                 writing and reading a bundle folder; the round-trip check against the trained actor
     simulate    a small NIR simulator written from the NIR node definitions
     energy      synaptic-op, MAC and neuron-update counts from evaluation episodes; energy per action

@@ -5,7 +5,7 @@ host side on the host), per layer and timestep:
 
     synaptic ops    a layer whose input is binary (spikes): presynaptic spikes x fan-out
     dense MACs      a layer whose input is real-valued (DSRL's two-neuron input): fan-in x fan-out per step
-    neuron updates  neurons x timesteps (CubaLIF and CubaLI nodes)
+    neuron updates  neurons x timesteps (every neuron node: CubaLIF, LIF, CubaLI, LI, I)
     firing rate     spikes / (neurons x timesteps) of each spiking layer, and of its input
 
 The ANN actor (`td3`'s MLP) does fan-in x fan-out MACs per layer whatever the input: counted from its
@@ -15,9 +15,10 @@ Per-operation energies (FIGURES) are cited where they are defined; `checked` say
 was checked against its primary source. Two estimates of the chip's energy per action are given:
 
     45nm   synaptic op = one 32-bit float add (an event adds a weight into a current), dense MAC =
-           float mult + add, CubaLIF update = 2 mults + 3 adds (two decays and sums, the threshold
-           compare; CubaLI: 2 mults + 2 adds), plus 1 add per neuron and step where the layer has a
-           bias. All from Horowitz (ISSCC 2014), 45 nm; memory access is not counted.
+           float mult + add, neuron update by node (UPDATE_OPS): CubaLIF 2 mults + 3 adds (two decays
+           and sums, the threshold compare), CubaLI 2 + 2, LIF 1 + 2, LI 1 + 1, I 0 + 1; plus 1 add
+           per neuron and step where the layer has a bias. All from Horowitz (ISSCC 2014), 45 nm;
+           memory access is not counted.
     loihi  synaptic op = Loihi's energy per synaptic spike op (its minimum), neuron update = Loihi's
            neuron update energy (inactive), dense MACs as in `45nm` (Loihi 1 has no graded input):
            Davies et al. (IEEE Micro 2018), figures NOT checked against the paper (see FIGURES).
@@ -33,8 +34,11 @@ import numpy as np
 import torch
 
 from ..rl.evaluation import evaluate_policy, trained_actor
-from .nir_graph import Bundle, ExportError, actor_kind, build_bundle
+from .nir_graph import NEURON_NODES, SPIKING_NODES, Bundle, ExportError, actor_kind, build_bundle
 from .simulate import predecessors, topological_order
+
+# (float mults, float adds) of one neuron's update at one timestep, by NIR node
+UPDATE_OPS = {"CubaLIF": (2, 3), "CubaLI": (2, 2), "LIF": (1, 2), "LI": (1, 1), "I": (0, 1)}
 
 
 @dataclass(frozen=True)
@@ -86,12 +90,13 @@ class OpCounter:
             node = self.graph.nodes[name]
             if not isinstance(node, (nir.Affine, nir.Linear)):
                 continue
-            neuron = next((s for s in succs[name] if isinstance(self.graph.nodes[s], (nir.CubaLIF, nir.CubaLI))), None)
+            neuron = next((s for s in succs[name] if isinstance(self.graph.nodes[s], NEURON_NODES)), None)
             fan_out, fan_in = node.weight.shape
             self.layers.append({"name": f"{name}->{neuron}", "synapses": name, "neurons": neuron,
                                 "source": preds[name][0], "fan_in": int(fan_in), "fan_out": int(fan_out),
                                 "bias": isinstance(node, nir.Affine),
-                                "spiking": isinstance(self.graph.nodes[neuron], nir.CubaLIF)})
+                                "spiking": isinstance(self.graph.nodes[neuron], SPIKING_NODES),
+                                "neuron": type(self.graph.nodes[neuron]).__name__})
         self.actions = 0
         self.binary = {layer["name"]: True for layer in self.layers}
         zeros = lambda: np.zeros(self.T)  # noqa: E731
@@ -131,12 +136,13 @@ class OpCounter:
                    "macs": macs, "neuron_updates": updates,
                    "firing_rate": float(self.out_spikes[name].sum() / n / (self.T * fan_out)) if layer["spiking"]
                    else None,
-                   "neuron": "CubaLIF" if layer["spiking"] else "CubaLI", "bias": layer["bias"]}
+                   "neuron": layer["neuron"], "bias": layer["bias"]}
             layers.append(row)
             totals["synaptic_ops"] += row["synaptic_ops"]
             totals["macs"] += macs
             totals["neuron_updates"] += updates
-            update_45 = 2 * _pj("fp32_mult") + (3 if layer["spiking"] else 2) * _pj("fp32_add")
+            mults, adds = UPDATE_OPS[layer["neuron"]]
+            update_45 = mults * _pj("fp32_mult") + adds * _pj("fp32_add")
             update_45 += _pj("fp32_add") if layer["bias"] else 0.0
             e45 += row["synaptic_ops"] * _pj("fp32_add") + macs * _pj("fp32_mac") + updates * update_45
             eloihi += (row["synaptic_ops"] * _pj("loihi_synaptic_op") + macs * _pj("fp32_mac")

@@ -1,7 +1,9 @@
 """A trained spiking actor as a NIR graph (what runs on a neuromorphic chip) plus the host side.
 
 On the chip: the layers of current-based LIF neurons, each an Affine (Linear when bias-free) node
-feeding a CubaLIF node; DSRL's non-spiking readout is a CubaLI node whose membrane is the output.
+feeding a CubaLIF node; a layer without a synaptic current (current decay 0: DSRL's first layer) is a
+LIF node; a non-spiking readout is a CubaLI (LI) node whose membrane is the output, or an I node
+(an integrator) where it does not leak either (DSRL's).
 On the host: the observation normaliser, the encoder (NIR has no node for the regular population
 encoder's subtract reset, nor for DSRL's two-neuron split), the decoder (PopSAN's grouped rate
 read-out and tanh; NIR has no tanh) and the action scaling, as PopSAN kept them on Loihi.
@@ -10,8 +12,10 @@ snnTorch `Synaptic` -> CubaLIF, with one actor timestep = `DT` seconds (snnTorch
 convention): tau_syn = DT / (1 - alpha), tau_mem = DT / (1 - beta), w_in = tau_syn / DT,
 r = tau_mem / DT, v_leak = 0, v_threshold = threshold, v_reset = 0. Forward Euler at DT gives back
 snnTorch's I <- alpha I + x and v <- beta v + I when the membrane integrates the current of the same
-step (`UPDATE_ORDER`; see spikerl/export/simulate.py). Time constants are stored in float64 so that
-1 - DT / tau gives back the float32 alpha and beta exactly.
+step (`UPDATE_ORDER`; see spikerl/export/simulate.py). With alpha = 0 the current is the input itself:
+LIF (LI) with tau = tau_mem and the same r gives v <- beta v + x; with beta = 1 too, I with r = 1 / DT
+gives v <- v + x. Time constants are stored in float64 so that 1 - DT / tau gives back the float32
+alpha and beta exactly.
 
 A bundle folder holds `actor.nir` (the graph, written with `nir.write`), `host.npz` (arrays) and
 `bundle.json` (everything else, and how the round trip was checked).
@@ -64,23 +68,33 @@ def refuse_unexportable(actor) -> str:
     return kind
 
 
+SPIKING_NODES = (nir.CubaLIF, nir.LIF)
+NEURON_NODES = (*SPIKING_NODES, nir.CubaLI, nir.LI, nir.I)
+
+
 def neuron_node(spec, neuron_module, n: int, dt: float = DT):
-    """A layer of snnTorch `Synaptic` neurons (read through its LIFSpec) as a CubaLIF node, or a CubaLI
-    node for a non-spiking readout."""
+    """A layer of snnTorch `Synaptic` neurons (read through its LIFSpec) as a NIR neuron node: CubaLIF
+    (CubaLI for a non-spiking readout); LIF (LI) where the layer has no synaptic current (alpha = 0);
+    I for a readout that neither has a current nor leaks (alpha = 0, beta = 1)."""
     alpha, beta = spec.alpha, spec.beta
-    if not (0.0 <= alpha < 1.0 and 0.0 <= beta < 1.0):
-        raise ExportError(f"CubaLIF needs decaying current and voltage (0 <= alpha, beta < 1); got alpha={alpha}, "
-                          f"beta={beta}")
+    integrator = alpha == 0.0 and beta == 1.0 and not spec.spiking
+    if not (0.0 <= alpha < 1.0 and (0.0 <= beta < 1.0 or integrator)):
+        raise ExportError(f"NIR's neuron nodes need decaying current and voltage (0 <= alpha, beta < 1), or neither "
+                          f"for a readout; got alpha={alpha}, beta={beta}")
     graded = float(getattr(neuron_module, "graded_spikes_factor", 1.0))
     if graded != 1.0:
         raise ExportError(f"NIR spikes are 0/1; this layer's snnTorch graded_spikes_factor is {graded}")
-    tau_syn, tau_mem = dt / (1.0 - alpha), dt / (1.0 - beta)
     full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
-    common = {"tau_syn": full(tau_syn), "tau_mem": full(tau_mem), "r": full(tau_mem / dt), "v_leak": full(0.0),
-              "w_in": full(tau_syn / dt)}
-    if spec.spiking:
-        return nir.CubaLIF(**common, v_threshold=full(spec.threshold), v_reset=full(0.0))
-    return nir.CubaLI(**common)
+    if integrator:
+        return nir.I(r=full(1.0 / dt))
+    tau_mem = dt / (1.0 - beta)
+    membrane = {"r": full(tau_mem / dt), "v_leak": full(0.0)}
+    spiking = {"v_threshold": full(spec.threshold), "v_reset": full(0.0)} if spec.spiking else {}
+    if alpha == 0.0:
+        return (nir.LIF if spec.spiking else nir.LI)(tau=full(tau_mem), **membrane, **spiking)
+    tau_syn = dt / (1.0 - alpha)
+    common = {"tau_syn": full(tau_syn), "tau_mem": full(tau_mem), **membrane, "w_in": full(tau_syn / dt)}
+    return (nir.CubaLIF if spec.spiking else nir.CubaLI)(**common, **spiking)
 
 
 def synapse_node(linear: torch.nn.Linear):
@@ -100,10 +114,11 @@ def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
     nodes = {"input": nir.Input(input_type={"input": np.array([actor.encoder.num_outputs])})}
     edges, neurons, previous = [], [], "input"
     for i, (linear, spec, module) in enumerate(layers, 1):
-        readout = not spec.spiking
-        syn, neu = ("readout", "li") if readout else (f"fc{i}", f"lif{i}")
+        node = neuron_node(spec, module, linear.out_features, dt)
+        readout = "integrator" if isinstance(node, nir.I) else "li"
+        syn, neu = (f"fc{i}", f"lif{i}") if spec.spiking else ("readout", readout)
         nodes[syn] = synapse_node(linear)
-        nodes[neu] = neuron_node(spec, module, linear.out_features, dt)
+        nodes[neu] = node
         edges += [(previous, syn), (syn, neu)]
         neurons.append(neu)
         previous = neu
@@ -268,7 +283,9 @@ def build_bundle(state: dict, source: str = "", actor=None, normalizer=None) -> 
         "dt": DT, "update_order": UPDATE_ORDER,
         "neuron_mapping": ("snnTorch Synaptic (alpha, beta, threshold, reset to zero) -> CubaLIF with tau_syn = "
                            "dt / (1 - alpha), tau_mem = dt / (1 - beta), w_in = tau_syn / dt, r = tau_mem / dt, "
-                           "v_leak = 0, v_threshold = threshold, v_reset = 0; one actor timestep = dt seconds; "
+                           "v_leak = 0, v_threshold = threshold, v_reset = 0 (CubaLI without the threshold); "
+                           "alpha = 0 -> LIF (LI) with tau = tau_mem and the same r, v_leak, v_threshold, v_reset; "
+                           "alpha = 0 and beta = 1 (a readout) -> I with r = 1 / dt; one actor timestep = dt seconds; "
                            "forward Euler at dt with the membrane integrating the current of the same step "
                            "(current-first, as snnTorch and Lava's Loihi LIF do) gives back I <- alpha I + x, "
                            "v <- beta v + I; integrating the previous step's current (plain forward Euler, NIR's "
@@ -276,7 +293,8 @@ def build_bundle(state: dict, source: str = "", actor=None, normalizer=None) -> 
         "graph": {"file": GRAPH_FILE, "input": "input", "output": "output", "neurons": neurons,
                   "nodes": {name: type(node).__name__ for name, node in graph.nodes.items()}},
         "host": host.config,
-        "split": {"chip": "the NIR graph: Affine/Linear synapses and CubaLIF (CubaLI readout) neurons",
+        "split": {"chip": "the NIR graph: Affine/Linear synapses and CubaLIF or LIF neurons (a CubaLI, LI or I "
+                          "readout)",
                   "host": "normaliser, encoder, decoder (rate read-out or readout membrane, tanh), action scaling"},
         "arithmetic": "float32 weights and states (an actor trained under bf16 autocast is checked in float32)",
     }
@@ -334,7 +352,7 @@ def verify_round_trip(actor, normalizer, bundle: Bundle, raw_obs: torch.Tensor,
     raw_obs = raw_obs.float()
     ran = bundle.run(raw_obs, generator=generator, record=True)
     ref = actor_reference(actor, normalizer, raw_obs, ran["encoder_input"])
-    spiking = [name for name in bundle.neurons if isinstance(bundle.graph.nodes[name], nir.CubaLIF)]
+    spiking = [name for name in bundle.neurons if isinstance(bundle.graph.nodes[name], SPIKING_NODES)]
     layers = [torch.equal(ref_spikes, ran["trace"][name][1]) for ref_spikes, name in zip(ref["layers"], spiking)]
     output = ran["output"] if bundle.host.decoder_kind == "population_rate" else ran["output"][-1]
     result = {"observations": int(raw_obs.shape[0]), "layer_spikes_equal": layers,

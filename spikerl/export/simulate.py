@@ -15,6 +15,7 @@ Nodes and their discrete-time semantics at step `dt` (forward Euler of each node
                       z_t = v_t > v_threshold; where z_t: v_t = v_reset; the output is z
     CubaLI            the same without threshold; the output is v
     LIF / LI          tau dv/dt = (v_leak - v) + r x, one state (LIF spikes and resets like CubaLIF)
+    I                 dv/dt = r x: v_t = v_{t-1} + r dt x_t; the output is v
 
 `order` chooses which synaptic current the membrane integrates (the one place where discretisations
 of CubaLIF differ, see docs/neuromorphic.md):
@@ -139,6 +140,8 @@ def run_node(node, x: torch.Tensor, dt: float, order: str = "current-first") -> 
         if isinstance(node, nir.LIF):
             return _leaky(x, decay, gain, leak, f(node.v_threshold), f(node.v_reset))
         return _leaky(x, decay, gain, leak)
+    if isinstance(node, nir.I):
+        return _leaky(x, 1.0, _coef(np.asarray(node.r, np.float64) * dt, x.dtype, x.device), 0.0)
     raise SimulationError(f"NIR node type {type(node).__name__} is not supported by this simulator")
 
 

@@ -26,7 +26,7 @@ class TrainConfig:
     """The `train` config section. Step counts are global env steps (summed over ranks)."""
 
     total_steps: int
-    start_steps: int  # uniform random actions before the actor acts
+    start_steps: int  # random actions (`start_actions`) before the actor acts
     update_after: int  # no gradient updates before this many env steps
     eval_every: int
     eval_episodes: int
@@ -38,8 +38,11 @@ class TrainConfig:
     progress: bool = True
     save_replay: bool = False  # put the replay buffer in checkpoints/last.pt (exact resume)
     keep_best: bool = True  # also keep checkpoints/best.pt, the actor with the best evaluation
+    start_actions: str = "uniform"  # uniform over the action box | normal: N(0, start_action_std) + exploration noise
+    start_action_std: float = 0.1
 
-    POSITIVE = ("total_steps", "eval_episodes", "batch_size", "update_every")
+    CHOICES = {"start_actions": ("uniform", "normal")}
+    POSITIVE = ("total_steps", "eval_episodes", "batch_size", "update_every", "start_action_std")
     NON_NEGATIVE = ("start_steps", "update_after", "eval_every", "checkpoint_every", "log_every", "gradient_steps")
 
 

@@ -34,21 +34,29 @@ class MLPActor(nn.Module):
 
 class QEnsemble(nn.Module):
     """`n` independent ReLU MLPs over the concatenated (observation, action), named q1 ... qn: one for
-    DDPG, two for TD3 and SAC (the learner says how many). `forward` gives every Q-value, [n, B]."""
+    DDPG, two for TD3 and SAC (the learner says how many). `forward` gives every Q-value, [n, B].
+    With `split_sign` the observation enters as its positive and its negative parts, 2 x obs_dim
+    inputs (DSRL's critic sees the two-neuron coded state its actor sees)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256), n: int = 2):
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256), n: int = 2,
+                 split_sign: bool = False):
         super().__init__()
         if n < 1:
             raise ValueError(f"a Q ensemble needs at least one network, got n={n}")
-        sizes = [obs_dim + act_dim, *hidden_sizes, 1]
-        self.n = n
+        self.n, self.split_sign = n, bool(split_sign)
+        sizes = [obs_dim * (2 if split_sign else 1) + act_dim, *hidden_sizes, 1]
         for i in range(n):
             self.add_module(f"q{i + 1}", mlp(sizes))  # q1, q2: the state_dict keys of a twin critic
 
+    def inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        if self.split_sign:
+            obs = torch.cat([obs.clamp(min=0), (-obs).clamp(min=0)], dim=-1)
+        return torch.cat([obs, act], dim=-1)
+
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, act], dim=-1)
+        x = self.inputs(obs, act)
         return torch.stack([net(x).squeeze(-1) for net in self.children()])
 
     def q1_value(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """The first network's Q-value alone (TD3's and DDPG's actor loss)."""
-        return self.q1(torch.cat([obs, act], dim=-1)).squeeze(-1)
+        return self.q1(self.inputs(obs, act)).squeeze(-1)

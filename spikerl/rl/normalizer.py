@@ -23,11 +23,15 @@ class NormalizerConfig:
 
 class ObsNormalizer:
     """`zscore` (PopSAN): (o - running mean) / running std, clipped to +-clip.
-    `maxabs` (DSRL): o / running max |o|. `none`: identity.
+    `maxabs` (DSRL, its src/td3_agent.py): o / running max |o|, where the max starts at the observation
+    space's upper bound (`start_at`; +inf read as 1, so never below 1 on MuJoCo) and grows with every
+    observation before the policy sees it, an episode's last observation included (`every_step`).
+    `none`: identity.
 
     New observations are first gathered as pending sums; `sync` folds them into the statistics
     (Chan et al.'s parallel variance update, float64), summed over all ranks of a distributed job, so
-    every rank normalises with the same statistics. The training loop syncs at every update round."""
+    every rank normalises with the same statistics. The training loop syncs at every update round;
+    the collector also syncs at every env step where `every_step`."""
 
     def __init__(self, dim: int, kind: str = "zscore", clip: float = 3.0, eps: float = 1e-8):
         if kind not in KINDS:
@@ -40,6 +44,18 @@ class ObsNormalizer:
         self._pending = np.zeros(1 + 2 * dim)  # count, sum, sum of squares since the last sync
         self._pending_max = np.zeros(dim)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def every_step(self) -> bool:
+        """Whether each observation must count before the policy acts on it (DSRL's max |o|)."""
+        return self.kind == "maxabs"
+
+    def start_at(self, high: np.ndarray) -> None:
+        """Start the running max |o| at the observation space's upper bound, +inf read as 1 (DSRL's
+        td3_agent.py, `Agent.__init__`); before any observation."""
+        high = np.asarray(high, dtype=np.float64).reshape(self.dim)
+        self.max_abs = np.where(high == np.inf, 1.0, high)
+        self._cache = None
 
     def update(self, obs: np.ndarray) -> None:
         """Record observations; they count once `sync` has run."""
@@ -80,7 +96,7 @@ class ObsNormalizer:
         if self._cache is None or self._cache[0].device != torch.device(device):
             if self.kind == "zscore" and self.count > 0:
                 shift, scale = self.mean, self.std
-            elif self.kind == "maxabs" and self.count > 0:
+            elif self.kind == "maxabs" and (self.count > 0 or self.max_abs.any()):
                 shift, scale = np.zeros(self.dim), np.maximum(self.max_abs, self.eps)
             else:
                 shift, scale = np.zeros(self.dim), np.ones(self.dim)

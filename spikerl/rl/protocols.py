@@ -26,6 +26,7 @@ class Learner(Protocol):
     skipped: int  # optimizer steps skipped for non-finite gradients
     consecutive_skips: int  # the current run of skipped steps (too long a run stops training)
     act_noise: float  # Gaussian noise the collector adds to `explore`'s actions
+    shared_noise: bool  # one noise draw for all of an action's dimensions
 
     def act(self, obs: torch.Tensor) -> torch.Tensor: ...
 

@@ -3,7 +3,10 @@
 Every checkpoint records `meta["format"]`. Format 1 (no key) predates the package reorganisation: its
 actor/critic specs name classes by their old paths, which `load` rewrites to the current ones. Format 2
 predates the choice of algorithm: every such run was TD3 with a twin critic (TwinQ, now a QEnsemble
-of two, with the same weights under the same names). A format newer than FORMAT_VERSION is refused:
+of two, with the same weights under the same names). Format 3's DSRL actor ran one neuron (its
+`neuron`) in every layer, the readout included, and passed the gradient through the reset; format 4's
+follows the published code layer by layer, so a format-3 DSRL actor spec is given that neuron for each
+part explicitly and computes what it was trained with. A format newer than FORMAT_VERSION is refused:
 this code cannot know what changed.
 """
 
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-FORMAT_VERSION = 3  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
+FORMAT_VERSION = 4  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
 
 # Format 1 -> 2: Hydra `_target_` prefixes of classes that moved when the package was reorganised.
 _MOVED_TARGETS_V1 = {
@@ -67,7 +70,23 @@ def _migrate(state: dict, path: Path) -> dict:
         state = _regroup_v1(state)
     if version <= 2:
         meta = {**_retarget_specs(meta, _MOVED_TARGETS_V2), "algo": "td3"}
+    if version <= 3 and isinstance(meta.get("actor_spec"), dict):
+        meta = {**meta, "actor_spec": _uniform_dsrl_v3(meta["actor_spec"])}
     return {**state, "meta": {**meta, "format": FORMAT_VERSION}}
+
+
+_DSRL_ACTOR = "spikerl.snn.actors.DSRLSpikingActor"
+_DSRL_V3_NEURON = {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0}  # format 3's default
+
+
+def _uniform_dsrl_v3(spec: dict) -> dict:
+    """A format-3 DSRL actor spec with its one neuron spelled out for the first layer and the readout,
+    and the gradient through the reset (what format 3 computed); other actors unchanged."""
+    if spec.get("_target_") != _DSRL_ACTOR:
+        return spec
+    neuron = {**_DSRL_V3_NEURON, **(spec.get("neuron") or {}), "reset_gradient": True}
+    decays = {k: neuron[k] for k in ("current_decay", "voltage_decay")}
+    return {"timesteps": 5, **spec, "neuron": neuron, "first_layer": decays, "readout": decays}
 
 
 def _regroup_v1(state: dict) -> dict:

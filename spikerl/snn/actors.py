@@ -16,7 +16,7 @@ the spec.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -26,25 +26,33 @@ from .through_time import neuron_backend
 
 
 class SpikingLayers(nn.Module):
-    """Fully connected layers of current-based LIF neurons: [T, B, n_in] -> spikes [T, B, sizes[-1]]."""
+    """Fully connected layers of current-based LIF neurons: [T, B, n_in] -> spikes [T, B, sizes[-1]].
+    `neuron` is every layer's `current_lif` settings, or a list of one per layer; each may add
+    `reset_gradient` (LIFSpec)."""
 
     def __init__(
-        self, n_in: int, sizes: Sequence[int], neuron: dict, surrogate: dict, bias: bool = True,
+        self, n_in: int, sizes: Sequence[int], neuron: Mapping | Sequence[Mapping], surrogate: dict, bias: bool = True,
         backend: str = "bptt", compile: bool = False,
     ):
         super().__init__()
         self.run = neuron_backend(backend, compile)
         spike_fn = make_surrogate(**surrogate)
         widths = [n_in, *sizes]
+        per_layer = [neuron] * len(sizes) if isinstance(neuron, Mapping) else list(neuron)
         self.linears = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(widths, widths[1:]))
-        self.neurons = nn.ModuleList(current_lif(**neuron, surrogate=spike_fn) for _ in sizes)
-        self.specs = tuple(LIFSpec.of(n) for n in self.neurons)
+        self.neurons = nn.ModuleList(current_lif(**lif_settings(n), surrogate=spike_fn) for n in per_layer)
+        self.specs = tuple(LIFSpec.of(m, n.get("reset_gradient", True)) for m, n in zip(self.neurons, per_layer))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for linear, spec in zip(self.linears, self.specs):
             # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
             x, _ = self.run(spec, linear(x).float())
         return x
+
+
+def lif_settings(neuron: Mapping) -> dict:
+    """A neuron config without `reset_gradient`, which is the spec's, not snnTorch's."""
+    return {k: v for k, v in neuron.items() if k != "reset_gradient"}
 
 
 class PopulationDecoder(nn.Module):
@@ -72,7 +80,8 @@ class SpikingActor(nn.Module):
     `unsquashed` reads from them."""
 
     def __init__(self, obs_dim: int, encoder: Callable[[int], nn.Module], sizes: Sequence[int], timesteps: int,
-                 neuron: dict, surrogate: dict, bias: bool, neuron_backend: str, compile: bool):
+                 neuron: Mapping | Sequence[Mapping], surrogate: dict, bias: bool, neuron_backend: str,
+                 compile: bool):
         super().__init__()
         self.timesteps = timesteps
         self.encoder = encoder(obs_dim)
@@ -119,10 +128,22 @@ class PopSpikingActor(SpikingActor):
         return self.decoder.unsquashed(self.spikes(obs))
 
 
+DSRL_NEURON = {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0, "reset_gradient": False}
+
+
 class DSRLSpikingActor(SpikingActor):
-    """DSRL's spiking actor: two-neuron input coding -> bias-free LIF hidden layers -> a non-spiking
-    leaky readout whose membrane at the last timestep, through tanh, is the action. Weights are drawn
-    from N(0, 1/sqrt(fan_in))."""
+    """DSRL's spiking actor as its published code computes it (mahmoudakl/dsrl, src/model.py,
+    `TD3ActorDSNN.forward`): two-neuron input coding -> bias-free LIF hidden layers -> a bias-free,
+    non-spiking readout whose membrane after the last timestep, through tanh, is the action. Weights
+    are drawn from N(0, 1/sqrt(fan_in)).
+
+    Layer by layer, as published: `neuron` is the hidden layers' (current decay 0.5, voltage decay
+    0.5, reset to zero by masked assignment, so no gradient through the reset; keys it leaves out keep
+    these values); `first_layer`
+    overrides it for the first hidden layer, whose input drives the membrane directly (no synaptic
+    current: current decay 0); `readout` overrides it for the readout, which only sums its input
+    (no current, no leak: mem = mem + W s). The published `simulation_time` of 5 steps spends its
+    step 0 on initialising the state, so `timesteps` = 4 network updates reproduce it."""
 
     def __init__(
         self,
@@ -130,22 +151,29 @@ class DSRLSpikingActor(SpikingActor):
         act_dim: int,
         encoder: Callable[[int], nn.Module],
         hidden_sizes: Sequence[int] = (400, 300),
-        timesteps: int = 5,
+        timesteps: int = 4,
         neuron: dict | None = None,
+        first_layer: dict | None = None,
+        readout: dict | None = None,
         surrogate: dict | None = None,
         neuron_backend: str = "bptt",
         compile: bool = False,
     ):
-        neuron = neuron or {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0}
+        neuron = {**DSRL_NEURON, **(neuron or {})}
+        first = {**neuron, **({"current_decay": 0.0} if first_layer is None else first_layer)}
+        per_layer = [first] + [neuron] * (len(hidden_sizes) - 1)
+        readout = {**neuron, **({"current_decay": 0.0, "voltage_decay": 1.0} if readout is None else readout)}
         surrogate = surrogate or {"name": "fast_sigmoid", "slope": 100.0}
-        super().__init__(obs_dim, encoder, hidden_sizes, timesteps, neuron, surrogate, False, neuron_backend, compile)
+        super().__init__(obs_dim, encoder, hidden_sizes, timesteps, per_layer, surrogate, False, neuron_backend,
+                         compile)
         self.readout = nn.Linear(hidden_sizes[-1], act_dim, bias=False)
-        self.readout_neuron = current_lif(**neuron, surrogate=make_surrogate(**surrogate), spiking=False)
+        self.readout_neuron = current_lif(**lif_settings(readout), surrogate=make_surrogate(**surrogate),
+                                          spiking=False)
         self.readout_spec = LIFSpec.of(self.readout_neuron)
         for linear in [*self.snn.linears, self.readout]:
             nn.init.normal_(linear.weight, 0.0, 1.0 / math.sqrt(linear.in_features))
 
     def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
-        """The readout's membrane at the last timestep: the action before its tanh."""
+        """The readout's membrane after the last timestep: the action before its tanh."""
         _, membrane = self.snn.run(self.readout_spec, self.readout(self.spikes(obs)).float())
         return membrane

@@ -121,7 +121,11 @@ def current_lif(
 @dataclass(frozen=True)
 class LIFSpec:
     """A layer's current-based LIF neurons as numbers: c = alpha c + I; u = beta m + c;
-    z = surrogate(u - threshold); m = u - z u when `spiking` (reset to zero), else m = u."""
+    z = surrogate(u - threshold); m = u - z u when `spiking` (reset to zero), else m = u.
+
+    `reset_gradient` is the reset's convention in the backward pass: True differentiates m = u - z u
+    through the spike z too (snnTorch's and PopSAN's code); False treats the reset as a masked
+    assignment, m = 0 where z, so dm/du = 1 - z and nothing flows through z (DSRL's code)."""
 
     alpha: float
     beta: float
@@ -129,11 +133,13 @@ class LIFSpec:
     spiking: bool
     surrogate: Surrogate
     module: snntorch.Synaptic = field(compare=False, repr=False)  # for the snnTorch reference backend
+    reset_gradient: bool = True
 
     @classmethod
-    def of(cls, neuron: snntorch.Synaptic) -> LIFSpec:
-        """Read a `Synaptic` built by `current_lif`. Anything the kernels do not compute (learned
-        constants, a subtract or delayed reset) is refused rather than computed wrongly."""
+    def of(cls, neuron: snntorch.Synaptic, reset_gradient: bool = True) -> LIFSpec:
+        """Read a `Synaptic` built by `current_lif` (the reset's gradient convention is not a snnTorch
+        setting, so it comes beside it). Anything the kernels do not compute (learned constants, a
+        subtract or delayed reset) is refused rather than computed wrongly."""
         mechanism = neuron.reset_mechanism
         learned = [n for n in ("alpha", "beta", "threshold") if isinstance(getattr(neuron, n), torch.nn.Parameter)]
         if learned or mechanism not in ("zero", "none") or neuron.reset_delay:
@@ -141,18 +147,26 @@ class LIFSpec:
                              f"reset; got learned {learned}, reset {mechanism!r}, reset_delay={neuron.reset_delay}")
         return cls(alpha=float(neuron.alpha.clamp(0, 1)), beta=float(neuron.beta.clamp(0, 1)),
                    threshold=float(neuron.threshold), spiking=mechanism == "zero", surrogate=neuron.spike_grad,
-                   module=neuron)
+                   module=neuron, reset_gradient=bool(reset_gradient))
 
 
 def run_snntorch(spec: LIFSpec, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """snnTorch's own forward, one call per timestep, from zero state: spikes [T, B, N] and the final
-    (post-reset) membrane [B, N]. The reference the faster backends are tested against."""
+    (post-reset) membrane [B, N]. The reference the faster backends are tested against.
+
+    snnTorch always differentiates its reset through the spike. For `reset_gradient=False` the
+    membrane carried on keeps snnTorch's value and only its gradient is replaced by the masked
+    assignment's, (1 - z) du, with u = beta m + c the pre-reset membrane of snnTorch's own update."""
     neuron = spec.module
     syn = torch.zeros_like(current[0])
     mem = torch.zeros_like(current[0])
     spikes = []
     for t in range(current.shape[0]):
+        previous = mem
         spk, syn, mem = neuron(current[t], syn, mem)
+        if spec.spiking and not spec.reset_gradient:
+            pre = neuron.beta.clamp(0, 1) * previous + syn
+            mem = mem.detach() + (1.0 - spk.detach()) * (pre - pre.detach())
         spikes.append(spk)
     # snnTorch keeps the last state (and its autograd graph) in the module's buffers, which breaks
     # deepcopy and holds memory: drop it, state is always passed explicitly here

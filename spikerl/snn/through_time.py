@@ -5,7 +5,7 @@ Three backends compute the same recurrence from a layer's `LIFSpec` (spikerl/snn
 `actor.neuron_backend` chooses:
 
     snntorch  snnTorch's own forward, step by step (about twenty tensor operations a step)
-    fused     the same step in five tensor operations, differentiated by autograd
+    fused     the same step in a few tensor operations, differentiated by autograd
     bptt      (default) one autograd node per layer: the forward steps without recording a graph and
               the backward is backpropagation through time written out, with every per-timestep
               factor computed for all T at once
@@ -27,12 +27,14 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
     return (x > 0).to(x.dtype)
 
 
-def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: float, reset: float, spike=heaviside):
+def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: float, reset: float,
+                reset_grad: float, spike=heaviside):
     """c_t = a c_{t-1} + I_t;  u_t = b m_{t-1} + c_t;  z_t = spike(u_t - th);  m_t = u_t - reset z_t u_t
     (reset 1: a spiking neuron's reset to zero; 0: an integrator). Returns the spikes z, the pre-reset
     membranes u (both [T, B, N]) and the last m. The bptt kernels run it without autograd and the hard
-    step; the `fused` backend with autograd and the surrogate. (`reset` is a number, not a flag, so that
-    a compiled kernel serves spiking layers and readouts with one graph.)"""
+    step; the `fused` backend with autograd and the surrogate, where `reset_grad` 0 keeps the gradient
+    out of the reset's z (LIFSpec.reset_gradient). (`reset` and `reset_grad` are numbers, not flags, so
+    that a compiled kernel serves every kind of layer with one graph.)"""
     syn = torch.zeros_like(current[0])
     mem = torch.zeros_like(current[0])
     pre, spikes = [], []
@@ -40,18 +42,19 @@ def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: flo
         syn = alpha * syn + current[t]
         u = beta * mem + syn
         z = spike(u - threshold)
-        mem = u - reset * z * u
+        z_reset = reset_grad * z + (1.0 - reset_grad) * z.detach()  # equal to z; only its gradient differs
+        mem = u - reset * z_reset * u
         pre.append(u)
         spikes.append(z)
     return torch.stack(spikes), torch.stack(pre), mem
 
 
 def lif_backward(grad_spikes, grad_mem, pre, spikes, alpha: float, beta: float, threshold: float, reset: float,
-                 grad_shape, param: float) -> torch.Tensor:
+                 reset_grad: float, grad_shape, param: float) -> torch.Tensor:
     """Backpropagation through time of `lif_forward`, differentiating the spike by the surrogate slope
     `grad_shape(u - th, param)` and the reset as autograd would. Returns dL/dI [T, B, N]."""
     g = grad_shape(pre - threshold, param).to(pre.dtype)  # dz_t/du_t, every t at once
-    dm_du = 1.0 - reset * (spikes + pre * g)  # m = u - reset z u
+    dm_du = 1.0 - reset * (spikes + reset_grad * pre * g)  # m = u - reset z u
     from_spikes = grad_spikes * g
     grad_m, grad_syn = grad_mem, torch.zeros_like(grad_mem)
     grads = []
@@ -90,7 +93,7 @@ class _LIFThroughTime(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, spec: LIFSpec, compiled: bool):
-        constants = spec.alpha, spec.beta, spec.threshold, float(spec.spiking)
+        constants = spec.alpha, spec.beta, spec.threshold, float(spec.spiking), float(spec.reset_gradient)
         # detached: the kernel needs no graph, and acting and training then share one compiled graph
         spikes, pre, mem = _run_kernel("forward", compiled, current.detach(), *constants)
         ctx.save_for_backward(pre, spikes)
@@ -106,8 +109,9 @@ class _LIFThroughTime(torch.autograd.Function):
 
 
 def run_through_time_fused(spec: LIFSpec, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The step in five tensor operations (`lif_forward`) with the surrogate, differentiated by autograd."""
-    spikes, _, mem = lif_forward(current, spec.alpha, spec.beta, spec.threshold, float(spec.spiking), spec.surrogate)
+    """The step in a few tensor operations (`lif_forward`) with the surrogate, differentiated by autograd."""
+    spikes, _, mem = lif_forward(current, spec.alpha, spec.beta, spec.threshold, float(spec.spiking),
+                                 float(spec.reset_gradient), spec.surrogate)
     return spikes, mem
 
 

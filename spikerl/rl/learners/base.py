@@ -100,7 +100,8 @@ class Learner:
     `name`, `num_q` (Q-networks its critic has), `critic_loss` and `actor_loss` (pure functions that
     return (loss, metrics); each is one compiled graph), and says what they take (`critic_inputs`,
     `actor_inputs`). `act_noise` is the Gaussian noise the collector adds to `explore`'s actions (0
-    where the policy samples its own)."""
+    where the policy samples its own); `shared_noise`, whether one draw serves all of an action's
+    dimensions."""
 
     name: ClassVar[str]
     num_q: ClassVar[int]
@@ -108,6 +109,7 @@ class Learner:
     actor_loss: ClassVar[Callable]
     uses_actor_target: ClassVar[bool] = True
     act_noise: float = 0.0
+    shared_noise: bool = False
 
     def __init__(self, actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, *, gamma: float,
                  polyak: float, actor_lr: float, critic_lr: float, policy_delay: int = 1,

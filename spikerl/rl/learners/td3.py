@@ -52,14 +52,20 @@ class TD3(Learner):
 
     def __init__(self, actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, *, gamma: float,
                  polyak: float, actor_lr: float, critic_lr: float, policy_delay: int, act_noise: float,
-                 target_noise: float, noise_clip: float, **runtime):
+                 target_noise: float, noise_clip: float, shared_noise: bool = False, **runtime):
+        """`shared_noise`: one exploration noise draw for all of an action's dimensions, and one target
+        smoothing draw for the whole batch (DSRL's src/td3_agent.py); else one per number (TD3's)."""
         check_non_negative(act_noise=act_noise, target_noise=target_noise, noise_clip=noise_clip)
         super().__init__(actor, critic, obs_dim, act_dim, gamma=gamma, polyak=polyak, actor_lr=actor_lr,
                          critic_lr=critic_lr, policy_delay=policy_delay, **runtime)
         self.act_noise, self.target_noise, self.noise_clip = act_noise, target_noise, noise_clip
+        self.shared_noise = bool(shared_noise)
 
     def critic_inputs(self, batch: Batch) -> tuple:
-        noise = torch.randn_like(batch.act) * self.target_noise if self.target_noise else torch.zeros_like(batch.act)
+        act = batch.act
+        draw = torch.randn((1, 1), device=act.device, dtype=act.dtype).expand_as(act) if self.shared_noise \
+            else torch.randn_like(act)
+        noise = draw * self.target_noise if self.target_noise else torch.zeros_like(act)
         return (self.critic_train, self.actor_target, self.critic_target, batch, noise, self.gamma, self.noise_clip,
                 self.precision)
 
