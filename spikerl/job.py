@@ -114,13 +114,15 @@ def seed_everything(seed: int) -> None:
 
 def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | None = None) -> dict | None:
     """Train one rank (the only one, by default). Rank 0 writes `summary.json` and returns the summary;
-    other ranks return None.
+    other ranks return None. The summary names the code (the checkout's commit, as this segment of the
+    run started, and whether it had uncommitted changes) and the machine.
 
     One energy meter per node (local rank 0; CodeCarbon reads the whole machine) spans the rank's work,
     from before the networks are built to after the last checkpoint, so that its figures reach W&B
     before rank 0 finishes the W&B run. Rank 0 keeps each segment's figures in the run's energy ledger:
     a resumed run's energy is that of all its segments."""
     info = info or DistInfo()
+    code = code_version()  # before training: the checkout may change while the run goes on
     resume = checkpoint.resume_path(rc.resume, run_dir, info.rank)
     meter = make_meter(rc.energy.kind if info.local_rank == 0 else "none", run_dir / "energy", rc.energy.country,
                        rc.energy.measure_power_secs)
@@ -141,7 +143,7 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     summary = {"method": rc.method, "algo": rc.algo_name, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed,
                **result, **energy,
                "run_dir": str(run_dir),  # what produced it (flat, as every summary key):
-               **{f"code_{k}": v for k, v in code_version().items()}, **{f"machine_{k}": v for k, v in host().items()}}
+               **{f"code_{k}": v for k, v in code.items()}, **{f"machine_{k}": v for k, v in host().items()}}
     write_summary(run_dir, summary)
     return summary
 
