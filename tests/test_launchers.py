@@ -100,8 +100,30 @@ def test_slurm_without_slurm_is_one_line_and_leaves_no_sweep_folder(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == ("spikerl: error: hydra/launcher=slurm submits with SLURM's sbatch and srun, not on "
                                    "this machine's PATH: run the command on the cluster's login node "
-                                   "(hydra/launcher=local runs the same jobs here)")
+                                   "(hydra/launcher=local runs the same jobs here; hydra.launcher.dry_run=true writes "
+                                   "the sbatch script)")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dry_run_writes_the_sbatch_script_and_submits_nothing_without_slurm(tmp_path):
+    """hydra.launcher.dry_run=true: every job is checked, the array's sbatch script (as submitit renders it
+    for sbatch) is written into the sweep folder and its path printed; no SLURM tools are needed, nothing
+    is submitted and no pickled jobs are left."""
+    env = {"PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin"}  # no sbatch, no srun
+    proc = spikerl_cli("-m", "hydra/launcher=slurm", "hydra.launcher.dry_run=true", *TINY, "dist.world_size=4",
+                       "dist.nnodes=2", "seed=0,1,2", "hydra.launcher.partition=gpu", "hydra.sweep.dir=sweep",
+                       cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == ("spikerl: dry run: the sbatch script for 3 job(s) is "
+                                                    "sweep/sbatch_0.sh; nothing was submitted")
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["multirun.yaml", "sbatch_0.sh"]
+    lines = (tmp_path / "sweep" / "sbatch_0.sh").read_text().splitlines()
+    for flag in ("--nodes=2", "--ntasks-per-node=2", "--partition=gpu", "--signal=USR2@120", "--array=0-2%3"):
+        assert f"#SBATCH {flag}" in lines, flag
+    # a job that would fail is refused before anything is written, dry run or not
+    bad = spikerl_cli("-m", "hydra/launcher=slurm", "hydra.launcher.dry_run=true", *TINY, "seed=0,1", "algo.gamma=2",
+                      "hydra.sweep.dir=bad", cwd=tmp_path, env=env)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
 
 
 def test_a_refused_submission_is_one_line_and_leaves_no_sweep_folder(tmp_path):
