@@ -40,6 +40,36 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, algo, parts):
     assert a["learner"]["updates"] == b["learner"]["updates"] == 80
 
 
+def test_after_a_resume_the_progress_bar_times_only_this_segments_steps_after_its_warm_up(tmp_path, monkeypatch):
+    """The bar's rate and time left count the steps of the current segment only, and only from its first
+    update round (the first policy action and update compile; a resumed run would otherwise show hours
+    to go); until then it says it is warming up and leaves no line."""
+    from spikerl.rl import loop
+
+    bars = []
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            self.kwargs, self.n = kwargs, kwargs["initial"]
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def set_postfix(self, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    train(tmp_path, "train.total_steps=300")
+    monkeypatch.setattr(loop, "tqdm", Recorder)
+    train(tmp_path, "resume=auto", "train.progress=true")
+    assert [(b.kwargs["initial"], b.kwargs["leave"], b.kwargs["desc"]) for b in bars] == [
+        (300, False, "InvertedPendulum-v5 (warming up)"), (350, True, "InvertedPendulum-v5")]  # 1st round at 350
+    assert [b.n for b in bars] == [350, 600] and not bars[0].kwargs["disable"]
+
+
 def test_resume_without_saved_replay_continues_and_says_so(tmp_path, capsys):
     rc = validate(compose([*TINY, "train.total_steps=300"]))
     train_run(rc, tmp_path, "popsan")

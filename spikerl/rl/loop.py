@@ -60,20 +60,30 @@ class TrainingLoop:
 
     def run(self) -> dict:
         """Train to `train.total_steps` (from where a resumed run stopped); returns the loop's summary."""
-        main = self.state.dist.is_main
-        bar = tqdm(total=self.train.total_steps, initial=self.state.env_steps, unit="step", dynamic_ncols=True,
-                   disable=not (self.train.progress and main), mininterval=1.0, desc=self.collector.env_id)
+        bar, warm = self.progress_bar(warming_up=True), False
         self.state.start_segment()
         try:
             while not self.state.done:
                 tick = self.iteration()
                 bar.update(tick.after - tick.before)
+                if not warm and self.updates_run and tick.after >= self.train.start_steps:
+                    # the segment's first policy action and update round compiled (once per process): the
+                    # rate and time left count from here, or that one-off wait reads as hours to go
+                    bar.close()
+                    bar, warm = self.progress_bar(warming_up=False), True
                 if self.evaluator.history and self.evaluator.history[-1][0] == tick.after:
                     bar.set_postfix(eval=f"{self.evaluator.history[-1][1]:.1f}", refresh=False)
         finally:
             bar.close()
             self.collector.close()  # the metric writers belong to the caller, who closes them
         return self.summary()
+
+    def progress_bar(self, warming_up: bool) -> tqdm:
+        """Rank 0's bar from the current env step: its rate counts this segment's steps since it was made
+        (a resumed run's earlier segments never). While warming up it says so and leaves no line behind."""
+        return tqdm(total=self.train.total_steps, initial=self.state.env_steps, unit="step", dynamic_ncols=True,
+                    disable=not (self.train.progress and self.state.dist.is_main), mininterval=1.0,
+                    desc=f"{self.collector.env_id}{' (warming up)' if warming_up else ''}", leave=not warming_up)
 
     def iteration(self) -> Tick:
         """One step of every env copy, and whatever falls due at the env step it reaches."""
