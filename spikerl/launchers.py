@@ -122,7 +122,8 @@ def check_resources(master, launcher_kind: str, jobs: list[RunConfig]) -> None:
                 raise ConfigError(f"device=cuda gives each rank a GPU of its own, but hydra.launcher.gpus_per_node is "
                                   f"{gpus} for {tasks} tasks per node")
         missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
-        if missing and not launcher.get("dry_run", False):  # submitit would raise a traceback after Hydra made the sweep folder
+        # submitit would raise a traceback after Hydra made the sweep folder (a dry run needs neither tool)
+        if missing and not launcher.get("dry_run", False):
             raise ConfigError(f"hydra/launcher=slurm submits with SLURM's {' and '.join(missing)}, not on this "
                               "machine's PATH: run the command on the cluster's login node (hydra/launcher=local "
                               "runs the same jobs here; hydra.launcher.dry_run=true writes the sbatch script)")
