@@ -36,6 +36,7 @@ def _job(cfg) -> None:
 
     from .launchers import jobs_beside
     from .rl.collector import EnvFault
+    from .rl.envs import NOTICE_LEDGER
     from .rl.updates import TrainingDiverged
     from .runtime import scheduler
     from .runtime.distributed import RendezvousError
@@ -43,6 +44,8 @@ def _job(cfg) -> None:
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
+    if hc.mode == RunMode.MULTIRUN:  # third-party notices once per sweep, whichever job's process meets them
+        os.environ[NOTICE_LEDGER] = str(Path(hc.sweep.dir) / ".notices")
     marker = run_dir / FAILURE_MARKER
     marker.unlink(missing_ok=True)  # a requeued job, or a sweep run again into the same folder
 

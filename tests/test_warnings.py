@@ -1,5 +1,5 @@
-"""Notices that used to repeat once per env copy and rank (drowning the progress bar) come once per
-job, and our own DDP call uses no deprecated torch argument."""
+"""Notices that used to repeat once per env copy, rank and job (drowning the progress bar) come once per
+process and once per sweep, and our own DDP call uses no deprecated torch argument."""
 
 import json
 import os
@@ -49,6 +49,22 @@ def test_a_distributed_job_shows_the_notice_once(tmp_path):
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr.count("Hopper-v4 is out of date") == 1, proc.stderr
+
+
+def test_the_jobs_of_a_sweep_show_each_notice_once(tmp_path):
+    """Jobs in processes of their own (a local launcher's) share the sweep's ledger of notices shown."""
+    from spikerl.rl.envs import NOTICE_LEDGER
+
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}, NOTICE_LEDGER: str(tmp_path / "n")}
+    outputs = []
+    for _ in range(2):  # two jobs of one sweep, one after the other
+        proc = subprocess.run([sys.executable, "-c", RANK_LIKE], capture_output=True, text=True, cwd=tmp_path,
+                              env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout + proc.stderr)
+    assert [out.count("HalfCheetah-v4 is out of date") for out in outputs] == [1, 0]
+    assert [out.count("settotalmass") for out in outputs] == [1, 0]
+    assert len(list((tmp_path / "n").iterdir())) == 2  # one mark per notice
 
 
 def test_quiet_repeats_is_idempotent():

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-# Notices that would otherwise come once per env copy, evaluation and rank, drowning the progress bar:
-# gymnasium's "is out of date" for the paper's v4 MuJoCo tasks (a DeprecationWarning under gymnasium's
-# own "once" filter, which forgets what it showed whenever anything changes the warning filters, as
-# importing torch's dependencies does) and MuJoCo's compiler warnings (HalfCheetah-v4's `settotalmass`,
-# printed by every model compile). Each is shown once per process instead, and only by rank 0 of a
-# distributed job (`silence_notices`): see `_quiet_repeats`.
+# Notices that would otherwise come once per env copy, evaluation, rank and job, drowning the progress
+# bar: gymnasium's "is out of date" for the paper's v4 MuJoCo tasks (a DeprecationWarning under
+# gymnasium's own "once" filter, which forgets what it showed whenever anything changes the warning
+# filters, as importing torch's dependencies does) and MuJoCo's compiler warnings (HalfCheetah-v4's
+# `settotalmass`, printed by every model compile). Each is shown once per process instead, only by rank 0
+# of a distributed job (`silence_notices`), and once per sweep where a sweep's jobs share a ledger
+# folder (NOTICE_LEDGER): see `_quiet_repeats` and `_first_time`.
 _GYM_OUT_OF_DATE = r".*The environment \S+ is out of date"
+NOTICE_LEDGER = "SPIKERL_NOTICE_LEDGER"  # env var: a folder where a sweep's processes mark the notices shown
 _shown: set[str] = set()
 _notices = True  # off in ranks other than 0: a job's rank 0 shows each notice once for the whole job
 
@@ -28,11 +33,30 @@ def silence_notices() -> None:
     _notices = False
 
 
+def _first_time(message: str) -> bool:
+    """Whether to show `message` now: not yet shown by this process, nor by another process of the sweep
+    (the first to create its mark in the ledger folder shows it; creating a file is atomic)."""
+    if not _notices or message in _shown:
+        return False
+    _shown.add(message)
+    ledger = os.environ.get(NOTICE_LEDGER)
+    if ledger:
+        mark = Path(ledger) / hashlib.sha1(message.encode()).hexdigest()[:16]
+        try:
+            mark.parent.mkdir(parents=True, exist_ok=True)
+            with open(mark, "x") as f:
+                f.write(message + "\n")
+        except FileExistsError:
+            return False
+        except OSError:  # an unwritable ledger: once per process, as without one
+            pass
+    return True
+
+
 def _mujoco_warning(message: str) -> None:
-    """MuJoCo's warning handler: each distinct message once per process, on stderr (MuJoCo's own
+    """MuJoCo's warning handler: each distinct message once (`_first_time`), on stderr (MuJoCo's own
     prints every one and appends it to MUJOCO_LOG.TXT in the working directory)."""
-    if _notices and message not in _shown:
-        _shown.add(message)
+    if _first_time(message):
         print(f"MuJoCo warning: {message}", file=sys.stderr, flush=True)
 
 
@@ -51,7 +75,7 @@ def _quiet_repeats() -> None:
 
 
 def _note_out_of_date(env_id: str) -> None:
-    """Gymnasium's notice that `env_id` is not the task's latest version, once per process."""
+    """Gymnasium's notice that `env_id` is not the task's latest version, once (`_first_time`)."""
     from gymnasium.envs.registration import find_highest_version, parse_env_id
 
     try:
@@ -59,9 +83,8 @@ def _note_out_of_date(env_id: str) -> None:
         latest = find_highest_version(namespace, name)
     except gym.error.Error:
         return
-    message = f"The environment {env_id} is out of date: gymnasium's latest is v{latest} (shown once per job)"
-    if _notices and version is not None and latest is not None and latest > version and message not in _shown:
-        _shown.add(message)
+    message = f"The environment {env_id} is out of date: gymnasium's latest is v{latest} (shown once per sweep)"
+    if version is not None and latest is not None and latest > version and _first_time(message):
         warnings.warn(message, UserWarning, stacklevel=3)
 
 
