@@ -24,6 +24,7 @@ class ComparisonReport(Callback):
         if not self.enabled:
             return
         from .analysis.report import write_report
+        from .launchers import sweep_id
 
         sweep = Path(config.hydra.sweep.dir)
         try:
@@ -37,18 +38,19 @@ class ComparisonReport(Callback):
         if report.files:
             print(f"spikerl: comparison of {report.runs} run(s) written to {report.out}/report.md", file=sys.stderr)
             if config.logger.kind == "wandb":
-                log_to_wandb(report, config.logger, sweep.name)
+                log_to_wandb(report, config.logger, sweep_id(sweep))
 
 
-def log_to_wandb(report, logger, sweep_name: str) -> None:
-    """The GPS-UP rows as a W&B table and the figures as images, in a run of job type `comparison`."""
+def log_to_wandb(report, logger, sweep: str) -> None:
+    """The GPS-UP rows as a W&B table and the figures as images, in a run of job type `comparison` in the
+    sweep's group (beside its jobs' runs)."""
     try:
         import wandb
 
         from .analysis.report import GPSUP_COLUMNS
 
         run = wandb.init(mode=logger.mode, project=logger.project, entity=logger.entity, dir=str(report.out),
-                         name=f"comparison-{sweep_name}", group="comparison", job_type="comparison",
+                         name=f"{sweep}/comparison", group=sweep, job_type="comparison", tags=[f"sweep:{sweep}"],
                          reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"))
         table = wandb.Table(columns=GPSUP_COLUMNS, data=[[r.get(c) for c in GPSUP_COLUMNS] for r in report.gpsup])
         images = {f"comparison/{p.stem}": wandb.Image(str(p)) for p in report.files if p.suffix == ".png"}

@@ -140,6 +140,7 @@ class RunConfig:
     actor: dict
     encoder: dict
     critic: dict
+    sweep: str | None = None  # the multirun this job belongs to (`launchers.sweep_id`; set by the entry point)
 
 
 def _typed(section: str, node) -> object:

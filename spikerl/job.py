@@ -141,6 +141,7 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
         return None
     write_evaluations(run_dir, result.pop("eval_history"))
     summary = {"method": rc.method, "algo": rc.algo_name, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed,
+               "sweep": rc.sweep,
                **result, **energy,
                "run_dir": str(run_dir),  # what produced it (flat, as every summary key):
                **{f"code_{k}": v for k, v in code.items()}, **{f"machine_{k}": v for k, v in host().items()}}
@@ -234,10 +235,14 @@ def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):
     if rc.logger.kind != "none":
         writers.append(MetricsWriter(run_dir / "metrics.jsonl"))
     if rc.logger.kind == "wandb":
+        # a sweep's runs form one group (its id) and a comparison run joins them; a method on a task is the
+        # job type, the same in every sweep, to compare across sweeps
+        kind = f"{rc.method}-{rc.env.name}"
         writers.append(WandbWriter(
-            run_dir, rc.logger.mode, rc.logger.project, rc.logger.entity, name=run_dir.name,
-            group=f"{rc.method}-{rc.env.name}",
-            tags=[rc.method, rc.algo_name, rc.env.name, actor_name, rc.precision.mode],
+            run_dir, rc.logger.mode, rc.logger.project, rc.logger.entity,
+            name=f"{rc.sweep}/{run_dir.name}" if rc.sweep else run_dir.name, group=rc.sweep or kind, job_type=kind,
+            tags=[rc.method, rc.algo_name, rc.env.name, actor_name, rc.precision.mode,
+                  *([f"sweep:{rc.sweep}"] if rc.sweep else [])],
             config=dataclasses.asdict(rc),
         ))
     return Writers(writers)

@@ -11,8 +11,10 @@ anything is submitted; and, inside a job, how many jobs of the sweep run beside 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import shutil
+from pathlib import Path
 
 from .config import ConfigError, RunConfig, compose
 from .runtime.distributed import available_cores
@@ -142,6 +144,14 @@ def check_resources(master, launcher_kind: str, jobs: list[RunConfig]) -> None:
                 raise ConfigError(f"{key}={at_once} jobs at once x dist.world_size={d.world_size} ranks need "
                                   f"{at_once * d.world_size} cores, this machine gives {cores}: lower {key} "
                                   "(or dist.world_size)")
+
+
+def sweep_id(sweep_dir: str | Path) -> str:
+    """A multirun's id, the same for all its jobs on whichever node they run: its folder's name (the date
+    and time it started, or a benchmark's name) and a hash of the folder's absolute path, so that sweeps
+    into folders of one name elsewhere stay apart and a sweep continued in its own folder keeps its id."""
+    path = Path(sweep_dir).resolve()
+    return f"{path.name}-{hashlib.sha1(str(path).encode()).hexdigest()[:6]}"
 
 
 def jobs_beside(hydra_cfg) -> int:

@@ -34,7 +34,7 @@ def _job(cfg) -> None:
     from omegaconf import OmegaConf
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
-    from .launchers import jobs_beside
+    from .launchers import jobs_beside, sweep_id
     from .rl.collector import EnvFault
     from .rl.envs import NOTICE_LEDGER
     from .rl.updates import TrainingDiverged
@@ -62,6 +62,8 @@ def _job(cfg) -> None:
     slurm = scheduler.executor() == "slurm"
     try:
         rc = validate(cfg, rendezvous=not slurm)  # under SLURM the job's tasks are its ranks
+        if hc.mode == RunMode.MULTIRUN:
+            rc = dataclasses.replace(rc, sweep=sweep_id(hc.sweep.dir))
         # a requeued job continues its own folder (not the checkpoint it first started from, once it has one)
         if scheduler.requeued(run_dir) and rc.resume != "auto" and (rc.resume is None or resume_path("auto", run_dir)):
             print(f"spikerl: requeued job: continuing {run_dir} (resume=auto)", file=sys.stderr)

@@ -1,5 +1,8 @@
 """Loggers: W&B offline runs of rank 0 with namespaced metrics; a failing W&B never stops training."""
 
+import dataclasses
+import json
+
 import pytest
 
 from conftest import TINY
@@ -20,8 +23,6 @@ def test_wandb_offline_run_is_written_in_the_run_folder(tmp_path):
 
 
 def test_logged_names_are_namespaced(tmp_path):
-    import json
-
     run(tmp_path, "logger=jsonl")
     keys = set().union(*(json.loads(line).keys() for line in open(tmp_path / "metrics.jsonl")))
     assert keys - {"step"} and all(k.split("/")[0] in {"train", "eval", "loss", "time"} for k in keys - {"step"})
@@ -57,3 +58,31 @@ def test_each_job_of_a_multirun_has_its_own_finished_wandb_run(tmp_path):
     assert [j.name[-5:] for j in jobs] == ["seed0", "seed1"]
     for job in jobs:
         assert len(list((job / "wandb").glob("offline-run-*"))) == 1 and (job / "summary.json").is_file()
+    # both jobs name their sweep, whose id is its folder's name and a hash of its path
+    sweeps = {json.loads((job / "summary.json").read_text())["sweep"] for job in jobs}
+    assert len(sweeps) == 1 and sweeps.pop().startswith("sweep-")
+
+
+def test_wandb_runs_of_a_sweep_share_its_group_and_keep_their_method_as_job_type(tmp_path, monkeypatch):
+    """Two sweeps' jobs have the same folder names; their W&B runs must not merge: the group and the name
+    carry the sweep's id, and the job type (method and task) compares methods across sweeps."""
+    import wandb
+
+    from spikerl.job import make_writers
+    from spikerl.launchers import sweep_id
+
+    seen = []
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: seen.append(kwargs) or None)
+    for sweep in ("a/2026-11-30_10-00-00", "b/2026-11-30_10-00-00"):
+        rc = validate(compose([*TINY, "logger=wandb", "experiment=dsrl"]))
+        rc = dataclasses.replace(rc, sweep=sweep_id(tmp_path / sweep))
+        make_writers(rc, tmp_path / sweep / "0_dsrl_inverted_pendulum_seed0", "dsrl").close()
+    first, second = seen
+    assert first["group"] != second["group"] and first["name"] != second["name"]
+    assert first["group"].startswith("2026-11-30_10-00-00-")
+    assert first["name"] == f"{first['group']}/0_dsrl_inverted_pendulum_seed0"
+    assert first["job_type"] == second["job_type"] == "dsrl-inverted_pendulum"
+    assert f"sweep:{first['group']}" in first["tags"]
+    single = validate(compose([*TINY, "logger=wandb"]))  # a single run: its method and task, as before
+    make_writers(single, tmp_path / "run", "popsan").close()
+    assert seen[-1]["group"] == "default-inverted_pendulum" and seen[-1]["name"] == "run"

@@ -79,13 +79,14 @@ class WandbWriter:
     warns once and leaves the JSON lines as the record; it never stops training."""
 
     def __init__(self, run_dir: str | Path, mode: str, project: str, entity: str | None, name: str, group: str,
-                 tags: list[str], config: dict):
+                 job_type: str, tags: list[str], config: dict):
         self.run = None
         try:
             import wandb
 
             self.run = wandb.init(
-                mode=mode, project=project, entity=entity, name=name, group=group, tags=tags, config=config,
+                mode=mode, project=project, entity=entity, name=name, group=group, job_type=job_type, tags=tags,
+                config=config,
                 dir=str(run_dir), reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"),
             )
         except Exception as exc:
