@@ -25,6 +25,28 @@ from .launch import launch
 from .launchers import FAILED_JOBS, FAILURE_MARKER
 from .runtime.checkpoint import CheckpointError, compatible_view, resume_path
 
+# What Hydra and the job write into a run folder before its ranks have started. A single run into an
+# existing folder keeps their bytes here (preflight), to put back if its ranks then fail to start: a
+# command that trained nothing leaves the folder as it found it.
+WRITTEN_BEFORE_TRAINING = (".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config.yaml", "run.log")
+FOLDER_BEFORE: dict[Path, bytes | None] = {}
+
+
+def keep_folder(run_dir: Path) -> None:
+    FOLDER_BEFORE.clear()
+    if run_dir.is_dir():
+        FOLDER_BEFORE.update({run_dir / name: (run_dir / name).read_bytes() if (run_dir / name).is_file() else None
+                              for name in WRITTEN_BEFORE_TRAINING})
+
+
+def restore_folder() -> None:
+    """Put back what `keep_folder` kept (files that were not there are removed)."""
+    for path, content in FOLDER_BEFORE.items():
+        if content is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(content)
+
 
 def _job(cfg) -> None:
     import dataclasses
@@ -87,11 +109,15 @@ def _job(cfg) -> None:
                 return fail(f"{stop}; not requeued: {why}; {cont}", 128 + stop.signum)
         print(f"spikerl: {stop}; {cont}", file=sys.stderr)  # the whole command was asked to stop, a multirun too
         sys.exit(128 + stop.signum)
-    except (EnvFault, TrainingDiverged, RendezvousError) as exc:
+    except RendezvousError as exc:  # the ranks did not start: nothing was trained
+        restore_folder()
+        return fail(str(exc), 1)
+    except (EnvFault, TrainingDiverged) as exc:
         return fail(str(exc), 1)
     except ProcessRaisedException as exc:  # a spawned rank failed: its traceback, then one line
         last = str(exc).strip().splitlines()[-1]
         if RendezvousError.__name__ in last:  # the rendezvous said it in one line
+            restore_folder()
             return fail(last.split(": ", 1)[-1], 1)
         print(str(exc).rstrip(), file=sys.stderr)
         return fail(f"a rank failed: {last}", 1)
@@ -141,6 +167,8 @@ def preflight(args: list[str]) -> None:
             built.add(key)
     if master is not None:
         launchers.check_resources(master, launcher, list(dists.values()))
+    else:
+        keep_folder(run_folder(overrides))
 
 
 def run_folder(overrides: list[str]) -> Path:

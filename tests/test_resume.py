@@ -267,6 +267,24 @@ def test_a_refused_resume_leaves_the_run_folder_as_it_was(tmp_path, refusal, ove
     assert folder_bytes(tmp_path / "run") == before
 
 
+def test_ranks_that_fail_to_start_leave_the_run_folder_as_it_was(tmp_path):
+    """A resume whose ranks never meet (this node cannot reach dist.master_addr) trains nothing: after
+    its one line (exit 1) the folder's files have their bytes again, Hydra's rewritten config included."""
+    from spikerl.runtime import distributed
+
+    args = [*TINY, "train.total_steps=200", "dist.world_size=2", "hydra.run.dir=run"]
+    first = subprocess.run([sys.executable, "-m", "spikerl.run", *args], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = folder_bytes(tmp_path / "run")
+    unreachable = ["dist.nnodes=2", "dist.node_rank=1", "dist.master_addr=127.0.0.1",
+                   f"dist.master_port={distributed.free_port()}", "dist.timeout_s=3"]
+    proc = subprocess.run([sys.executable, "-m", "spikerl.run", *args, *unreachable, "resume=auto"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "could not meet the others" in proc.stderr, proc.stderr[-2000:]
+    assert folder_bytes(tmp_path / "run") == before
+
+
 def test_how_the_actor_is_computed_may_change_on_resume(tmp_path):
     """neuron_backend and compile change the computation, not the maths: a run may continue with others."""
     train(tmp_path / "a", "train.total_steps=200")
