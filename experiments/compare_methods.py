@@ -1,6 +1,7 @@
 """Compare methods from run or sweep folders: final returns, learning curves, GPS-UP (Speedup, Powerup,
-Greenup against a baseline on each task) with its quadrant graph, time to a return and GPS-UP at equal
-return, the trained actors' inference energy per action, and energy and carbon with everyday
+Greenup against a baseline on each task) with its quadrant graph, interquartile means with bootstrap
+intervals, probability of improvement and performance profiles (rliable), time to a return and GPS-UP at
+equal return, the trained actors' inference energy per action, and energy and carbon with everyday
 equivalents, as PNG plus Markdown and CSV.
 
     python experiments/compare_methods.py multirun/<date> [more folders] [--baseline popsan] [--out <folder>]
@@ -29,9 +30,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="time to a return: this fraction of the baseline's final mean return (default 0.8)")
     parser.add_argument("--inference-episodes", type=int, default=1,
                         help="episodes per trained actor for the inference energy per action (0: leave it out)")
+    parser.add_argument("--bootstrap-reps", type=int, default=2000,
+                        help="stratified-bootstrap samples for the IQM intervals (default 2000; 0: leave them out)")
     args = parser.parse_args(argv)
     report = write_report(args.roots, args.out or args.roots[0] / "comparison", args.baseline, args.threshold_fraction,
-                          args.inference_episodes)
+                          args.inference_episodes, args.bootstrap_reps)
     for note in report.notes:
         print(note)
     if not report.files:

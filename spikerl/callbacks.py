@@ -16,9 +16,9 @@ from hydra.experimental.callback import Callback
 
 class ComparisonReport(Callback):
     def __init__(self, baseline: str = "popsan", enabled: bool = True, threshold_fraction: float = 0.8,
-                 inference_episodes: int = 1):
+                 inference_episodes: int = 1, bootstrap_reps: int = 2000):
         self.baseline, self.enabled, self.threshold_fraction = baseline, enabled, threshold_fraction
-        self.inference_episodes = inference_episodes
+        self.inference_episodes, self.bootstrap_reps = inference_episodes, bootstrap_reps
 
     def on_multirun_end(self, config, **kwargs) -> None:
         if not self.enabled:
@@ -29,7 +29,7 @@ class ComparisonReport(Callback):
         sweep = Path(config.hydra.sweep.dir)
         try:
             report = write_report([sweep], sweep / "comparison", self.baseline, self.threshold_fraction,
-                                  self.inference_episodes)
+                                  self.inference_episodes, self.bootstrap_reps)
         except Exception as exc:
             warnings.warn(f"comparison report not written: {type(exc).__name__}: {exc}", stacklevel=2)
             return

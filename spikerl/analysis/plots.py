@@ -112,3 +112,65 @@ def energy_carbon(rows: list[dict], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize="small")
     _save(fig, path)
+
+
+def interval_estimates(rows: list[dict], improvement: list[dict], baseline: str, path: Path) -> None:
+    """Left: each method's IQM of the normalised final return and of the area under its curve, over all
+    tasks, with 95 % bootstrap intervals (a dot alone: too few runs for one). Right: the probability that
+    a run of each method beats one of the baseline, with its interval; 0.5 = no difference."""
+    from .intervals import ALL_TASKS
+
+    fig, (ax, ax_p) = plt.subplots(1, 2, figsize=(11, 0.6 * max(3, len({r["method"] for r in rows})) + 1.5))
+    aggregate = [r for r in rows if r["env_id"] == ALL_TASKS]
+    methods = sorted({r["method"] for r in aggregate})
+    for offset, (metric, color) in zip((-0.15, 0.15), (("final", "C0"), ("auc", "C1"))):
+        for y, method in enumerate(methods):
+            r = next((r for r in aggregate if r["method"] == method and r["metric"] == metric), None)
+            if r is None:
+                continue
+            if r["ci_low"] is not None:
+                ax.plot([r["ci_low"], r["ci_high"]], [y + offset] * 2, color=color, lw=6, alpha=0.4)
+            ax.plot(r["iqm"], y + offset, "o", color=color, label=metric if y == 0 else None)
+    ax.axvline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(range(len(methods)), methods)
+    ax.set(xlabel=f"IQM of the return / {baseline}'s mean final return", title="Interquartile mean, all tasks")
+    ax.legend(["final return", "area under the curve"], fontsize="small")
+    pairs = [r for r in improvement if r["env_id"] == ALL_TASKS]
+    for y, r in enumerate(pairs):
+        if r["ci_low"] is not None:
+            ax_p.plot([r["ci_low"], r["ci_high"]], [y, y], color="C2", lw=6, alpha=0.4)
+        ax_p.plot(r["probability"], y, "o", color="C2")
+    ax_p.axvline(0.5, color="grey", lw=0.8, ls="--")
+    ax_p.set_yticks(range(len(pairs)), [r["method"] for r in pairs])
+    ax_p.set(xlim=(0, 1), xlabel=f"P(a run beats one of {baseline})", title="Probability of improvement")
+    for a in (ax, ax_p):
+        a.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+
+
+def profiles_and_efficiency(profile: list[dict], efficiency: list[dict], baseline: str, path: Path) -> None:
+    """Left: performance profiles (fraction of runs, all tasks, whose normalised final return exceeds
+    tau). Middle and right: the normalised IQM against env steps and against training time, with 95 %
+    bootstrap bands where a method has enough runs."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    panels = [(axes[0], profile, "tau", "fraction", f"tau (final return / {baseline}'s)", "fraction of runs > tau"),
+              (axes[1], [r for r in efficiency if r["axis"] == "env_steps"], "x", "iqm", "env steps",
+               f"IQM of return / {baseline}'s"),
+              (axes[2], [r for r in efficiency if r["axis"] == "train_seconds"], "x", "iqm",
+               "training minutes (no evaluations)", f"IQM of return / {baseline}'s")]
+    for ax, rows, x_key, y_key, xlabel, ylabel in panels:
+        for i, (method, method_rows) in enumerate(_by(rows, "method").items()):
+            xs = np.array([r[x_key] for r in method_rows]) / (60 if xlabel.startswith("training") else 1)
+            ax.plot(xs, [r[y_key] for r in method_rows], color=f"C{i}", lw=2, label=method)
+            if all(r["ci_low"] is not None for r in method_rows):
+                ax.fill_between(xs, [r["ci_low"] for r in method_rows], [r["ci_high"] for r in method_rows],
+                                color=f"C{i}", alpha=0.15)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0].set_title("Performance profile")
+    axes[1].set_title("Sample efficiency")
+    axes[2].set_title("Time efficiency")
+    _save(fig, path)

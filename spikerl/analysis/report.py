@@ -2,6 +2,10 @@
 runs' `summary.json` files alone.
 
     final_returns.{md,csv}    final evaluation return per task and method (mean and spread over seeds)
+    intervals.{md,csv,png}    IQM with 95 % bootstrap intervals of the final return and the area under the curve,
+                              per task and over all tasks; probability of improvement over the baseline
+                              (spikerl.analysis.intervals, with rliable)
+    profiles.{csv,png}        performance profiles; IQM against env steps and against training time
     learning_curves.{png,csv} evaluation return against env steps and training time, every seed and the mean
     time_to_return.{md,csv}   steps, training time and energy to reach a return threshold; GPS-UP at equal return
     inference_energy.{md,csv} energy per action of each trained actor on neuromorphic-style hardware (estimate)
@@ -156,10 +160,11 @@ class Report:
 
 
 def write_report(roots: list[Path], out: Path, baseline: str = "popsan", threshold_fraction: float = 0.8,
-                 inference_episodes: int = 1) -> Report:
+                 inference_episodes: int = 1, bootstrap_reps: int = 2000) -> Report:
     """Read every run folder under `roots` and write the tables and plots into `out`. Time to a return
     is measured against `threshold_fraction` of the baseline's final mean return; the inference energy
-    per action from `inference_episodes` episodes of each trained actor (0: left out)."""
+    per action from `inference_episodes` episodes of each trained actor (0: left out); the intervals
+    from `bootstrap_reps` stratified-bootstrap samples (0: left out)."""
     from . import plots
 
     summaries, skipped = find_runs(roots)
@@ -195,6 +200,33 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
 
     estimate = any("estimate" in str(r.get("energy_source", "")) for r in report.gpsup)
     table("final_returns", "Final evaluation return", finals, RETURN_COLUMNS)
+    if bootstrap_reps > 0:
+        from .intervals import (
+            EFFICIENCY_COLUMNS,
+            IMPROVEMENT_COLUMNS,
+            INTERVAL_COLUMNS,
+            MIN_RUNS,
+            PROFILE_COLUMNS,
+            interval_estimates,
+        )
+
+        stats = interval_estimates(summaries, baseline, bootstrap_reps)
+        report.notes += stats["notes"]
+        table("intervals", "Interquartile means with 95 % confidence intervals", stats["intervals"], INTERVAL_COLUMNS,
+              f"\nIQM over the runs of each method (the mean of the middle half; with {MIN_RUNS} runs, their mean), "
+              f"with a 95 % stratified-bootstrap interval ({bootstrap_reps} samples; none under {MIN_RUNS} runs). "
+              "`final`: the last evaluation return; `auc`: the mean evaluation return over training (area under "
+              f"the learning curve / steps). Over all tasks, returns are divided by {baseline}'s mean final return "
+              "on the task (1 = its level). Intervals from 3 runs are wide: read them before any ranking.\n")
+        table("improvement", f"Probability of improvement over {baseline}", stats["improvement"], IMPROVEMENT_COLUMNS,
+              f"\nThe probability that a run of the method ends above a run of {baseline} on the same task "
+              "(Mann-Whitney U / (n m); over all tasks, its mean), with its 95 % interval; 0.5 = no difference.\n")
+        figure("intervals", plots.interval_estimates, stats["intervals"], stats["improvement"], baseline)
+        if stats["profile"]:
+            write_csv(out / "profiles.csv", stats["profile"], PROFILE_COLUMNS)
+            write_csv(out / "sample_efficiency.csv", stats["efficiency"], EFFICIENCY_COLUMNS)
+            report.files += [out / "profiles.csv", out / "sample_efficiency.csv"]
+            figure("profiles", plots.profiles_and_efficiency, stats["profile"], stats["efficiency"], baseline)
     if curves:
         write_csv(out / "learning_curves.csv", curves, CURVE_COLUMNS)
         report.files.append(out / "learning_curves.csv")
