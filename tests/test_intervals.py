@@ -4,7 +4,7 @@ probabilities of improvement, the baseline normalisation and its refusals, and t
 import pytest
 
 from conftest import make_run_folder
-from spikerl.analysis.intervals import ALL_TASKS, area_under_curve, interval_estimates
+from spikerl.analysis.intervals import ALL_TASKS, TASK_MEAN, area_under_curve, interval_estimates
 from spikerl.analysis.report import write_report
 
 
@@ -56,6 +56,8 @@ def test_the_aggregate_divides_by_the_baselines_mean_and_leaves_out_tasks_it_can
     assert x["mean"] == pytest.approx((0.5 + 2.0) / 2) and x["runs"] == 3  # C is left out
     assert any("<= 0 on C" in n for n in out["notes"])
     assert row(out["intervals"], ALL_TASKS, "popsan")["mean"] == pytest.approx(1.0)
+    # x never beats popsan on A and always on B: a probability of improvement of 0.5 over those tasks
+    assert row(out["improvement"], TASK_MEAN, "x")["probability"] == pytest.approx(0.5)
     # performance profile: at tau = 1.0 the runs above it are x's on B (2.0 > 1) and popsan's 30 / 20 on B
     profile = {(r["method"], r["tau"]): r["fraction"] for r in out["profile"]}
     assert profile[("x", 0.0)] == 1.0 and profile[("x", 1.0)] == pytest.approx(0.5)

@@ -118,6 +118,7 @@ def test_evaluations_csv_says_when_each_evaluation_came(tiny_run):
     assert 0 < train[1] < wall[1] and wall[1] - train[1] <= summary["eval_seconds"]
 
 
+@pytest.mark.slow  # compiles three methods' whole updates: about two minutes on one core (make test-slow runs it)
 def test_compiled_kernels_hold_across_the_jobs_of_a_multirun(tmp_path):
     """Hydra's basic launcher runs a sweep's jobs in one process: PopSAN, DSRL and bf16 SpikeRL actors,
     training and acting, must share the compiled kernels without hitting dynamo's recompile limit

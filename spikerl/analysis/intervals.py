@@ -33,7 +33,8 @@ import numpy as np
 
 MIN_RUNS = 3
 CONFIDENCE = 0.95
-ALL_TASKS = "all tasks (normalised)"
+ALL_TASKS = "all tasks (normalised)"  # the aggregate rows of IQMs: normalised returns, all tasks' runs
+TASK_MEAN = "all tasks (mean)"  # the aggregate rows of the probability of improvement: its mean over tasks
 INTERVAL_COLUMNS = ["env_id", "method", "runs", "metric", "iqm", "ci_low", "ci_high", "mean"]
 IMPROVEMENT_COLUMNS = ["env_id", "method", "baseline", "runs", "baseline_runs", "probability", "ci_low", "ci_high"]
 PROFILE_COLUMNS = ["method", "tau", "fraction", "ci_low", "ci_high"]
@@ -148,7 +149,7 @@ def interval_estimates(summaries: list[dict], baseline: str, reps: int = 10_000,
     for method in normalised:  # the probability of improvement over the tasks both ran, averaged
         tasks = [t for t, _ in curves_of[method] if t in dict(curves_of.get(baseline, []))]
         if method != baseline and tasks:
-            improvement.append(_improvement_row(ALL_TASKS, method, baseline, _matrix(final[method], tasks),
+            improvement.append(_improvement_row(TASK_MEAN, method, baseline, _matrix(final[method], tasks),
                                                 _matrix(final[baseline], tasks), reps, seed))
     profile = performance_profile(normalised, reps, seed)
     efficiency = sample_efficiency(curves_of, usable, max(reps // 10, 200), seed)

@@ -118,7 +118,7 @@ def interval_estimates(rows: list[dict], improvement: list[dict], baseline: str,
     """Left: each method's IQM of the normalised final return and of the area under its curve, over all
     tasks, with 95 % bootstrap intervals (a dot alone: too few runs for one). Right: the probability that
     a run of each method beats one of the baseline, with its interval; 0.5 = no difference."""
-    from .intervals import ALL_TASKS
+    from .intervals import ALL_TASKS, TASK_MEAN
 
     fig, (ax, ax_p) = plt.subplots(1, 2, figsize=(11, 0.6 * max(3, len({r["method"] for r in rows})) + 1.5))
     aggregate = [r for r in rows if r["env_id"] == ALL_TASKS]
@@ -135,7 +135,7 @@ def interval_estimates(rows: list[dict], improvement: list[dict], baseline: str,
     ax.set_yticks(range(len(methods)), methods)
     ax.set(xlabel=f"IQM of the return / {baseline}'s mean final return", title="Interquartile mean, all tasks")
     ax.legend(["final return", "area under the curve"], fontsize="small")
-    pairs = [r for r in improvement if r["env_id"] == ALL_TASKS]
+    pairs = [r for r in improvement if r["env_id"] == TASK_MEAN]
     for y, r in enumerate(pairs):
         if r["ci_low"] is not None:
             ax_p.plot([r["ci_low"], r["ci_high"]], [y, y], color="C2", lw=6, alpha=0.4)
@@ -169,7 +169,8 @@ def profiles_and_efficiency(profile: list[dict], efficiency: list[dict], baselin
                                 color=f"C{i}", alpha=0.15)
         ax.set(xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        if rows:
+            ax.legend(fontsize="small")
     axes[0].set_title("Performance profile")
     axes[1].set_title("Sample efficiency")
     axes[2].set_title("Time efficiency")
