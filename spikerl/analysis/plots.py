@@ -123,18 +123,20 @@ def interval_estimates(rows: list[dict], improvement: list[dict], baseline: str,
     fig, (ax, ax_p) = plt.subplots(1, 2, figsize=(11, 0.6 * max(3, len({r["method"] for r in rows})) + 1.5))
     aggregate = [r for r in rows if r["env_id"] == ALL_TASKS]
     methods = sorted({r["method"] for r in aggregate})
-    for offset, (metric, color) in zip((-0.15, 0.15), (("final", "C0"), ("auc", "C1"))):
+    metrics = (("final", "final return", "C0", -0.15), ("auc", "area under the curve", "C1", 0.15))
+    for metric, label, color, offset in metrics:
         for y, method in enumerate(methods):
             r = next((r for r in aggregate if r["method"] == method and r["metric"] == metric), None)
             if r is None:
                 continue
             if r["ci_low"] is not None:
                 ax.plot([r["ci_low"], r["ci_high"]], [y + offset] * 2, color=color, lw=6, alpha=0.4)
-            ax.plot(r["iqm"], y + offset, "o", color=color, label=metric if y == 0 else None)
+            ax.plot(r["iqm"], y + offset, "o", color=color)
+        ax.plot([], [], "o-", color=color, label=label)  # one legend entry per metric
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_yticks(range(len(methods)), methods)
     ax.set(xlabel=f"IQM of the return / {baseline}'s mean final return", title="Interquartile mean, all tasks")
-    ax.legend(["final return", "area under the curve"], fontsize="small")
+    ax.legend(fontsize="small")
     pairs = [r for r in improvement if r["env_id"] == TASK_MEAN]
     for y, r in enumerate(pairs):
         if r["ci_low"] is not None:
