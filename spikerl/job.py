@@ -8,6 +8,7 @@ import copy
 import json
 import random
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     # the probe times copies of this run's networks in its own algorithm
     probe = update_probe(lambda p: build_learner(rc, *copy.deepcopy((actor, critic)), obs_dim, act_dim, p),
                          obs_dim, act_dim, t.batch_size)
+    probing = time.perf_counter()
     precision = choose_precision(rc, device, info, probe)
+    probe_seconds = time.perf_counter() - probing  # precision=auto times the run's update in both precisions
     learner = build_learner(rc, actor.to(device), critic.to(device), obs_dim, act_dim,
                             Precision(precision.mode, device),
                             partial(distributed.wrap_ddp, device=device) if info.enabled else None)
@@ -183,7 +186,7 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     evaluator = Evaluator(policy, rc.env, t.eval_episodes, rc.seed, info)
     meta = {**expected_meta(rc, obs_dim, act_dim, info.world_size), "actor_name": actor_name,
             "precision": precision.mode, "precision_requested": precision.requested,
-            "precision_reason": precision.reason}
+            "precision_reason": precision.reason, "probe_seconds": probe_seconds}
     parts = {"learner": learner, "normalizer": normalizer, "collector": collector, "updates": updates,
              "evaluator": evaluator, "replay": replay}
     state = RunState(t.total_steps, rc.env.num_envs, run_dir, meta, parts, info, save_replay=t.save_replay)
@@ -209,7 +212,7 @@ def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writer
     meta = loop.state.meta
     return {**result, "world_size": info.world_size, "backend": info.backend, "precision": meta["precision"],
             "precision_requested": meta["precision_requested"], "precision_reason": meta["precision_reason"],
-            "device": rank_device(rc.device, info.local_rank).type}
+            "probe_seconds": meta["probe_seconds"], "device": rank_device(rc.device, info.local_rank).type}
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
@@ -270,6 +273,11 @@ def format_summary(summary: dict) -> str:
                       f"({summary['env_steps_per_second']:.0f} steps/s"
                       + (f"; {summary['segments']} segments" if summary.get("segments", 1) > 1 else "") + ")"),
         ("updates", f"{summary['updates']:,} ({summary['updates_per_second']:.0f} updates/s)"),
+        *([("compiling / probe", f"{summary['compile_seconds']:.0f} s of it compiling (without: "
+                                 f"{summary['steady_env_steps_per_second']:.0f} steps/s, "
+                                 f"{summary['steady_updates_per_second']:.0f} updates/s); "
+                                 f"{summary['probe_seconds']:.0f} s precision probe before it")]
+          if "compile_seconds" in summary and "probe_seconds" in summary else []),
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),
         ("best eval return", f"{summary['best_eval_return']:.1f}"),

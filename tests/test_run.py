@@ -13,7 +13,7 @@ from spikerl.evaluate import load_policy
 from spikerl.evaluate import main as evaluate_main
 from spikerl.rl.evaluation import evaluate_policy
 from spikerl.runtime import checkpoint
-from spikerl.telemetry.metrics import read_metrics
+from spikerl.telemetry.metrics import RunningMeans, read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,6 +48,48 @@ def test_run_writes_summary_metrics_and_checkpoint(tiny_run):
     state = checkpoint.load(run_dir)
     assert state["counters"]["env_steps"] == 600
     assert state["meta"]["env_id"] == "InvertedPendulum-v5"
+
+
+def test_compile_time_is_reported_apart_and_steady_rates_leave_it_out(tiny_run, monkeypatch):
+    """The summary says how much of the wall time went to compiling (every segment's) and to the
+    precision probe; steady rates divide by the time left. Without compiling they equal the all-in ones."""
+    summary, _ = tiny_run()  # compile=false
+    assert summary["compile_seconds"] == 0.0 and summary["update_compile_seconds"] == 0.0
+    assert summary["steady_env_steps_per_second"] == pytest.approx(summary["env_steps_per_second"])
+    assert summary["steady_updates_per_second"] == pytest.approx(summary["updates_per_second"])
+    assert summary["probe_seconds"] >= 0.0
+
+    from spikerl.rl import run_state, updates
+
+    clock = iter([2.0, 3.0, 10.0, 25.0, 30.0])  # torch.compile's running total as the run reads it
+    monkeypatch.setattr(run_state, "compile_seconds", lambda: next(clock))
+    state = run_state.RunState(100, 1, "unused", {}, {})  # reads 2.0
+    state.start_segment()  # 3.0
+    assert state.compile_seconds == 7.0  # 10.0 - 3.0
+    saved = state.state_dict()["counters"]["compile_seconds"]  # 25.0 - 3.0
+    resumed = run_state.RunState(100, 1, "unused", {}, {})  # 30.0
+    resumed.earlier_compile_seconds = saved
+    monkeypatch.setattr(run_state, "compile_seconds", lambda: 30.0)
+    resumed.start_segment()
+    assert saved == 22.0 and resumed.compile_seconds == 22.0  # the earlier segments' compiling is kept
+
+    rounds = iter([0.0, 4.0, 4.0, 4.0])  # the first round compiles for 4 s, the second not at all
+    monkeypatch.setattr(updates, "compile_seconds", lambda: next(rounds))
+
+    class Learner:
+        consecutive_skips = 0
+
+        def update(self, batch):
+            return {}
+
+    class Replay:
+        def sample(self, *args):
+            return None
+
+    schedule = updates.UpdateSchedule(Learner(), Replay(), None, 1, 1, 2, update_after=0, seed=0)
+    schedule.run_round(1, RunningMeans())
+    schedule.run_round(2, RunningMeans())
+    assert schedule.compile_seconds == 4.0 and schedule.state_dict()["compile_seconds"] == 4.0
 
 
 def test_same_seed_same_result_and_other_seed_differs(tiny_run):

@@ -129,12 +129,17 @@ class TrainingLoop:
 
     def summary(self) -> dict:
         """The run's figures over all its segments. `wall_seconds` is the whole training time,
-        evaluations included; `eval_seconds` and `update_seconds` say how much of it they took."""
+        evaluations included; `eval_seconds`, `update_seconds` and `compile_seconds` say how much of it
+        they took (`update_compile_seconds`: compiling within the updates). The all-in rates divide by
+        what the user waited; the steady ones leave out the compiling, paid once per process (and not
+        at all with a warm cache), so that runs compare however their compiling went."""
         learner, state, evaluator = self.updates.learner, self.state, self.evaluator
         _, mean, std = evaluator.history[-1]
         episodes = all_reduce_(torch.tensor([float(self.collector.episodes)]))  # every rank's episodes
         segment = state.segment_seconds
         wall = state.earlier_seconds + segment
+        updates = self.updates
+        steady_update_seconds = updates.seconds - updates.compile_seconds
         return {
             "total_env_steps": state.env_steps,
             "wall_seconds": wall,
@@ -142,6 +147,8 @@ class TrainingLoop:
             "segment_wall_seconds": segment,
             "eval_seconds": evaluator.seconds,
             "update_seconds": self.updates.seconds,
+            "compile_seconds": state.compile_seconds,
+            "update_compile_seconds": updates.compile_seconds,
             "eval_return_mean": mean,
             "eval_return_std": std,
             "eval_episodes": evaluator.episodes_run,
@@ -150,6 +157,8 @@ class TrainingLoop:
             "skipped_updates": learner.skipped,
             "updates_per_second": learner.updates / self.updates.seconds if self.updates.seconds else 0.0,
             "env_steps_per_second": state.env_steps / wall,
+            "steady_updates_per_second": learner.updates / steady_update_seconds if steady_update_seconds > 0 else 0.0,
+            "steady_env_steps_per_second": state.env_steps / max(wall - state.compile_seconds, 1e-9),
             "episodes": int(episodes.item()),
             "eval_history": evaluator.rows(),  # evaluations.csv
         }

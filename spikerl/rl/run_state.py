@@ -12,6 +12,7 @@ from typing import Protocol
 import torch
 
 from ..runtime import checkpoint
+from ..runtime.compiler import compile_seconds
 from ..runtime.distributed import DistInfo, all_reduce_
 
 
@@ -55,8 +56,10 @@ class RunState:
         self.env_steps = 0
         self.local_steps = 0
         self.earlier_seconds = 0.0  # wall time of the run's earlier segments
+        self.earlier_compile_seconds = 0.0  # their time spent compiling
         self.segments = 1
         self.segment_start = time.perf_counter()
+        self.segment_compile_start = compile_seconds()
         self.stop_signal = 0  # set by a signal handler; the loop stops at the next safe point
 
     @property
@@ -65,6 +68,13 @@ class RunState:
 
     def start_segment(self) -> None:
         self.segment_start = time.perf_counter()
+        self.segment_compile_start = compile_seconds()
+
+    @property
+    def compile_seconds(self) -> float:
+        """Of the wall time, what torch.compile took (acting, updates and evaluation compile on their first
+        calls, once per process): every segment's, this one's so far."""
+        return self.earlier_compile_seconds + compile_seconds() - self.segment_compile_start
 
     @property
     def segment_seconds(self) -> float:
@@ -101,7 +111,7 @@ class RunState:
             "meta": self.meta,
             "counters": {"env_steps": self.env_steps, "local_steps": self.local_steps, "rank": self.dist.rank,
                          "world_size": self.dist.world_size, "wall_seconds": self.wall_seconds,
-                         "segments": self.segments},
+                         "compile_seconds": self.compile_seconds, "segments": self.segments},
             "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
         })
         return state
@@ -116,6 +126,7 @@ class RunState:
         counters = state["counters"]
         self.env_steps, self.local_steps = counters["env_steps"], counters["local_steps"]
         self.earlier_seconds = float(counters["wall_seconds"])
+        self.earlier_compile_seconds = float(counters.get("compile_seconds", 0.0))  # 0 in older checkpoints
         self.segments = int(counters["segments"]) + 1
         random.setstate(state["rng"]["python"])
         torch.set_rng_state(state["rng"]["torch"])

@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from ..runtime.compiler import compile_seconds
 from ..telemetry.metrics import RunningMeans
 from .normalizer import ObsNormalizer
 from .protocols import Learner
@@ -27,6 +28,7 @@ class UpdateSchedule:
         self.update_after, self.max_consecutive_skips = update_after, max_consecutive_skips
         self.sampler = torch.Generator().manual_seed(seed)
         self.seconds = 0.0  # time spent updating, over every segment of the run
+        self.compile_seconds = 0.0  # of which compiling (the update's graphs, once per process)
 
     def round_due(self, local_before: int, local_after: int) -> bool:
         """Whether this rank's env steps crossed a round boundary (every rank crosses it together)."""
@@ -38,11 +40,12 @@ class UpdateSchedule:
     def run_round(self, env_step: int, window: RunningMeans) -> int:
         """`gradient_steps` learner updates; their metrics go to `window`. Returns the number run. The
         skip count is read once, after the round: reading it per update would wait for the device."""
-        start = time.perf_counter()
+        start, compiling = time.perf_counter(), compile_seconds()
         for _ in range(self.gradient_steps):
             batch = self.replay.sample(self.batch_size, self.normalizer, self.sampler)
             window.update(self.learner.update(batch))
         self.seconds += time.perf_counter() - start
+        self.compile_seconds += compile_seconds() - compiling
         if self.learner.consecutive_skips >= self.max_consecutive_skips:
             raise TrainingDiverged(
                 f"{self.learner.consecutive_skips} updates in a row had non-finite gradients at env step "
@@ -50,8 +53,9 @@ class UpdateSchedule:
         return self.gradient_steps
 
     def state_dict(self) -> dict:
-        return {"sampler": self.sampler.get_state(), "seconds": self.seconds}
+        return {"sampler": self.sampler.get_state(), "seconds": self.seconds, "compile_seconds": self.compile_seconds}
 
     def load_state_dict(self, state: dict) -> None:
         self.sampler.set_state(state["sampler"])
         self.seconds = float(state["seconds"])
+        self.compile_seconds = float(state.get("compile_seconds", 0.0))  # 0 in older checkpoints

@@ -17,6 +17,17 @@ MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead",)
 
 
+def compile_seconds() -> float:
+    """Seconds torch.compile has spent compiling in this process so far: dynamo's own running total of its
+    compile calls (tracing, Inductor, loading cached graphs), `torch._dynamo.utils.compilation_time_metrics`;
+    0.0 where this torch keeps none."""
+    try:
+        from torch._dynamo.utils import compilation_time_metrics
+    except ImportError:
+        return 0.0
+    return float(sum(compilation_time_metrics.get("_compile.compile_inner", ())))
+
+
 def is_compile_failure(exc: BaseException) -> bool:
     """Dynamo's and Inductor's own errors (tracing, lowering, the C++ build, the recompile limit); not
     errors of the computation, such as running out of memory."""
