@@ -87,3 +87,14 @@ def test_the_report_adds_the_interval_tables_and_figures(tmp_path):
     assert "## Probability of improvement over popsan" in text
     bare = write_report([tmp_path], tmp_path / "bare", "popsan", inference_episodes=0, bootstrap_reps=0)
     assert "intervals.md" not in {p.name for p in bare.files}
+
+
+def test_the_same_runs_give_the_same_intervals_and_the_global_generator_is_left_alone():
+    import numpy as np
+
+    summaries = runs("popsan", "A", [1, 2, 3, 4]) + runs("x", "A", [2, 3, 5, 9])
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    first = interval_estimates(summaries, "popsan", reps=200)
+    assert (np.random.get_state()[1] == before).all()
+    assert interval_estimates(summaries, "popsan", reps=200) == first

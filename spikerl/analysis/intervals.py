@@ -106,7 +106,17 @@ def _matrix(by_task: dict[str, list[float]], tasks: list[str]) -> np.ndarray:
 
 def interval_estimates(summaries: list[dict], baseline: str, reps: int = 10_000, seed: int = 0) -> dict:
     """Everything above, as rows of the report's tables: {"intervals", "improvement", "profile",
-    "efficiency", "notes"}."""
+    "efficiency", "notes"}. The same runs and `seed` give the same intervals: some of rliable's bootstraps
+    draw from numpy's global generator, which is seeded here and put back afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        return _interval_estimates(summaries, baseline, reps, seed)
+    finally:
+        np.random.set_state(state)
+
+
+def _interval_estimates(summaries: list[dict], baseline: str, reps: int, seed: int) -> dict:
     runs = _runs(summaries)
     final = {m: {t: [r["eval_return_mean"] for r in rs] for t, rs in by_task.items()} for m, by_task in runs.items()}
     auc = {m: {t: [a for r in rs if (a := area_under_curve(r.get("eval_history") or [])) is not None]
