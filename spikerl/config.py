@@ -36,7 +36,7 @@ from .telemetry.metrics import LoggerConfig
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
     "method", "seed", "device", "resume", "train", "replay", "normalizer", "env", "algo", "actor", "encoder", "critic",
-    "precision", "dist", "energy", "logger", "compile", "compile_mode",
+    "precision", "dist", "energy", "logger", "compile", "compile_mode", "compile_cache",
 }
 
 
@@ -141,6 +141,7 @@ class RunConfig:
     encoder: dict
     critic: dict
     sweep: str | None = None  # the multirun this job belongs to (`launchers.sweep_id`; set by the entry point)
+    compile_cache: str | None = None  # where torch.compile keeps compiled graphs between runs (None: torch's default)
 
 
 def _typed(section: str, node) -> object:
@@ -256,6 +257,7 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> 
         method=label(resolved["method"], algo["_target_"]), algo_name=learner.name, seed=resolved["seed"],
         device=str(resolved.get("device", "auto")),
         compile=resolved.get("compile", False), compile_mode=compile_mode,
+        compile_cache=None if resolved.get("compile_cache") is None else str(resolved["compile_cache"]),
         resume=None if resolved.get("resume") is None else str(resolved["resume"]),
         **sections,
         algo=algo, actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],

@@ -26,6 +26,7 @@ from .rl.replay import ReplayBuffer
 from .rl.run_state import RunState
 from .rl.updates import UpdateSchedule
 from .runtime import checkpoint, distributed
+from .runtime.compiler import use_cache_dir
 from .runtime.device import rank_device
 from .runtime.distributed import DistInfo, all_reduce_
 from .runtime.precision import Precision, PrecisionChoice, Probe, choose
@@ -123,6 +124,7 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     before rank 0 finishes the W&B run. Rank 0 keeps each segment's figures in the run's energy ledger:
     a resumed run's energy is that of all its segments."""
     info = info or DistInfo()
+    use_cache_dir(rc.compile_cache)  # before anything compiles
     code = code_version()  # before training: the checkout may change while the run goes on
     resume = checkpoint.resume_path(rc.resume, run_dir, info.rank)
     meter = make_meter(rc.energy.kind if info.local_rank == 0 else "none", run_dir / "energy", rc.energy.country,

@@ -8,6 +8,8 @@ graphs, so it needs a CUDA device (config validation refuses it elsewhere).
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from collections.abc import Callable
 
@@ -15,6 +17,32 @@ import torch
 
 MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 CUDA_GRAPH_MODES = ("reduce-overhead",)
+
+
+def use_cache_dir(folder: str | None) -> str | None:
+    """Keep torch.compile's artifacts (Inductor's FX graph and AOTAutograd caches, its kernels) in `folder`
+    (`~` expanded), so that later runs on this machine, or on every node that sees the folder, load
+    them instead of compiling again: torch's TORCHINDUCTOR_CACHE_DIR, set for this process and the ranks
+    it starts. None leaves torch's default (the machine's temporary folder). A folder that cannot be made
+    or written warns once and leaves the default: a cache never stops a run. Returns the folder used."""
+    if folder is None:
+        return None
+    path = os.path.abspath(os.path.expanduser(str(folder)))
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        if path not in _UNUSABLE:
+            _UNUSABLE.add(path)
+            warnings.warn(f"compile_cache={folder}: cannot write there ({exc.strerror or exc}); compiling with "
+                          "torch's default cache in the temporary folder", stacklevel=2)
+        return None
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = path
+    return path
+
+
+_UNUSABLE: set[str] = set()  # cache folders already warned about
 
 
 def compile_seconds() -> float:

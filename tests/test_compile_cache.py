@@ -1,0 +1,62 @@
+"""The compile cache (`compile_cache`, spikerl.runtime.compiler.use_cache_dir): compiled graphs kept in a
+folder that outlives the machine's temporary one are loaded by the next process instead of compiled
+again; an unwritable folder or corrupt entries never stop a run."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spikerl.config import compose, validate
+from spikerl.runtime.compiler import use_cache_dir
+
+# one process's compile of a small function through the cache folder argv[1]: its result and what the
+# FX graph cache did
+COMPILE_ONCE = """
+import sys, torch
+from torch._dynamo.utils import counters
+from spikerl.runtime.compiler import CompiledOrEager, use_cache_dir
+assert use_cache_dir(sys.argv[1]) == sys.argv[1]
+f = CompiledOrEager(lambda x: (x.sin() * 2 + x.cos()).sum(), name="f")
+print(round(float(f(torch.arange(6.0))), 5), counters["inductor"]["fxgraph_cache_hit"])
+"""
+
+
+def compile_once(folder):
+    proc = subprocess.run([sys.executable, "-c", COMPILE_ONCE, str(folder)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    value, hits = proc.stdout.split()
+    return float(value), int(hits)
+
+
+def test_a_second_process_loads_the_compiled_graph_and_corrupt_entries_are_compiled_again(tmp_path):
+    cache = tmp_path / "cache"
+    first, hits = compile_once(cache)
+    assert hits == 0 and any(cache.rglob("*.so"))  # compiled, and kept in the folder
+    assert compile_once(cache) == (first, 1)  # loaded, not compiled again
+    for entry in (p for p in cache.rglob("*") if p.is_file()):
+        entry.write_bytes(b"garbage")
+    value, hits = compile_once(cache)  # torch logs that it cannot load them, then compiles afresh
+    assert value == pytest.approx(first, abs=1e-4) and hits == 0
+
+
+def test_an_unwritable_cache_folder_warns_once_and_leaves_torchs_default(monkeypatch):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/unchanged")
+    with pytest.warns(UserWarning, match=r"compile_cache=/proc/spikerl-cache: cannot write there"):
+        assert use_cache_dir("/proc/spikerl-cache") is None
+    assert use_cache_dir("/proc/spikerl-cache") is None  # no second warning (pytest would fail on none above)
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == "/tmp/unchanged" and use_cache_dir(None) is None
+
+
+def test_the_cache_folder_is_a_per_user_default_an_environment_variable_or_none(monkeypatch, tmp_path):
+    monkeypatch.delenv("SPIKERL_COMPILE_CACHE", raising=False)
+    assert validate(compose([])).compile_cache == os.path.join("~", ".cache", "spikerl", "compile")
+    monkeypatch.setenv("SPIKERL_COMPILE_CACHE", str(tmp_path / "shared"))
+    assert validate(compose([])).compile_cache == str(tmp_path / "shared")
+    assert validate(compose(["compile_cache=null"])).compile_cache is None
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/before")
+    assert use_cache_dir("~/x-spikerl-test") == os.path.expanduser("~/x-spikerl-test")
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == os.path.expanduser("~/x-spikerl-test")
+    os.rmdir(os.path.expanduser("~/x-spikerl-test"))
