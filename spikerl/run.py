@@ -23,6 +23,7 @@ from .launch import launch
 # FAILURE_MARKER they leave, spikerl.callbacks.FailedJobs) those run elsewhere. They live in
 # spikerl.launchers, shared with the callback also when this module runs as __main__ (python -m spikerl.run).
 from .launchers import FAILED_JOBS, FAILURE_MARKER
+from .rl.envs import notices_held
 from .runtime.checkpoint import CheckpointError, compatible_view, resume_path
 
 # What Hydra and the job write into a run folder before its ranks have started. A single run into an
@@ -163,7 +164,8 @@ def preflight(args: list[str]) -> None:
         key = json.dumps([compatible_view(expected_meta(rc, None, None, rc.dist.world_size)), rc.algo, rc.resume,
                           str(run_dir)], sort_keys=True)
         if key not in built:
-            check(rc, run_dir)
+            with notices_held():  # the jobs show third-party notices; this check would show them first
+                check(rc, run_dir)
             built.add(key)
     if master is not None:
         launchers.check_resources(master, launcher, list(dists.values()))

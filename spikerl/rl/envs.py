@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -31,6 +32,18 @@ def silence_notices() -> None:
     """Show none of these notices in this process (a distributed job's ranks other than 0)."""
     global _notices
     _notices = False
+
+
+@contextlib.contextmanager
+def notices_held():
+    """Show none of these notices inside (a command's checks before its jobs start), and leave them unshown,
+    so that the job that meets them next shows them."""
+    global _notices
+    before, _notices = _notices, False
+    try:
+        yield
+    finally:
+        _notices = before
 
 
 def _first_time(message: str) -> bool:
