@@ -62,3 +62,23 @@ def test_one_time_base_per_row_so_greenup_is_speedup_over_powerup():
     mlp = rows["mlp"]  # no energy on one side: training wall time, and no powerup/greenup
     assert mlp["time_basis"] == "wall_seconds" and mlp["speedup"] == pytest.approx(110.0 / 40.0)
     assert "powerup" not in mlp and "greenup" not in mlp
+
+
+def test_gps_up_compares_steady_time_so_the_job_that_compiled_first_is_not_slower():
+    """Two methods computing the same thing at the same rate; one paid a 40 s compile (it ran first, or on
+    a cold cache). Steady time leaves the compiling out: Speedup 1, and the start-up in its own column."""
+    base = {**summary("popsan", 0, 100.0, 0.0100, 1000.0), "energy_seconds": 110.0, "compile_seconds": 40.0}
+    warm = {**summary("spikerl", 0, 60.0, 0.0060, 1000.0), "energy_seconds": 70.0, "compile_seconds": 0.0}
+    rows = {r["method"]: r for r in compare([base, warm])}
+    r = rows["spikerl"]
+    assert r["time_basis"] == "steady_seconds" and r["speedup"] == pytest.approx(1.0)  # 60 s each
+    assert rows["popsan"]["startup_seconds"] == pytest.approx(50.0) and r["startup_seconds"] == pytest.approx(10.0)
+    # the energy of the steady span: mean power x steady time
+    p_base, p_warm = 0.0100 * 3.6e6 / 110.0, 0.0060 * 3.6e6 / 70.0
+    assert r["powerup"] == pytest.approx(p_warm / p_base)
+    assert r["greenup"] == pytest.approx((p_base * 60.0) / (p_warm * 60.0))
+    assert r["greenup"] == pytest.approx(r["speedup"] / r["powerup"], rel=1e-12)
+    assert r["carbon_diff_percent"] == pytest.approx(100.0 * (p_warm / p_base - 1.0))
+    # a run from before the compile record: the whole-job span, as before
+    old = {k: v for k, v in warm.items() if k != "compile_seconds"}
+    assert {x["method"]: x for x in compare([base, old])}["spikerl"]["time_basis"] == "energy_seconds"

@@ -4,12 +4,20 @@ For a method's runs and its baseline's runs on the same task (means over seeds):
     Speedup = T_base / T          (time)
     Powerup = P / P_base          (mean power, P = E / T)
     Greenup = E_base / E = Speedup / Powerup   (energy)
-Every row uses one time base T, so the identity Greenup = Speedup / Powerup holds in each row. When
-both the method and the baseline have energy, T is `energy_seconds`, the span the energy meter measured
-(the whole job: setup and final evaluation too), since that is the time the energy belongs to; a run
-without `energy_seconds` falls back to its `wall_seconds`. Without energy on both sides T is the
-training wall time and there is no Powerup or Greenup. Each row records its base in `time_basis`
-("energy_seconds" or "wall_seconds") and keeps `wall_seconds` for display.
+Every row uses one time base T, so the identity Greenup = Speedup / Powerup holds in each row:
+
+    steady_seconds   (the default, where every run on both sides records its compiling) the training wall
+                     time less what torch.compile took: a job's compiling is paid once per process (not at
+                     all from a warm cache), so the job that happened to compile first, or on a cold cache,
+                     would otherwise look slower. E is then the energy of that span, the job's mean power
+                     times it. What was left out is in `startup_seconds` (compiling, the precision probe,
+                     building the run: the energy meter's span less the steady time), beside the rates.
+    energy_seconds   where both sides have energy but a run predates the compile record: the span the
+                     energy meter measured (the whole job), the time the energy belongs to; a run without
+                     `energy_seconds` falls back to its `wall_seconds`.
+    wall_seconds     without energy on both sides: the training wall time, and no Powerup or Greenup.
+
+Each row records its base in `time_basis` and keeps `wall_seconds` for display.
 and the reward difference in percent, as the SpikeRL paper reports it: 100 (R - R_base) / |R_base|.
 """
 
@@ -50,6 +58,10 @@ def mean_by_method(summaries: list[dict]) -> dict[tuple[str, str], dict]:
             # mean power over the span the energy was measured in (the whole job), else the training time
             row["energy_seconds"] = statistics.fmean(r.get("energy_seconds", r["wall_seconds"]) for r in runs)
             row["power_w"] = row["energy_kwh"] * 3.6e6 / row["energy_seconds"]
+        if all("compile_seconds" in r for r in runs):
+            row["steady_seconds"] = statistics.fmean(r["wall_seconds"] - r["compile_seconds"] for r in runs)
+            row["compile_seconds"] = statistics.fmean(r["compile_seconds"] for r in runs)
+            row["startup_seconds"] = row.get("energy_seconds", row["wall_seconds"]) - row["steady_seconds"]
         out[key] = row
     return out
 
@@ -57,7 +69,8 @@ def mean_by_method(summaries: list[dict]) -> dict[tuple[str, str], dict]:
 def gps_up(method: dict, base: dict) -> dict:
     """GPS-UP of one method's means against the baseline's (same task), on one time base (module doc)."""
     with_energy = "energy_kwh" in method and "energy_kwh" in base
-    basis = "energy_seconds" if with_energy else "wall_seconds"
+    steady = "steady_seconds" in method and "steady_seconds" in base
+    basis = "steady_seconds" if steady else "energy_seconds" if with_energy else "wall_seconds"
     result = {
         "time_basis": basis,
         "speedup": base[basis] / method[basis],
@@ -65,9 +78,14 @@ def gps_up(method: dict, base: dict) -> dict:
         / abs(base["eval_return_mean"]) if base["eval_return_mean"] else float("nan"),
     }
     if with_energy:
+        # the energy of the time base: the whole job's, or its mean power times the steady time
+        def energy(row):
+            return row["energy_kwh"] * (row[basis] / row["energy_seconds"] if steady else 1.0)
+
         result["powerup"] = method["power_w"] / base["power_w"]
-        result["greenup"] = base["energy_kwh"] / method["energy_kwh"]
-        result["carbon_diff_percent"] = 100.0 * (method["emissions_kg"] - base["emissions_kg"]) / base["emissions_kg"]
+        result["greenup"] = energy(base) / energy(method)
+        result["carbon_diff_percent"] = 100.0 * (energy(method) / method["energy_kwh"] * method["emissions_kg"]
+                                                 / (energy(base) / base["energy_kwh"] * base["emissions_kg"]) - 1.0)
     return result
 
 

@@ -40,7 +40,8 @@ EQUIVALENTS = [
 ]
 
 GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "eval_return_std", "wall_seconds",
-                 "wall_seconds_std", "energy_seconds", "energy_kwh", "energy_kwh_std", "power_w", "emissions_kg",
+                 "wall_seconds_std", "steady_seconds", "compile_seconds", "startup_seconds", "energy_seconds",
+                 "energy_kwh", "energy_kwh_std", "power_w", "emissions_kg",
                  "energy_source", "time_basis", "speedup", "powerup", "greenup", "reward_diff_percent",
                  "carbon_diff_percent"]
 INFERENCE_COLUMNS = ["env_id", "method", "runs", "kind", "energy_uj_45nm", "energy_uj_loihi", "synaptic_ops", "macs",
@@ -238,7 +239,12 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
               "seconds exclude evaluations; energy to the threshold is the run's mean power times its wall time "
               "to it. Speedup and Greenup at equal return compare these with the baseline's.\n")
     table("gpsup", f"GPS-UP against {baseline}", report.gpsup, GPSUP_COLUMNS,
-          "\nMeans over seeds, with the spread over seeds (`_std`: population standard deviation).\n"
+          "\nMeans over seeds, with the spread over seeds (`_std`: population standard deviation). `time_basis` "
+          "says which time GPS-UP divides: `steady_seconds` (training wall time less compiling, paid once per "
+          "process; its energy is the job's mean power times it) where every run records its compiling, with "
+          "the compiling and the rest of the start-up (`startup_seconds`: compiling, the precision probe, "
+          "building the run) in their own columns; else the energy meter's span (`energy_seconds`) or the "
+          "training wall time.\n"
           + (f"\n{ESTIMATE_NOTE}\n" if estimate else ""))
     if any("powerup" in r for r in report.gpsup):
         figure("gpsup_quadrant", plots.gpsup_quadrant, report.gpsup, baseline)
