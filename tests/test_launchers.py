@@ -181,6 +181,7 @@ def test_bad_input_from_the_command_line_is_one_line_and_submits_nothing(tmp_pat
 
 
 # -- parallel sweeps on this machine ----------------------------------------------------------------------
+@pytest.mark.slow  # six ranks in three processes, about a minute on one core (make test-slow runs it)
 def test_a_local_sweep_of_three_two_rank_jobs_ends_with_the_comparison_report(tmp_path):
     proc = spikerl_cli("-m", "hydra/launcher=local", *TINY, "dist.world_size=2", "experiment=popsan,dsrl,td3",
                        "hydra.sweep.dir=sweep", cwd=tmp_path, timeout=600)
@@ -271,6 +272,7 @@ def test_a_preempted_job_is_requeued_and_finishes_its_full_step_count(tmp_path, 
 
 
 # -- multi-node on one machine ---------------------------------------------------------------------------
+@pytest.mark.slow  # two node processes training side by side (make test-slow runs it)
 def test_two_nodes_on_one_machine_rendezvous_and_hold_identical_weights(tmp_path):
     port = distributed.free_port()
     nodes = [subprocess.Popen(
