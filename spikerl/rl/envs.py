@@ -96,7 +96,7 @@ def _note_out_of_date(env_id: str) -> None:
         latest = find_highest_version(namespace, name)
     except gym.error.Error:
         return
-    message = f"The environment {env_id} is out of date: gymnasium's latest is v{latest} (shown once per sweep)"
+    message = f"The environment {env_id} is out of date: gymnasium's latest is v{latest} (shown once per run or sweep)"
     if version is not None and latest is not None and latest > version and _first_time(message):
         warnings.warn(message, UserWarning, stacklevel=3)
 
