@@ -104,8 +104,11 @@ def test_non_finite_gradients_skip_the_step_and_are_counted(mode, bad_value):
     assert td3.skipped == 2 and td3.consecutive_skips == 0
 
 
-def test_auto_precision_follows_the_probe_and_says_why():
+def test_auto_precision_follows_the_probe_and_says_why(monkeypatch):
+    from spikerl.runtime import precision
     from spikerl.runtime.precision import Probe, choose
+
+    monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)  # a CPU whose bf16 is worth measuring
 
     calls = []
 
@@ -121,6 +124,23 @@ def test_auto_precision_follows_the_probe_and_says_why():
     fast = choose("auto", "cpu", probe(1.3))
     assert fast.mode == "bf16" and "1.30x" in fast.reason
     assert choose("fp32", "cpu", probe(9.0)).mode == "fp32" and calls == [1.3]  # no probe
+
+
+def test_auto_on_a_cpu_without_bf16_instructions_takes_fp32_without_probing(monkeypatch):
+    """On an AVX2-only CPU the probe cost tens of seconds to learn what the CPU flags already say."""
+    from spikerl.runtime import precision
+
+    calls = []
+    probe = precision.Probe(lambda: calls.append(1) or 2.0, "an update")
+    monkeypatch.setattr(precision, "cpu_native_bf16", lambda: False)
+    choice = precision.choose("auto", "cpu", probe)
+    assert choice.mode == "fp32" and "no bf16 instructions" in choice.reason and calls == []
+    with pytest.warns(UserWarning):  # asked for explicitly: measured, so the warning can say by how much
+        assert precision.choose("bf16", "cpu", precision.Probe(lambda: 0.1, "an update")).mode == "bf16"
+    for known in (True, None):  # native bf16, or flags that cannot be read: the probe decides
+        monkeypatch.setattr(precision, "cpu_native_bf16", lambda known=known: known)
+        assert precision.choose("auto", "cpu", probe).mode == "bf16" and len(calls) == 1
+        calls.clear()
 
 
 def test_explicit_bf16_where_it_is_slow_runs_as_asked_with_one_warning():
@@ -192,10 +212,13 @@ def test_the_run_probes_its_own_algorithm(monkeypatch):
     assert all(t.actor is not learner.actor for t in timed)
 
 
-def test_a_run_records_the_precision_it_asked_for_and_the_one_it_got(tiny_run):
+def test_a_run_records_the_precision_it_asked_for_and_the_one_it_got(tiny_run, monkeypatch):
     import re
 
+    from spikerl.runtime import precision
     from spikerl.runtime.precision import AUTO_BF16_MARGIN
+
+    monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)  # probed, on any CPU the test runs on
 
     summary, _ = tiny_run("precision=auto", "train.total_steps=200")
     reason = summary["precision_reason"]

@@ -49,11 +49,29 @@ class Probe:
     what: str
 
 
+def cpu_native_bf16() -> bool | None:
+    """Whether this CPU has bf16 instructions (x86: the avx512_bf16 or amx_bf16 flag; Arm: bf16), from
+    /proc/cpuinfo; None where that cannot be read. torch's `get_cpu_capability()` does not say: it
+    reports AVX512 on CPUs with and without avx512_bf16."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    flags = set(value.split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    except OSError:
+        return None
+    return None
+
+
 def choose(requested: str, device: torch.device | str, probe: Probe) -> PrecisionChoice:
     """The mode to run `requested` in on `device`. `auto`: bf16 on CUDA GPUs that compute it natively
     (compute capability 8.0 and later), and on a CPU where `probe` (the run's own update and acting)
-    shows bf16 at least AUTO_BF16_MARGIN times as fast as fp32; else fp32. An explicit bf16 on a
-    CPU where the probe shows it slower runs as asked, with one warning that says by how much."""
+    shows bf16 at least AUTO_BF16_MARGIN times as fast as fp32; else fp32. A CPU without bf16
+    instructions (AVX2-only: bf16 is emulated, 10-60x slower) takes fp32 without probing, which would
+    cost tens of seconds there. An explicit bf16 on a CPU where the probe shows it slower runs as asked,
+    with one warning that says by how much."""
     device = torch.device(device)
     if requested not in ("auto", "bf16"):
         return PrecisionChoice(requested, requested, "as requested")
@@ -64,6 +82,9 @@ def choose(requested: str, device: torch.device | str, probe: Probe) -> Precisio
         if requested == "bf16":
             return PrecisionChoice("bf16", requested, f"as requested; {why}")
         return PrecisionChoice("bf16" if native else "fp32", requested, why)
+    if requested == "auto" and cpu_native_bf16() is False:
+        return PrecisionChoice("fp32", requested, f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no bf16 "
+                               "instructions (no avx512_bf16 or amx_bf16 flag): bf16 would be emulated; not probed")
     ratio = probe.ratio()
     measured = (f"{probe.what} on this CPU ({torch.backends.cpu.get_cpu_capability()}) runs {ratio:.2f}x as fast "
                 "in bf16 as in fp32")
