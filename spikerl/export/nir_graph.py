@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..rl.evaluation import trained_actor
+from ..snn.encoders import split_sign
 from .simulate import simulate
 
 DT = 1e-4  # seconds per actor timestep in the NIR graph
@@ -166,7 +167,7 @@ class Host:
 
     def encode(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.encoder_kind == "two_neuron":
-            current = torch.cat([obs.clamp(min=0), (-obs).clamp(min=0)], dim=-1)
+            current = split_sign(obs)
             return current.unsqueeze(0).expand(self.timesteps, *current.shape)
         act = torch.exp(-0.5 * (obs.unsqueeze(-1) - self.mean) ** 2 / self.std**2).reshape(obs.shape[0], -1)
         if self.spikes == "poisson":

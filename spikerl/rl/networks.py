@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..snn.encoders import split_sign
+
 
 def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -50,7 +52,7 @@ class QEnsemble(nn.Module):
 
     def inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         if self.split_sign:
-            obs = torch.cat([obs.clamp(min=0), (-obs).clamp(min=0)], dim=-1)
+            obs = split_sign(obs)
         return torch.cat([obs, act], dim=-1)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:

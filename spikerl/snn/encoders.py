@@ -88,6 +88,11 @@ class PopulationEncoder(nn.Module):
         return torch.stack(out)
 
 
+def split_sign(obs: torch.Tensor) -> torch.Tensor:
+    """[B, D] -> [B, 2D]: the positive parts of the observation's dims, then their negative parts."""
+    return torch.cat([obs.clamp(min=0), (-obs).clamp(min=0)], dim=-1)
+
+
 class TwoNeuronEncoder(nn.Module):
     """DSRL's encoding: two input neurons per dim carrying the positive and the negative part of the
     (already max-abs normalised) observation, as a constant input current at every timestep."""
@@ -101,5 +106,5 @@ class TwoNeuronEncoder(nn.Module):
         return 2 * self.obs_dim
 
     def forward(self, obs: torch.Tensor, timesteps: int) -> torch.Tensor:
-        current = torch.cat([obs.clamp(min=0), (-obs).clamp(min=0)], dim=-1)
+        current = split_sign(obs)
         return current.unsqueeze(0).expand(timesteps, *current.shape)
