@@ -8,7 +8,8 @@ import torch
 
 from reference import popsan_neuron_step
 from spikerl.rl.networks import MLPActor
-from spikerl.snn.actors import DSRLSpikingActor, PopSpikingActor, PopulationDecoder
+from spikerl.snn.actors import DSRLSpikingActor, PopSpikingActor
+from spikerl.snn.decoders import PopulationDecoder
 from spikerl.snn.encoders import PopulationEncoder, TwoNeuronEncoder
 
 

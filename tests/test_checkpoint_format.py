@@ -33,7 +33,7 @@ def test_the_fixture_is_a_format_1_checkpoint():
 
 def test_format_1_checkpoint_is_migrated_to_the_current_class_paths():
     meta = checkpoint.load(FIXTURE)["meta"]
-    assert meta["format"] == checkpoint.FORMAT_VERSION == 4
+    assert meta["format"] == checkpoint.FORMAT_VERSION == 5
     assert meta["actor_spec"]["_target_"] == "spikerl.snn.actors.PopSpikingActor"
     assert meta["actor_spec"]["encoder"]["_target_"] == "spikerl.snn.encoders.PopulationEncoder"
     assert meta["critic_spec"]["_target_"] == "spikerl.rl.networks.QEnsemble" and meta["algo"] == "td3"
@@ -78,7 +78,7 @@ def test_a_newer_format_is_refused_in_one_line(tmp_path, capsys):
     state = torch.load(FIXTURE, weights_only=True)
     state["meta"]["format"] = 99
     torch.save(state, path)
-    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 4: upgrade SpikeRL"
+    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 5: upgrade SpikeRL"
     with pytest.raises(checkpoint.CheckpointError) as info:
         checkpoint.load(path)
     assert str(info.value) == message
@@ -103,7 +103,7 @@ def test_a_format_2_checkpoint_is_a_td3_run_with_a_twin_critic(tmp_path):
     torch.save({"meta": {"format": 2, "critic_spec": {"_target_": "spikerl.rl.networks.TwinQ", "hidden_sizes": [8]}},
                 "learner": {"critic": {"q1.0.weight": torch.ones(8, 3)}}}, path)
     state = checkpoint.load(path)
-    assert state["meta"]["algo"] == "td3" and state["meta"]["format"] == 4
+    assert state["meta"]["algo"] == "td3" and state["meta"]["format"] == checkpoint.FORMAT_VERSION
     assert state["meta"]["critic_spec"] == {"_target_": "spikerl.rl.networks.QEnsemble", "hidden_sizes": [8]}
     from spikerl.rl.networks import QEnsemble
 
@@ -128,6 +128,25 @@ def test_a_format_3_dsrl_actor_keeps_the_one_neuron_it_was_trained_with(tmp_path
     for lif in (*actor.snn.specs, actor.readout_spec):
         assert (lif.alpha, lif.beta, lif.reset_gradient) == (0.5, 0.5, True)
     assert [s.spiking for s in actor.snn.specs] == [True, True] and not actor.readout_spec.spiking
-    popsan = {"_target_": "spikerl.snn.actors.PopSpikingActor", "hidden_sizes": [8]}
-    torch.save({"meta": {"format": 3, "actor_spec": popsan}}, path)
-    assert checkpoint.load(path)["meta"]["actor_spec"] == popsan  # other actors are left as they were
+    mlp = {"_target_": "spikerl.rl.networks.MLPActor", "hidden_sizes": [8]}
+    torch.save({"meta": {"format": 3, "actor_spec": mlp}}, path)
+    assert checkpoint.load(path)["meta"]["actor_spec"] == mlp  # other actors are left as they were
+
+
+def test_a_format_4_popsan_actor_is_rebuilt_without_connections_and_with_the_rate_decoder(tmp_path):
+    """Format 5 names the output population's connections and the decoder; a format-4 PopSAN actor had
+    neither connections nor any decoder but the rate one, and its spec must still equal a PopSAN config's
+    (resume compares them)."""
+    from hydra.utils import instantiate
+
+    from spikerl.snn.decoders import PopulationDecoder
+
+    spec = {"_target_": "spikerl.snn.actors.PopSpikingActor", "hidden_sizes": [8],
+            "encoder": {"_target_": "spikerl.snn.encoders.PopulationEncoder", "_partial_": True}}
+    path = tmp_path / "v4.pt"
+    torch.save({"meta": {"format": 4, "actor_spec": spec}}, path)
+    migrated = checkpoint.load(path)["meta"]["actor_spec"]
+    assert migrated["connections"] == "none"
+    assert migrated["decoder"] == {"_target_": "spikerl.snn.decoders.PopulationDecoder", "_partial_": True}
+    actor = instantiate(migrated, obs_dim=3, act_dim=2)
+    assert actor.snn.connections is None and type(actor.decoder) is PopulationDecoder

@@ -66,6 +66,9 @@ def refuse_unexportable(actor) -> str:
                           "(use --energy-only for its MACs per action)")
     if kind == "other":
         raise ExportError(f"{type(actor).__name__} is not a spiking actor SpikeRL can export to NIR")
+    if kind == "popsan" and (actor.snn.connections is not None or type(actor.decoder).__name__ != "PopulationDecoder"):
+        raise ExportError("the NIR export of intra-layer connections and membrane decoders (ILC-SAN) is not written "
+                          "yet")
     return kind
 
 
@@ -193,7 +196,7 @@ class Host:
 
 
 def host_from_actor(actor, normalizer, action_low, action_high) -> Host:
-    from ..snn.actors import PopulationDecoder
+    from ..snn.decoders import PopulationDecoder
     from ..snn.encoders import PopulationEncoder, TwoNeuronEncoder
 
     shift, scale = normalizer._shift_scale("cpu")  # the float32 tensors the normaliser computes with

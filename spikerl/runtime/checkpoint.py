@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-FORMAT_VERSION = 4  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
+FORMAT_VERSION = 5  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
 
 # Format 1 -> 2: Hydra `_target_` prefixes of classes that moved when the package was reorganised.
 _MOVED_TARGETS_V1 = {
@@ -72,6 +72,8 @@ def _migrate(state: dict, path: Path) -> dict:
         meta = {**_retarget_specs(meta, _MOVED_TARGETS_V2), "algo": "td3"}
     if version <= 3 and isinstance(meta.get("actor_spec"), dict):
         meta = {**meta, "actor_spec": _uniform_dsrl_v3(meta["actor_spec"])}
+    if version <= 4 and isinstance(meta.get("actor_spec"), dict):
+        meta = {**meta, "actor_spec": _composed_popsan_v4(meta["actor_spec"])}
     return {**state, "meta": {**meta, "format": FORMAT_VERSION}}
 
 
@@ -87,6 +89,18 @@ def _uniform_dsrl_v3(spec: dict) -> dict:
     neuron = {**_DSRL_V3_NEURON, **(spec.get("neuron") or {}), "reset_gradient": True}
     decays = {k: neuron[k] for k in ("current_decay", "voltage_decay")}
     return {"timesteps": 5, **spec, "neuron": neuron, "first_layer": decays, "readout": decays}
+
+
+_POPSAN_ACTOR = "spikerl.snn.actors.PopSpikingActor"
+
+
+def _composed_popsan_v4(spec: dict) -> dict:
+    """A format-4 PopSAN actor spec with the parts format 5 names spelled out as they were: no
+    connections in the output populations, PopSAN's rate decoder; other actors unchanged."""
+    if spec.get("_target_") != _POPSAN_ACTOR:
+        return spec
+    decoder = {"_target_": "spikerl.snn.decoders.PopulationDecoder", "_partial_": True}
+    return {"connections": "none", "decoder": decoder, **spec}
 
 
 def _regroup_v1(state: dict) -> dict:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .connections import IntraConnections, connection_kinds
+from .decoders import PopulationDecoder
 from .neurons import LIFSpec, current_lif, make_surrogate
 from .through_time import neuron_backend
 
@@ -28,11 +30,13 @@ from .through_time import neuron_backend
 class SpikingLayers(nn.Module):
     """Fully connected layers of current-based LIF neurons: [T, B, n_in] -> spikes [T, B, sizes[-1]].
     `neuron` is every layer's `current_lif` settings, or a list of one per layer; each may add
-    `reset_gradient` (LIFSpec)."""
+    `reset_gradient` (LIFSpec). `connections` (spikerl/snn/connections.py), if given, are the last
+    layer's connections to itself: its bias joins the input current, its weights feed the layer's
+    spikes of each step into the next."""
 
     def __init__(
         self, n_in: int, sizes: Sequence[int], neuron: Mapping | Sequence[Mapping], surrogate: dict, bias: bool = True,
-        backend: str = "bptt", compile: bool = False,
+        backend: str = "bptt", compile: bool = False, connections: IntraConnections | None = None,
     ):
         super().__init__()
         self.run = neuron_backend(backend, compile)
@@ -42,36 +46,29 @@ class SpikingLayers(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(widths, widths[1:]))
         self.neurons = nn.ModuleList(current_lif(**lif_settings(n), surrogate=spike_fn) for n in per_layer)
         self.specs = tuple(LIFSpec.of(m, n.get("reset_gradient", True)) for m, n in zip(self.neurons, per_layer))
+        self.connections = connections
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for linear, spec in zip(self.linears, self.specs):
+        last = len(self.linears) - 1
+        for i, (linear, spec) in enumerate(zip(self.linears, self.specs)):
             # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
-            x, _ = self.run(spec, linear(x).float())
+            current = linear(x).float()
+            if i == last and self.connections is not None:
+                x, _ = self.run_connected(spec, current)
+            else:
+                x, _ = self.run(spec, current)
         return x
+
+    def run_connected(self, spec: LIFSpec, current: torch.Tensor):
+        conn = self.connections
+        if conn.bias is not None:
+            current = current + conn.bias.float()
+        return self.run(spec, current, recurrent=conn if conn.recurrent else None)
 
 
 def lif_settings(neuron: Mapping) -> dict:
     """A neuron config without `reset_gradient`, which is the spec's, not snnTorch's."""
     return {k: v for k, v in neuron.items() if k != "reset_gradient"}
-
-
-class PopulationDecoder(nn.Module):
-    """PopSAN's decoder: firing rate of each action's output population, one linear map per action
-    (a grouped linear layer, like Conv1d with groups=act_dim), then tanh."""
-
-    def __init__(self, act_dim: int, pop_dim: int):
-        super().__init__()
-        self.act_dim, self.pop_dim = act_dim, pop_dim
-        bound = 1.0 / math.sqrt(pop_dim)
-        self.weight = nn.Parameter(torch.empty(act_dim, pop_dim).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(act_dim).uniform_(-bound, bound))
-
-    def unsquashed(self, spikes: torch.Tensor) -> torch.Tensor:
-        rate = spikes.mean(0).view(-1, self.act_dim, self.pop_dim)
-        return (rate * self.weight).sum(-1) + self.bias
-
-    def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.unsquashed(spikes))
 
 
 class SpikingActor(nn.Module):
@@ -81,12 +78,12 @@ class SpikingActor(nn.Module):
 
     def __init__(self, obs_dim: int, encoder: Callable[[int], nn.Module], sizes: Sequence[int], timesteps: int,
                  neuron: Mapping | Sequence[Mapping], surrogate: dict, bias: bool, neuron_backend: str,
-                 compile: bool):
+                 compile: bool, connections: IntraConnections | None = None):
         super().__init__()
         self.timesteps = timesteps
         self.encoder = encoder(obs_dim)
         self.snn = SpikingLayers(self.encoder.num_outputs, sizes, neuron, surrogate, bias=bias, backend=neuron_backend,
-                                 compile=compile)
+                                 compile=compile, connections=connections)
 
     def spikes(self, obs: torch.Tensor) -> torch.Tensor:
         """The last spiking layer's spikes [T, B, sizes[-1]]."""
@@ -103,7 +100,11 @@ class PopSpikingActor(SpikingActor):
     """PopSAN's population-coded spiking actor: population encoder -> LIF hidden layers -> LIF output
     populations (out_pop_dim neurons per action) -> rate decoding. Neurons are snnTorch `Synaptic`
     with PopSAN's constants by default (current decay 0.5, voltage decay 0.75, threshold 0.5,
-    rectangular surrogate of half-width 0.5)."""
+    rectangular surrogate of half-width 0.5).
+
+    The same actor composes ILC-SAN's: `connections` inside each output population
+    (spikerl/snn/connections.py: a kind, `intra`, or a list of kinds; default none) and `decoder`, a
+    factory (act_dim, pop_dim) -> decoder (spikerl/snn/decoders.py; default PopSAN's rate decoder)."""
 
     def __init__(
         self,
@@ -117,11 +118,16 @@ class PopSpikingActor(SpikingActor):
         surrogate: dict | None = None,
         neuron_backend: str = "bptt",
         compile: bool = False,
+        connections: str | Sequence[str] = (),
+        decoder: Callable[[int, int], nn.Module] = PopulationDecoder,
     ):
+        kinds = connection_kinds(connections)
+        connected = IntraConnections(act_dim, out_pop_dim, kinds) if kinds else None
         super().__init__(obs_dim, encoder, [*hidden_sizes, act_dim * out_pop_dim], timesteps,
                          neuron or {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5},
-                         surrogate or {"name": "rectangular", "half_width": 0.5}, True, neuron_backend, compile)
-        self.decoder = PopulationDecoder(act_dim, out_pop_dim)
+                         surrogate or {"name": "rectangular", "half_width": 0.5}, True, neuron_backend, compile,
+                         connected)
+        self.decoder = decoder(act_dim, out_pop_dim)
 
     def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
         """The action before its tanh (PopSAN-SAC's mean: the same network with an identity output)."""

@@ -41,7 +41,9 @@ class PopulationEncoder(nn.Module):
 
     activation a = exp(-(o - mean)^2 / (2 std^2)), means evenly spaced over `mean_range`, both means
     and stds learnable. `spikes="regular"`: deterministic spikes from integrating a each step, firing
-    above `threshold` and subtracting it; `spikes="poisson"`: a Bernoulli spike with probability a.
+    above `threshold` and subtracting it; `spikes="poisson"`: a Bernoulli spike with probability a;
+    `spikes="real"`: no spikes, a itself at every step (ILC-SAN's and MDC-SAN's real-valued population
+    input, their `--encode pop`).
     """
 
     def __init__(
@@ -54,8 +56,8 @@ class PopulationEncoder(nn.Module):
         threshold: float = 0.999,
     ):
         super().__init__()
-        if spikes not in ("regular", "poisson"):
-            raise ValueError(f"encoder spikes must be 'regular' or 'poisson', got {spikes!r}")
+        if spikes not in ("regular", "poisson", "real"):
+            raise ValueError(f"encoder spikes must be 'regular', 'poisson' or 'real', got {spikes!r}")
         if pop_dim < 2:
             raise ValueError(f"encoder pop_dim must be at least 2, got {pop_dim}")
         self.obs_dim, self.pop_dim = obs_dim, pop_dim
@@ -76,6 +78,8 @@ class PopulationEncoder(nn.Module):
 
     def forward(self, obs: torch.Tensor, timesteps: int) -> torch.Tensor:
         act = self.activation(obs)
+        if self.spikes == "real":
+            return act.unsqueeze(0).expand(timesteps, *act.shape)
         if self.spikes == "poisson":
             return torch.stack([_BernoulliStraightThrough.apply(act) for _ in range(timesteps)])
         volt = torch.zeros_like(act)
@@ -108,3 +112,19 @@ class TwoNeuronEncoder(nn.Module):
     def forward(self, obs: torch.Tensor, timesteps: int) -> torch.Tensor:
         current = split_sign(obs)
         return current.unsqueeze(0).expand(timesteps, *current.shape)
+
+
+class RawEncoder(nn.Module):
+    """The normalised observation itself as the input current at every timestep (ILC-SAN's
+    `--encode layer`: the first hidden layer does the encoding)."""
+
+    def __init__(self, obs_dim: int):
+        super().__init__()
+        self.obs_dim = obs_dim
+
+    @property
+    def num_outputs(self) -> int:
+        return self.obs_dim
+
+    def forward(self, obs: torch.Tensor, timesteps: int) -> torch.Tensor:
+        return obs.unsqueeze(0).expand(timesteps, *obs.shape)

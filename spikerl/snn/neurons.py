@@ -150,9 +150,10 @@ class LIFSpec:
                    module=neuron, reset_gradient=bool(reset_gradient))
 
 
-def run_snntorch(spec: LIFSpec, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def run_snntorch(spec: LIFSpec, current: torch.Tensor, recurrent=None) -> tuple[torch.Tensor, torch.Tensor]:
     """snnTorch's own forward, one call per timestep, from zero state: spikes [T, B, N] and the final
-    (post-reset) membrane [B, N]. The reference the faster backends are tested against.
+    (post-reset) membrane [B, N]. The reference the faster backends are tested against. `recurrent`, if
+    given, maps the previous step's spikes to more input current (intra-layer connections).
 
     snnTorch always differentiates its reset through the spike. For `reset_gradient=False` the
     membrane carried on keeps snnTorch's value and only its gradient is replaced by the masked
@@ -161,9 +162,10 @@ def run_snntorch(spec: LIFSpec, current: torch.Tensor) -> tuple[torch.Tensor, to
     syn = torch.zeros_like(current[0])
     mem = torch.zeros_like(current[0])
     spikes = []
+    spk = torch.zeros_like(current[0])
     for t in range(current.shape[0]):
         previous = mem
-        spk, syn, mem = neuron(current[t], syn, mem)
+        spk, syn, mem = neuron(current[t] if recurrent is None or t == 0 else current[t] + recurrent(spk), syn, mem)
         if spec.spiking and not spec.reset_gradient:
             pre = neuron.beta.clamp(0, 1) * previous + syn
             mem = mem.detach() + (1.0 - spk.detach()) * (pre - pre.detach())

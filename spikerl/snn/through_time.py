@@ -28,18 +28,20 @@ def heaviside(x: torch.Tensor) -> torch.Tensor:
 
 
 def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: float, reset: float,
-                reset_grad: float, spike=heaviside):
+                reset_grad: float, spike=heaviside, recurrent=None):
     """c_t = a c_{t-1} + I_t;  u_t = b m_{t-1} + c_t;  z_t = spike(u_t - th);  m_t = u_t - reset z_t u_t
     (reset 1: a spiking neuron's reset to zero; 0: an integrator). Returns the spikes z, the pre-reset
     membranes u (both [T, B, N]) and the last m. The bptt kernels run it without autograd and the hard
     step; the `fused` backend with autograd and the surrogate, where `reset_grad` 0 keeps the gradient
     out of the reset's z (LIFSpec.reset_gradient). (`reset` and `reset_grad` are numbers, not flags, so
-    that a compiled kernel serves every kind of layer with one graph.)"""
+    that a compiled kernel serves every kind of layer with one graph.) A layer with connections to its
+    own previous spikes (spikerl/snn/connections.py) adds `recurrent(z_{t-1})` to I_t."""
     syn = torch.zeros_like(current[0])
     mem = torch.zeros_like(current[0])
+    z = torch.zeros_like(current[0])
     pre, spikes = [], []
     for t in range(current.shape[0]):
-        syn = alpha * syn + current[t]
+        syn = alpha * syn + (current[t] if recurrent is None or t == 0 else current[t] + recurrent(z))
         u = beta * mem + syn
         z = spike(u - threshold)
         z_reset = reset_grad * z + (1.0 - reset_grad) * z.detach()  # equal to z; only its gradient differs
@@ -108,15 +110,19 @@ class _LIFThroughTime(torch.autograd.Function):
         return grad, None, None
 
 
-def run_through_time_fused(spec: LIFSpec, current: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def run_through_time_fused(spec: LIFSpec, current: torch.Tensor, recurrent=None) -> tuple[torch.Tensor, torch.Tensor]:
     """The step in a few tensor operations (`lif_forward`) with the surrogate, differentiated by autograd."""
     spikes, _, mem = lif_forward(current, spec.alpha, spec.beta, spec.threshold, float(spec.spiking),
-                                 float(spec.reset_gradient), spec.surrogate)
+                                 float(spec.reset_gradient), spec.surrogate, recurrent)
     return spikes, mem
 
 
-def run_through_time_bptt(spec: LIFSpec, current: torch.Tensor, compiled: bool = False):
-    """One autograd node per layer (see the module docstring)."""
+def run_through_time_bptt(spec: LIFSpec, current: torch.Tensor, compiled: bool = False, recurrent=None):
+    """One autograd node per layer (see the module docstring). A layer fed back its own spikes
+    (`recurrent`) runs the fused step instead: autograd differentiates the loop, which a compiled update
+    traces into its one graph like the rest."""
+    if recurrent is not None:
+        return run_through_time_fused(spec, current, recurrent)
     return _LIFThroughTime.apply(current, spec, compiled)
 
 
