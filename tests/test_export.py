@@ -120,10 +120,23 @@ def test_simulator_sums_incoming_edges_and_refuses_what_it_cannot_run():
     assert simulate(graph, x)["output"].item() == pytest.approx(0.5 * (3.0 + 4.0))
     with pytest.raises(SimulationError, match="must be"):
         simulate(graph, torch.zeros(1, 1, 3))
-    cyclic = nir.NIRGraph(nodes=dict(graph.nodes), edges=[*graph.edges, ("s", "a")], type_check=False)
-    cyclic.metadata = {"dt": 1e-3}
-    with pytest.raises(SimulationError, match="cycle"):
-        simulate(cyclic, x)
+    orphan = nir.NIRGraph(nodes={**graph.nodes, "c": nir.Scale(scale=np.array([1.0], np.float32))},
+                          edges=[*graph.edges, ("c", "c")], type_check=False)
+    orphan.metadata = {"dt": 1e-3}
+    with pytest.raises(SimulationError, match="node 'c' has only recurrent input edges"):
+        simulate(orphan, x)
+
+
+def test_an_edge_that_closes_a_cycle_carries_the_previous_steps_output():
+    """y_t = 0.5 (x_t + y_{t-1}), y_{-1} = 0: a recurrent edge is delayed by one step, the others are not."""
+    half = nir.Scale(scale=np.array([0.5], np.float32))
+    graph = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([1])}), "s": half,
+                                "output": nir.Output(output_type={"output": np.array([1])})},
+                         edges=[("input", "s"), ("s", "s"), ("s", "output")], metadata={"dt": 1e-3},
+                         type_check=False)
+    out, trace = simulate(graph, torch.tensor([1.0, 1.0, 1.0, 0.0]).view(-1, 1, 1), record=True)
+    assert out["output"].flatten().tolist() == [0.5, 0.75, 0.875, 0.4375]
+    assert trace["s"][0].flatten().tolist() == [1.0, 1.5, 1.75, 0.875]  # the node's input, x_t + y_{t-1}
 
 
 # ---- export and exact round trip ----------------------------------------------------------------------
@@ -203,6 +216,57 @@ def test_dsrl_exports_with_linear_synapses_a_lif_first_layer_and_an_integrator_r
     assert first["input"] == "real" and first["macs"] == 4 * 2 * OBS * 64 and first["synaptic_ops"] == 0
     assert second["input"] == "spikes" and second["synaptic_ops"] > 0 and readout["firing_rate"] is None
     assert [layer["neuron"] for layer in (first, second, readout)] == ["LIF", "CubaLIF", "I"]
+
+
+def ilcsan_spec(readout="last", decay=1.0, connections="intra"):
+    return {**popsan_spec(), "hidden_sizes": [64, 48], "connections": connections,
+            "decoder": {"_target_": "spikerl.snn.decoders.MembraneDecoder", "_partial_": True, "decay": decay,
+                        "readout": readout}}
+
+
+@pytest.mark.parametrize(("readout", "decay", "connections", "membrane"), [
+    ("last", 1.0, "intra", "I"), ("max", 0.7, ["self", "lateral"], "LI"), ("mean", 0.0, "self", "LI")])
+def test_ilcsan_exports_a_recurrent_edge_and_decoder_neurons_and_round_trips_exactly(
+        tmp_path, readout, decay, connections, membrane):
+    """ILC-SAN's connections inside the output population are a Linear node on an edge back into that
+    population (the simulator delays it one step), their bias joins the layer's Affine bias, and the
+    membrane decoder is an Affine node into one I (no leak) or LI neuron per action; the host reads the
+    membranes (last, max or mean) and takes tanh. Actions and every layer's spikes equal the actor's."""
+    spec = ilcsan_spec(readout, decay, connections)
+    ckpt = make_checkpoint(tmp_path / "ilcsan.pt", spec, method="ilcsan")
+    out = tmp_path / "bundle"
+    assert export_main([str(ckpt), "--out", str(out), "--episodes", "1"]) == 0
+    info = json.loads((out / "bundle.json").read_text())
+    assert info["round_trip"]["ok"] and info["host"]["decoder"]["readout"] == readout
+    graph = nir.read(out / "actor.nir")
+    assert ("lif3", "decoder") in graph.edges and ("decoder", "decoder_membrane") in graph.edges
+    assert type(graph.nodes["decoder_membrane"]).__name__ == membrane
+    assert graph.nodes["decoder"].weight.shape == (ACT, ACT * 10)
+    assert np.count_nonzero(graph.nodes["decoder"].weight) <= ACT * 10
+    intra = graph.nodes["intra"].weight
+    assert intra.shape == (60, 60) and ("lif3", "intra") in graph.edges and ("intra", "lif3") in graph.edges
+    assert np.all(intra[:10, 10:] == 0) and (np.all(np.diag(intra) != 0) == ("self" in str(connections) or
+                                                                            connections == "intra"))
+    policy = evaluate.load_policy(checkpoint.load(ckpt))
+    raw = recorded_observations(policy)
+    ran = read_bundle(out).run(raw, record=True)
+    assert torch.equal(ran["action"], policy(raw))
+    actor, normalizer = actor_of(ckpt)
+    with torch.no_grad():
+        spikes = actor.snn(actor.encoder(normalizer(raw), 5))
+        assert torch.equal(ran["trace"]["lif3"][1], spikes)
+        assert torch.equal(ran["output"], actor.decoder.membranes(spikes))
+    assert 0.01 < spikes.mean().item() < 0.99
+    # the recurrent edge matters: without it the output layer's spikes differ
+    cut = nir.NIRGraph(nodes=graph.nodes, edges=[e for e in graph.edges if e != ("intra", "lif3")],
+                       metadata=graph.metadata, type_check=False)
+    assert not torch.equal(simulate(cut, ran["encoder_input"])["output"], ran["output"])
+    # energy: a spike of the output population reaches its own block only (10 neurons, not 60)
+    layers = {layer["name"]: layer for layer in inference_energy(ckpt, episodes=1)["layers"]}
+    assert layers["intra->lif3"]["nonzero_weights"] == np.count_nonzero(intra)
+    assert layers["decoder->decoder_membrane"]["nonzero_weights"] == ACT * 10
+    assert layers["decoder->decoder_membrane"]["synaptic_ops"] == pytest.approx(
+        layers["intra->lif3"]["input_rate"] * 5 * 60)
 
 
 # ---- bad input ----------------------------------------------------------------------------------------

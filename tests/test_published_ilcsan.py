@@ -330,8 +330,13 @@ def test_every_published_encoder_option(reference, encode):
 def _bias_once(actor):
     """The connections' bias added to the first step's current only."""
     conn, run = actor.snn.connections, actor.snn.run
-    actor.snn.run_connected = lambda spec, current: run(
-        spec, torch.cat([current[:1] + conn.bias, current[1:]]), recurrent=conn)
+
+    def once(spec, current, recurrent=None):
+        if recurrent is not None:  # the output layer, whose current has the bias at every step
+            current = torch.cat([current[:1], current[1:] - conn.bias])
+        return run(spec, current, recurrent=recurrent)
+
+    actor.snn.run = once
     return actor
 
 

@@ -3,8 +3,10 @@
 Counts come from real evaluation episodes, run with the exported actor (its NIR graph simulated, its
 host side on the host), per layer and timestep:
 
-    synaptic ops    a layer whose input is binary (spikes): presynaptic spikes x fan-out
-    dense MACs      a layer whose input is real-valued (DSRL's two-neuron input): fan-in x fan-out per step
+    synaptic ops    a layer whose input is binary (spikes): each presynaptic spike x its synapses (the
+                    nonzero weights it feeds: fan-out, or its block's share for ILC-SAN's intra-layer
+                    connections and grouped decoder)
+    dense MACs      a layer whose input is real-valued (DSRL's two-neuron input): its nonzero weights per step
     neuron updates  neurons x timesteps (every neuron node: CubaLIF, LIF, CubaLI, LI, I)
     firing rate     spikes / (neurons x timesteps) of each spiking layer, and of its input
 
@@ -35,7 +37,7 @@ import torch
 
 from ..rl.evaluation import evaluate_policy, trained_actor
 from .nir_graph import NEURON_NODES, SPIKING_NODES, Bundle, ExportError, actor_kind, build_bundle
-from .simulate import predecessors, topological_order
+from .simulate import node_order, predecessors
 
 # (float mults, float adds) of one neuron's update at one timestep, by NIR node
 UPDATE_OPS = {"CubaLIF": (2, 3), "CubaLI": (2, 2), "LIF": (1, 2), "LI": (1, 1), "I": (0, 1)}
@@ -86,14 +88,18 @@ class OpCounter:
         for src, dst in self.graph.edges:
             succs[src].append(dst)
         self.layers = []
-        for name in topological_order(self.graph):
+        for name in node_order(self.graph):
             node = self.graph.nodes[name]
             if not isinstance(node, (nir.Affine, nir.Linear)):
                 continue
             neuron = next((s for s in succs[name] if isinstance(self.graph.nodes[s], NEURON_NODES)), None)
             fan_out, fan_in = node.weight.shape
+            # synapses leaving each input: the nonzero weights of its column (a block matrix, such as
+            # intra-layer connections or a grouped decoder, has fewer than fan_out)
+            targets = torch.from_numpy((np.asarray(node.weight) != 0).sum(0).astype(np.float64))
             self.layers.append({"name": f"{name}->{neuron}", "synapses": name, "neurons": neuron,
                                 "source": preds[name][0], "fan_in": int(fan_in), "fan_out": int(fan_out),
+                                "targets": targets, "nonzero_weights": int(targets.sum()),
                                 "bias": isinstance(node, nir.Affine),
                                 "spiking": isinstance(self.graph.nodes[neuron], SPIKING_NODES),
                                 "neuron": type(self.graph.nodes[neuron]).__name__})
@@ -101,6 +107,7 @@ class OpCounter:
         self.binary = {layer["name"]: True for layer in self.layers}
         zeros = lambda: np.zeros(self.T)  # noqa: E731
         self.in_spikes = {layer["name"]: zeros() for layer in self.layers}
+        self.in_synops = {layer["name"]: zeros() for layer in self.layers}
         self.out_spikes = {layer["name"]: zeros() for layer in self.layers}
 
     def add(self, trace: dict, mask: torch.Tensor | np.ndarray | None = None) -> None:
@@ -114,6 +121,8 @@ class OpCounter:
             if self.binary[layer["name"]] and not bool(((x == 0) | (x == 1)).all()):
                 self.binary[layer["name"]] = False
             self.in_spikes[layer["name"]] += x.sum(dim=tuple(range(1, x.dim()))).double().numpy()
+            synops = x.double() @ layer["targets"]  # [T, B]: each step's spikes times their synapses
+            self.in_synops[layer["name"]] += synops.sum(dim=tuple(range(1, synops.dim()))).numpy()
             if layer["spiking"]:
                 y = trace[layer["neurons"]][1][:, keep]
                 self.out_spikes[layer["name"]] += y.sum(dim=tuple(range(1, y.dim()))).double().numpy()
@@ -127,10 +136,11 @@ class OpCounter:
             name, fan_in, fan_out = layer["name"], layer["fan_in"], layer["fan_out"]
             binary = self.binary[name]
             per_t = self.in_spikes[name] / n
-            syn_t = per_t * fan_out if binary else np.zeros(self.T)
-            macs = 0.0 if binary else float(self.T * fan_in * fan_out)
+            syn_t = self.in_synops[name] / n if binary else np.zeros(self.T)
+            macs = 0.0 if binary else float(self.T * layer["nonzero_weights"])
             updates = float(self.T * fan_out)
-            row = {"name": name, "fan_in": fan_in, "fan_out": fan_out, "input": "spikes" if binary else "real",
+            row = {"name": name, "fan_in": fan_in, "fan_out": fan_out, "nonzero_weights": layer["nonzero_weights"],
+                   "input": "spikes" if binary else "real",
                    "input_rate": float(per_t.sum() / (self.T * fan_in)) if binary else None,
                    "synaptic_ops": float(syn_t.sum()), "synaptic_ops_per_timestep": [float(v) for v in syn_t],
                    "macs": macs, "neuron_updates": updates,

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..rl.evaluation import trained_actor
+from ..snn.decoders import read_membrane
 from ..snn.encoders import split_sign
 from .simulate import simulate
 
@@ -66,9 +67,6 @@ def refuse_unexportable(actor) -> str:
                           "(use --energy-only for its MACs per action)")
     if kind == "other":
         raise ExportError(f"{type(actor).__name__} is not a spiking actor SpikeRL can export to NIR")
-    if kind == "popsan" and (actor.snn.connections is not None or type(actor.decoder).__name__ != "PopulationDecoder"):
-        raise ExportError("the NIR export of intra-layer connections and membrane decoders (ILC-SAN) is not written "
-                          "yet")
     return kind
 
 
@@ -102,19 +100,37 @@ def neuron_node(spec, neuron_module, n: int, dt: float = DT):
 
 
 def synapse_node(linear: torch.nn.Linear):
-    weight = linear.weight.detach().cpu().float().numpy().copy()
     if linear.bias is None:
-        return nir.Linear(weight=weight)
-    return nir.Affine(weight=weight, bias=linear.bias.detach().cpu().float().numpy().copy())
+        return nir.Linear(weight=_numpy(linear.weight))
+    return nir.Affine(weight=_numpy(linear.weight), bias=_numpy(linear.bias))
+
+
+def decoder_neurons(decay: float, n: int, dt: float = DT):
+    """A membrane decoder's neurons (v <- decay v + x) as a NIR node: I where they do not leak
+    (decay 1, r = 1 / dt), else LI with tau = dt / (1 - decay) and r = tau / dt."""
+    full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
+    if decay == 1.0:
+        return nir.I(r=full(1.0 / dt))
+    tau = dt / (1.0 - decay)
+    return nir.LI(tau=full(tau), r=full(tau / dt), v_leak=full(0.0))
 
 
 def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
-    """The actor's spiking part as a NIR graph, and the names of its neuron nodes in order."""
+    """The actor's spiking part as a NIR graph, and the names of its neuron nodes in order.
+
+    Connections inside the output population (ILC-SAN) are a Linear node on a recurrent edge from the
+    output layer's neurons back to them (an edge that closes a cycle carries the previous step's
+    spikes: spikerl/export/simulate.py); their bias joins the output layer's Affine bias. A membrane
+    decoder runs on the chip too: an Affine node (zero across actions) into one I (or LI) neuron per
+    action, whose membranes are the graph's output."""
+    from ..snn.decoders import MembraneDecoder
+
     kind = refuse_unexportable(actor)
     layers = [(linear, spec, module) for linear, spec, module in
               zip(actor.snn.linears, actor.snn.specs, actor.snn.neurons)]
     if kind == "dsrl":
         layers.append((actor.readout, actor.readout_spec, actor.readout_neuron))
+    conn = getattr(actor.snn, "connections", None)
     nodes = {"input": nir.Input(input_type={"input": np.array([actor.encoder.num_outputs])})}
     edges, neurons, previous = [], [], "input"
     for i, (linear, spec, module) in enumerate(layers, 1):
@@ -126,11 +142,30 @@ def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
         edges += [(previous, syn), (syn, neu)]
         neurons.append(neu)
         previous = neu
-    nodes["output"] = nir.Output(output_type={"output": np.array([layers[-1][0].out_features])})
+    if conn is not None:
+        if conn.bias is not None:
+            nodes[syn] = nir.Affine(weight=nodes[syn].weight, bias=_numpy(linear.bias + conn.bias))
+        if conn.recurrent:
+            nodes["intra"] = nir.Linear(weight=_numpy(conn.full()))
+            edges += [(previous, "intra"), ("intra", previous)]
+    out_dim = layers[-1][0].out_features
+    if isinstance(getattr(actor, "decoder", None), MembraneDecoder):
+        decoder = actor.decoder
+        nodes["decoder"] = nir.Affine(weight=_numpy(decoder.full()), bias=_numpy(decoder.bias))
+        nodes["decoder_membrane"] = decoder_neurons(decoder.decay, decoder.act_dim, dt)
+        edges += [(previous, "decoder"), ("decoder", "decoder_membrane")]
+        neurons.append("decoder_membrane")
+        previous, out_dim = "decoder_membrane", decoder.act_dim
+    nodes["output"] = nir.Output(output_type={"output": np.array([out_dim])})
     edges.append((previous, "output"))
     metadata = {"producer": "spikerl", "dt": float(dt), "update_order": UPDATE_ORDER,
-                "timesteps": int(actor.timesteps)}
+                "timesteps": int(actor.timesteps),
+                "recurrent_edges": "an edge that closes a cycle carries its source's output of the previous step"}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata), neurons
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().float().numpy().copy()
 
 
 class Host:
@@ -156,6 +191,7 @@ class Host:
             self.act_dim, self.pop_dim = self.dec_weight.shape
         elif self.decoder_kind != "membrane_tanh":
             raise ExportError(f"unknown host decoder {self.decoder_kind!r}")
+        self.readout = dec.get("readout", "last")
         self.low, self.high = self.arrays["action_low"], self.arrays["action_high"]
 
     @property
@@ -187,7 +223,7 @@ class Host:
 
     def decode(self, output: torch.Tensor) -> torch.Tensor:
         if self.decoder_kind == "membrane_tanh":
-            return torch.tanh(output[-1])
+            return torch.tanh(read_membrane(output, self.readout))
         rate = output.mean(0).view(-1, self.act_dim, self.pop_dim)
         return torch.tanh((rate * self.dec_weight).sum(-1) + self.dec_bias)
 
@@ -196,7 +232,7 @@ class Host:
 
 
 def host_from_actor(actor, normalizer, action_low, action_high) -> Host:
-    from ..snn.decoders import PopulationDecoder
+    from ..snn.decoders import MembraneDecoder, PopulationDecoder
     from ..snn.encoders import PopulationEncoder, TwoNeuronEncoder
 
     shift, scale = normalizer._shift_scale("cpu")  # the float32 tensors the normaliser computes with
@@ -218,7 +254,12 @@ def host_from_actor(actor, normalizer, action_low, action_high) -> Host:
     else:
         raise ExportError(f"the host side has no encoder for {type(enc).__name__}")
     decoder = getattr(actor, "decoder", None)
-    if isinstance(decoder, PopulationDecoder):
+    if isinstance(decoder, MembraneDecoder):
+        config["decoder"] = {"kind": "membrane_tanh", "readout": decoder.readout,
+                             "formula": "tanh of the decoder membranes (the graph's output) read by `readout`: "
+                                        "last (the last step's), mean (over the steps) or max (the largest in "
+                                        "magnitude)"}
+    elif isinstance(decoder, PopulationDecoder):
         arrays["decoder_weight"] = decoder.weight.detach().float().numpy().copy()
         arrays["decoder_bias"] = decoder.bias.detach().float().numpy().copy()
         config["decoder"] = {"kind": "population_rate", "pop_dim": decoder.pop_dim,
@@ -333,16 +374,22 @@ def read_bundle(folder: str | Path) -> Bundle:
 def actor_reference(actor, normalizer, raw_obs: torch.Tensor, encoder_input: torch.Tensor | None = None) -> dict:
     """The trained actor's own computation, layer by layer, as its forward does it: encoder input, each
     layer's spikes, the output (spikes, or the readout's last membrane) and the action."""
+    from ..snn.decoders import MembraneDecoder
+
     obs = normalizer(raw_obs.float())
     x = actor.encoder(obs, actor.timesteps) if encoder_input is None else encoder_input
     encoder_out, layers = x, []
-    for linear, spec in zip(actor.snn.linears, actor.snn.specs):
-        x, _ = actor.snn.run(spec, linear(x).float())
+    for i in range(len(actor.snn.linears)):
+        x = actor.snn.layer(i, x)
         layers.append(x)
     if actor_kind(actor) == "dsrl":
         _, membrane = actor.snn.run(actor.readout_spec, actor.readout(x).float())
         return {"encoder_input": encoder_out, "layers": layers, "output": membrane, "action": torch.tanh(membrane)}
-    return {"encoder_input": encoder_out, "layers": layers, "output": x, "action": actor.decoder(x)}
+    if isinstance(actor.decoder, MembraneDecoder):
+        output = actor.decoder.membranes(x)
+    else:
+        output = x
+    return {"encoder_input": encoder_out, "layers": layers, "output": output, "action": actor.decoder(x)}
 
 
 @torch.inference_mode()
@@ -358,7 +405,8 @@ def verify_round_trip(actor, normalizer, bundle: Bundle, raw_obs: torch.Tensor,
     ref = actor_reference(actor, normalizer, raw_obs, ran["encoder_input"])
     spiking = [name for name in bundle.neurons if isinstance(bundle.graph.nodes[name], SPIKING_NODES)]
     layers = [torch.equal(ref_spikes, ran["trace"][name][1]) for ref_spikes, name in zip(ref["layers"], spiking)]
-    output = ran["output"] if bundle.host.decoder_kind == "population_rate" else ran["output"][-1]
+    # DSRL's readout: its last membrane; the others: the whole output (spikes, or decoder membranes)
+    output = ran["output"][-1] if ref["output"].dim() < ran["output"].dim() else ran["output"]
     result = {"observations": int(raw_obs.shape[0]), "layer_spikes_equal": layers,
               "output_equal": torch.equal(ref["output"], output),
               "actions_equal": torch.equal(ref["action"], ran["action"]),

@@ -1,9 +1,11 @@
 """A small simulator of NIR graphs, written from the NIR node definitions (not from SpikeRL's actors).
 
-It runs feed-forward graphs whole sequences at a time: every node receives its input for all T
-timesteps, time-major [T, B, *shape], the sum of the outputs of the nodes with an edge into it, and
-returns its output for all T timesteps. A graph with a cycle is refused (it would need stepping all
-nodes together).
+It steps every node together, one timestep at a time, time-major inputs [T, B, *shape]. A node's input
+at step t is the sum of the outputs of the nodes with an edge into it: their output of step t, except
+along an edge that closes a cycle (a recurrent connection, e.g. ILC-SAN's intra-layer connections),
+which carries its source's output of step t - 1 (zero at the first step), the one-step delay such a
+connection has on a chip and in the networks that train it. The edges that close cycles are found by a
+depth-first search from the Input nodes, following edges in the order the graph lists them.
 
 Nodes and their discrete-time semantics at step `dt` (forward Euler of each node's ODE):
 
@@ -43,6 +45,37 @@ class SimulationError(Exception):
     """A graph or input this simulator cannot run; the message is one line."""
 
 
+def _order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str, str]]]:
+    """The nodes in an order where every node comes after the sources of its forward edges, and the
+    edges that close cycles (back edges of a depth-first search from the Input nodes)."""
+    succs: dict[str, list[str]] = defaultdict(list)
+    for src, dst in graph.edges:
+        if src not in graph.nodes or dst not in graph.nodes:
+            raise SimulationError(f"edge ({src!r}, {dst!r}) names a node the graph does not have")
+        succs[src].append(dst)
+    state: dict[str, int] = {}  # 1: on the search's path, 2: done
+    back: set[tuple[str, str]] = set()
+    starts = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)] + list(graph.nodes)
+    for root in starts:
+        if root in state:
+            continue
+        stack = [(root, iter(succs[root]))]
+        state[root] = 1
+        while stack:
+            name, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                state[name] = 2
+                stack.pop()
+            elif state.get(child) == 1:
+                back.add((name, child))
+            elif child not in state:
+                state[child] = 1
+                stack.append((child, iter(succs[child])))
+    forward = nir.NIRGraph(nodes=graph.nodes, edges=[e for e in graph.edges if e not in back], type_check=False)
+    return topological_order(forward), back
+
+
 def topological_order(graph: nir.NIRGraph) -> list[str]:
     """Node names, every node after all nodes with an edge into it; a cycle is refused."""
     preds: dict[str, set[str]] = {name: set() for name in graph.nodes}
@@ -63,8 +96,13 @@ def topological_order(graph: nir.NIRGraph) -> list[str]:
             if remaining[nxt] == 0:
                 ready.append(nxt)
     if len(order) != len(graph.nodes):
-        raise SimulationError("the graph has a cycle; this simulator runs feed-forward graphs only")
+        raise SimulationError("the graph has a cycle its forward edges alone make")
     return order
+
+
+def node_order(graph: nir.NIRGraph) -> list[str]:
+    """The order the simulator steps the nodes in: after the sources of their forward edges."""
+    return _order_and_back_edges(graph)[0]
 
 
 def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
@@ -78,71 +116,72 @@ def _coef(value, dtype, device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(value, dtype=np.float64), device=device).to(dtype)
 
 
-def _leaky(x: torch.Tensor, decay, gain, leak, threshold=None, reset=None):
-    """v_t = decay v_{t-1} + gain x_t + leak, spiking at v > threshold (then v = reset) when given."""
-    v = torch.zeros_like(x[0])
-    out = []
-    for t in range(x.shape[0]):
-        v = decay * v + gain * x[t] + leak
-        if threshold is None:
-            out.append(v)
-        else:
-            z = v > threshold
-            v = torch.where(z, reset, v)
-            out.append(z.to(x.dtype))
-    return torch.stack(out)
+class _Neuron:
+    """A neuron node's state and its update, one timestep at a time:
+    I_t = decay_i I_{t-1} + gain_i x_t (without a current: I_t = x_t); v_t = decay_v v_{t-1} + gain_v I + leak,
+    I the current of this step (current-first) or of the previous one (euler); a spiking node outputs
+    z_t = v_t > threshold and resets v to v_reset where z_t, the others output v."""
+
+    def __init__(self, decay_v, gain_v, leak, decay_i=None, gain_i=None, threshold=None, reset=None,
+                 order="current-first"):
+        self.decay_v, self.gain_v, self.leak = decay_v, gain_v, leak
+        self.decay_i, self.gain_i, self.threshold, self.reset = decay_i, gain_i, threshold, reset
+        self.euler = order == "euler"
+        self.current = self.v = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.v is None:
+            self.current, self.v = torch.zeros_like(x), torch.zeros_like(x)
+        drive = x
+        if self.decay_i is not None:
+            previous = self.current
+            self.current = self.decay_i * self.current + self.gain_i * x
+            drive = previous if self.euler else self.current
+        self.v = self.decay_v * self.v + self.gain_v * drive + self.leak
+        if self.threshold is None:
+            return self.v
+        z = self.v > self.threshold
+        self.v = torch.where(z, self.reset, self.v)
+        return z.to(x.dtype)
 
 
-def _cuba(node, x: torch.Tensor, dt: float, order: str, spiking: bool) -> torch.Tensor:
-    f = lambda v: _coef(v, x.dtype, x.device)  # noqa: E731
-    tau_syn, tau_mem = np.asarray(node.tau_syn, np.float64), np.asarray(node.tau_mem, np.float64)
-    decay_i, gain_i = f(1.0 - dt / tau_syn), f(np.asarray(node.w_in, np.float64) * dt / tau_syn)
-    decay_v, gain_v = f(1.0 - dt / tau_mem), f(np.asarray(node.r, np.float64) * dt / tau_mem)
-    leak = f(np.asarray(node.v_leak, np.float64) * dt / tau_mem)
+def _neuron(node, dt: float, order: str, dtype, device) -> _Neuron:
+    f = lambda v: _coef(v, dtype, device)  # noqa: E731
+    a = lambda v: np.asarray(v, np.float64)  # noqa: E731
+    spiking = isinstance(node, (nir.CubaLIF, nir.LIF))
     threshold = f(node.v_threshold) if spiking else None
     reset = f(node.v_reset) if spiking else None
-    current = torch.zeros_like(x[0])
-    v = torch.zeros_like(x[0])
-    out = []
-    for t in range(x.shape[0]):
-        previous = current
-        current = decay_i * current + gain_i * x[t]
-        v = decay_v * v + gain_v * (current if order == "current-first" else previous) + leak
-        if spiking:
-            z = v > threshold
-            v = torch.where(z, reset, v)
-            out.append(z.to(x.dtype))
-        else:
-            out.append(v)
-    return torch.stack(out)
+    if isinstance(node, nir.I):
+        return _Neuron(1.0, f(a(node.r) * dt), 0.0)
+    if isinstance(node, (nir.LIF, nir.LI)):
+        tau = a(node.tau)
+        return _Neuron(f(1.0 - dt / tau), f(a(node.r) * dt / tau), f(a(node.v_leak) * dt / tau),
+                       threshold=threshold, reset=reset)
+    tau_syn, tau_mem = a(node.tau_syn), a(node.tau_mem)
+    return _Neuron(f(1.0 - dt / tau_mem), f(a(node.r) * dt / tau_mem), f(a(node.v_leak) * dt / tau_mem),
+                   f(1.0 - dt / tau_syn), f(a(node.w_in) * dt / tau_syn), threshold, reset, order)
+
+
+def node_step(node, dt: float, order: str = "current-first", dtype=torch.float32, device=None):
+    """One node as a function of its input at one timestep (holding its state between calls)."""
+    if isinstance(node, (nir.Input, nir.Output)):
+        return lambda x: x
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        weight = torch.as_tensor(node.weight, device=device).to(dtype)
+        bias = torch.as_tensor(node.bias, device=device).to(dtype) if isinstance(node, nir.Affine) else None
+        return lambda x: torch.nn.functional.linear(x, weight, bias)
+    if isinstance(node, nir.Scale):
+        scale = torch.as_tensor(node.scale, device=device).to(dtype)
+        return lambda x: x * scale
+    if isinstance(node, (nir.CubaLIF, nir.CubaLI, nir.LIF, nir.LI, nir.I)):
+        return _neuron(node, dt, order, dtype, device)
+    raise SimulationError(f"NIR node type {type(node).__name__} is not supported by this simulator")
 
 
 def run_node(node, x: torch.Tensor, dt: float, order: str = "current-first") -> torch.Tensor:
     """One node's output for its whole input sequence x [T, B, *shape]."""
-    if isinstance(node, (nir.Input, nir.Output)):
-        return x
-    if isinstance(node, nir.Affine):
-        return torch.nn.functional.linear(x, torch.as_tensor(node.weight).to(x.dtype),
-                                          torch.as_tensor(node.bias).to(x.dtype))
-    if isinstance(node, nir.Linear):
-        return torch.nn.functional.linear(x, torch.as_tensor(node.weight).to(x.dtype))
-    if isinstance(node, nir.Scale):
-        return x * torch.as_tensor(node.scale).to(x.dtype)
-    if isinstance(node, nir.CubaLIF):
-        return _cuba(node, x, dt, order, spiking=True)
-    if isinstance(node, nir.CubaLI):
-        return _cuba(node, x, dt, order, spiking=False)
-    if isinstance(node, (nir.LIF, nir.LI)):
-        f = lambda v: _coef(v, x.dtype, x.device)  # noqa: E731
-        tau = np.asarray(node.tau, np.float64)
-        decay, gain = f(1.0 - dt / tau), f(np.asarray(node.r, np.float64) * dt / tau)
-        leak = f(np.asarray(node.v_leak, np.float64) * dt / tau)
-        if isinstance(node, nir.LIF):
-            return _leaky(x, decay, gain, leak, f(node.v_threshold), f(node.v_reset))
-        return _leaky(x, decay, gain, leak)
-    if isinstance(node, nir.I):
-        return _leaky(x, 1.0, _coef(np.asarray(node.r, np.float64) * dt, x.dtype, x.device), 0.0)
-    raise SimulationError(f"NIR node type {type(node).__name__} is not supported by this simulator")
+    step = node_step(node, dt, order, x.dtype, x.device)
+    return torch.stack([step(x[t]) for t in range(x.shape[0])])
 
 
 def graph_dt(graph: nir.NIRGraph, dt: float | None = None) -> float:
@@ -158,7 +197,7 @@ def simulate(graph: nir.NIRGraph, inputs, dt: float | None = None, order: str = 
              record: bool = False):
     """Run `graph` on `inputs` (a tensor [T, B, *shape] for a graph with one Input node, or a dict
     Input name -> tensor). Returns a dict Output name -> output [T, B, *shape]; with `record`, also a
-    dict of every node's (input, output)."""
+    dict of every node's (input, output), each [T, B, *shape]."""
     if order not in ORDERS:
         raise SimulationError(f"order must be one of {ORDERS}, got {order!r}")
     dt = graph_dt(graph, dt)
@@ -169,26 +208,38 @@ def simulate(graph: nir.NIRGraph, inputs, dt: float | None = None, order: str = 
         inputs = {input_names[0]: inputs}
     if set(inputs) != set(input_names):
         raise SimulationError(f"inputs {sorted(inputs)} do not match the graph's Input nodes {sorted(input_names)}")
+    for name in input_names:
+        x, expected = inputs[name], tuple(int(s) for s in np.atleast_1d(graph.nodes[name].input_type["input"]))
+        if x.dim() < 2 or tuple(x.shape[2:]) != expected:
+            raise SimulationError(f"input {name!r} must be [T, B, {', '.join(map(str, expected))}], "
+                                  f"got {list(x.shape)}")
+    order_of, back = _order_and_back_edges(graph)
     preds = predecessors(graph)
-    outputs: dict[str, torch.Tensor] = {}
-    trace: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for name in topological_order(graph):
-        node = graph.nodes[name]
-        if isinstance(node, nir.Input):
-            x = inputs[name]
-            expected = tuple(int(s) for s in np.atleast_1d(node.input_type["input"]))
-            if x.dim() < 2 or tuple(x.shape[2:]) != expected:
-                raise SimulationError(f"input {name!r} must be [T, B, {', '.join(map(str, expected))}], "
-                                      f"got {list(x.shape)}")
-        else:
-            if not preds[name]:
-                raise SimulationError(f"node {name!r} has no input edge")
-            x = outputs[preds[name][0]]
-            for other in preds[name][1:]:
-                x = x + outputs[other]
-        y = run_node(node, x, dt, order)
-        outputs[name] = y
-        if record:
-            trace[name] = (x, y)
+    for name in order_of:
+        if not isinstance(graph.nodes[name], nir.Input) and all((p, name) in back for p in preds[name]):
+            raise SimulationError(f"node {name!r} has no input edge" if not preds[name] else
+                                  f"node {name!r} has only recurrent input edges")
+    reference = next(iter(inputs.values()))
+    steps = {name: node_step(graph.nodes[name], dt, order, reference.dtype, reference.device) for name in order_of}
+    seen: dict[str, list] = {name: [] for name in order_of}
+    done: dict[str, list] = {name: [] for name in order_of}
+    for t in range(reference.shape[0]):
+        now: dict[str, torch.Tensor] = {}
+        for name in order_of:
+            if isinstance(graph.nodes[name], nir.Input):
+                x = inputs[name][t]
+            else:
+                x = 0.0
+                for p in preds[name]:
+                    if (p, name) not in back:
+                        x = x + now[p]
+                    elif t > 0:
+                        x = x + done[p][t - 1]
+            now[name] = steps[name](x)
+            seen[name].append(x)
+            done[name].append(now[name])
+    outputs = {name: torch.stack(ys) for name, ys in done.items()}
     result = {name: outputs[name] for name, node in graph.nodes.items() if isinstance(node, nir.Output)}
-    return (result, trace) if record else result
+    if not record:
+        return result
+    return result, {name: (torch.stack(seen[name]), outputs[name]) for name in order_of}

@@ -49,21 +49,21 @@ class SpikingLayers(nn.Module):
         self.connections = connections
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = len(self.linears) - 1
-        for i, (linear, spec) in enumerate(zip(self.linears, self.specs)):
-            # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
-            current = linear(x).float()
-            if i == last and self.connections is not None:
-                x, _ = self.run_connected(spec, current)
-            else:
-                x, _ = self.run(spec, current)
+        for i in range(len(self.linears)):
+            x = self.layer(i, x)
         return x
 
-    def run_connected(self, spec: LIFSpec, current: torch.Tensor):
-        conn = self.connections
-        if conn.bias is not None:
-            current = current + conn.bias.float()
-        return self.run(spec, current, recurrent=conn if conn.recurrent else None)
+    def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Layer i's spikes [T, B, N] from its input [T, B, n_in]."""
+        spec, linear = self.specs[i], self.linears[i]
+        conn = self.connections if i == len(self.linears) - 1 else None
+        if conn is None:
+            # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
+            return self.run(spec, linear(x).float())[0]
+        # the connections' bias joins the layer's, as one Affine node does it in the NIR export
+        bias = conn.bias if linear.bias is None else linear.bias if conn.bias is None else linear.bias + conn.bias
+        current = nn.functional.linear(x, linear.weight, bias).float()
+        return self.run(spec, current, recurrent=conn if conn.recurrent else None)[0]
 
 
 def lif_settings(neuron: Mapping) -> dict:

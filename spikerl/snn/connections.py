@@ -75,14 +75,17 @@ class IntraConnections(nn.Module):
             return torch.diag_embed(self.self_weight.view(self.act_dim, self.pop_dim))
         return torch.zeros(self.act_dim, self.pop_dim, self.pop_dim)
 
+    def full(self) -> torch.Tensor:
+        """The recurrent weights as one [N, N] matrix (zero across actions): what the NIR export writes."""
+        return torch.block_diag(*self.matrix())
+
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
-        """The recurrent current W z [B, N] from the previous step's spikes z [B, N]."""
+        """The recurrent current W z [B, N] from the previous step's spikes z [B, N]. One matrix product
+        with the full matrix, as the exported graph computes it, so that the two agree to the bit (the
+        blocks are small: N = act_dim * pop_dim)."""
         if self.self_weight is not None:
             return spikes * self.self_weight
-        # a broadcast product, not a batched matmul: its lowering needs no guard on the batch size, which
-        # acting leaves unbacked (one compiled graph for every batch size), and the blocks are small
-        z = spikes.unflatten(-1, (self.act_dim, 1, self.pop_dim))
-        return (z * self.matrix()).sum(-1).flatten(-2)
+        return nn.functional.linear(spikes, self.full())
 
     def extra_repr(self) -> str:
         return f"act_dim={self.act_dim}, pop_dim={self.pop_dim}, kinds={list(self.kinds)}"

@@ -16,6 +16,16 @@ from torch import nn
 READOUTS = ("last", "max", "mean")
 
 
+def read_membrane(v: torch.Tensor, readout: str) -> torch.Tensor:
+    """Membranes [T, B, A] -> [B, A]: the last, the mean, or the one of largest magnitude (`max`)."""
+    if readout == "last":
+        return v[-1]
+    if readout == "mean":
+        return v.mean(0)
+    high, low = v.max(0).values, v.min(0).values
+    return torch.where(high.abs() > low.abs(), high, low)
+
+
 class PopulationDecoder(nn.Module):
     """PopSAN's decoder: each neuron's firing rate over the T steps, then the grouped linear map."""
 
@@ -52,6 +62,15 @@ class MembraneDecoder(PopulationDecoder):
             raise ValueError(f"decoder decay must be in [0, 1], got {decay}")
         self.decay, self.readout = float(decay), readout
 
+    def full(self) -> torch.Tensor:
+        """The grouped weights as one [act_dim, act_dim * pop_dim] matrix (zero across actions)."""
+        return torch.block_diag(*self.weight.unsqueeze(1))
+
+    def grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """W x + b as one matrix product with the full matrix: the decoder runs on the chip in the NIR
+        export (an Affine node into the decoder neurons), which must compute the same to the bit."""
+        return nn.functional.linear(x, self.full(), self.bias)
+
     def membranes(self, spikes: torch.Tensor) -> torch.Tensor:
         """The decoder membranes v_1..v_T [T, B, act_dim]."""
         drive = self.grouped(spikes)
@@ -62,13 +81,7 @@ class MembraneDecoder(PopulationDecoder):
         return torch.stack(out)
 
     def unsquashed(self, spikes: torch.Tensor) -> torch.Tensor:
-        v = self.membranes(spikes)
-        if self.readout == "last":
-            return v[-1]
-        if self.readout == "mean":
-            return v.mean(0)
-        high, low = v.max(0).values, v.min(0).values
-        return torch.where(high.abs() > low.abs(), high, low)
+        return read_membrane(self.membranes(spikes), self.readout)
 
     def extra_repr(self) -> str:
         return f"act_dim={self.act_dim}, pop_dim={self.pop_dim}, decay={self.decay}, readout={self.readout!r}"
