@@ -287,6 +287,11 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_overwritten(tmp_path, c
     refused([str(foreign), "--out", str(tmp_path / "c")], "not a SpikeRL checkpoint")
     assert not any((tmp_path / name).exists() for name in "abc")
 
+    dynamic = make_checkpoint(tmp_path / "mdcsan.pt", {**popsan_spec(), "neuron": {"model": "dynamic"}},
+                              method="mdcsan")
+    refused([str(dynamic), "--out", str(tmp_path / "d")], "NIR has no node for MDC-SAN's dynamic neuron")
+    assert not (tmp_path / "d").exists()
+
     ckpt = make_checkpoint(tmp_path / "popsan.pt", popsan_spec())
     existing = tmp_path / "existing"
     existing.mkdir()

@@ -44,10 +44,10 @@ DECODERS = {"last-mem": "last", "max-mem": "max", "mean-mem": "mean", "fr-mlp": 
 ENCODERS = {"pop-det": "regular", "pop": "real", "layer": None}
 
 
-def published_module():
+def published_module(name: str = "popsan"):
     sys.path.insert(0, str(Path(REPO) / "ilcsan-td3"))
     try:
-        return __import__("popsan")
+        return __import__(name)
     finally:
         sys.path.pop(0)
 
@@ -68,25 +68,14 @@ class _RectSpike(torch.autograd.Function):
         return grad * ((volt - 0.5).abs() < 0.5).float()
 
 
-class _StraightThrough(torch.autograd.Function):
-    """popsan.py 20-28 (`PseudoSpikeDeterministic`): volt > 0.999 forward, identity backward."""
-
-    @staticmethod
-    def forward(ctx, volt):
-        return (volt > 0.999).float()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-
 class Restated(nn.Module):
     """`PopSpikeActor` (popsan.py 206-417) for neurons=LIF, act_limit 1, with the published parameter
     names and initialisation: nn.Linear layers, a grouped Conv1d for the connections and the decoder."""
 
-    def __init__(self, encode: str, decode: str, v_decay: float, connections: str):
+    def __init__(self, encode: str, decode: str, v_decay: float, connections: str, neurons: str = "LIF"):
         super().__init__()
         self.encode, self.decode, self.v_decay, self.connections = encode, decode, v_decay, connections
+        self.dynamic = neurons == "DN"
         # 77-85: evenly spaced means over (-3, 3), std sqrt(0.15)
         self.mean = nn.Parameter(torch.linspace(-3.0, 3.0, POP).repeat(1, OBS, 1))
         self.std = nn.Parameter(torch.full((1, OBS, POP), math.sqrt(0.15)))
@@ -111,12 +100,41 @@ class Restated(nn.Module):
         if self.encode == "pop":
             return [act] * T
         volt, out = torch.zeros_like(act), []
+        threshold = 1.0 if self.dynamic else 0.999  # mdcsan.py 11 (ENCODER_VTH), popsan.py 9
         for _ in range(T):
             volt = volt + act
-            spike = _StraightThrough.apply(volt)
-            volt = volt - spike * 0.999
+            spike = (volt > threshold).float() + (volt - volt.detach())  # 20-28: identity gradient
+            volt = volt - spike * threshold
             out.append(spike)
         return out
+
+    def connected(self, current, spike):
+        """popsan.py 242-257 (mdcsan.py 245-260 the same): the output population's connections on the
+        previous spikes."""
+        z = spike.view(-1, ACT, POP)
+        if self.connections in ("intra", "no-bias", "no-self", "lateral"):  # 243-251 (diagonal zeroed in forward)
+            return current + self.conn(z).view(-1, ACT * POP)
+        if self.connections == "no-lateral":  # 252-253
+            return current + self.weight * spike + self.bias
+        if self.connections == "self":  # 254-255
+            return current + self.weight * spike
+        if self.connections == "bias":  # 256-257
+            return current + self.bias
+        return current
+
+    def dynamic_neuron(self, syn, x, current, volt, spike, resistance, output=False):
+        """mdcsan.py 242-269 (`neuron_model`): the current decays by 1/2; after a spike the voltage
+        resets to theta_r = 0.021 and the resistance grows by theta_s = 0.132; then v + (v^2 - v - r + c)
+        and r + (theta_v v - theta_u r), theta_v = -0.172, theta_u = 0.529."""
+        current = current * 0.5 + syn(x)
+        if output:
+            current = self.connected(current, spike)
+        volt = volt * (1.0 - spike) + spike * 0.021
+        resistance = resistance + spike * 0.132
+        volt_delta = volt**2 - volt - resistance + current
+        resistance_delta = -0.172 * volt - 0.529 * resistance
+        volt, resistance = volt + volt_delta, resistance + resistance_delta
+        return current, volt, _RectSpike.apply(volt), resistance
 
     def neuron(self, syn, x, current, volt, spike, output=False):
         """240-261 (`neuron_model`): the current decays by 1/2 and takes the layer's input; in the output
@@ -124,17 +142,7 @@ class Restated(nn.Module):
         to zero through the previous spike."""
         current = current * 0.5 + syn(x)
         if output:
-            z = spike.view(-1, ACT, POP)
-            if self.connections in ("intra", "no-bias"):  # 243-244
-                current = current + self.conn(z).view(-1, ACT * POP)
-            elif self.connections in ("no-self", "lateral"):  # 245-251: the diagonal zeroed (in `forward`)
-                current = current + self.conn(z).view(-1, ACT * POP)
-            elif self.connections == "no-lateral":  # 252-253
-                current = current + self.weight * spike + self.bias
-            elif self.connections == "self":  # 254-255
-                current = current + self.weight * spike
-            elif self.connections == "bias":  # 256-257
-                current = current + self.bias
+            current = self.connected(current, spike)
         volt = volt * 0.75 * (1.0 - spike) + current
         return current, volt, _RectSpike.apply(volt)
 
@@ -145,16 +153,17 @@ class Restated(nn.Module):
                 for i in range(ACT):
                     self.conn.weight[i * POP:(i + 1) * POP, 0].fill_diagonal_(0.0)
         inputs = self.encoder(obs)
-        zeros = lambda n: [torch.zeros(obs.shape[0], n) for _ in range(3)]  # noqa: E731
+        zeros = lambda n: [torch.zeros(obs.shape[0], n) for _ in range(4 if self.dynamic else 3)]  # noqa: E731
         hidden = [zeros(n) for n in HIDDEN]
         out = zeros(ACT * POP)
         spikes = []
         for t in range(T):
             x = inputs[t]
             for layer, state in zip(self.hidden_layers, hidden):
-                state[:] = self.neuron(layer, x, *state)
+                state[:] = self.dynamic_neuron(layer, x, *state) if self.dynamic else self.neuron(layer, x, *state)
                 x = state[2]
-            out[:] = self.neuron(self.out_pop_layer, x, *out, output=True)
+            step = self.dynamic_neuron if self.dynamic else self.neuron
+            out[:] = step(self.out_pop_layer, x, *out, output=True)
             spikes.append(out[2])
         drive = [self.decoder(z.view(-1, ACT, POP)).view(-1, ACT) for z in spikes]  # 195-203
         if self.decode == "fr-mlp":  # 284-291, 395-396: the rate, decoded, through tanh
@@ -175,15 +184,17 @@ class Restated(nn.Module):
         return torch.tanh(mem), spikes, stack
 
 
-def published_actor(reference: str, encode: str, decode: str, v_decay: float, connections: str, seed: int = 0):
+def published_actor(reference: str, encode: str, decode: str, v_decay: float, connections: str,
+                    neurons: str = "LIF", seed: int = 0):
     """The published actor with its own seeded initial weights, and a function obs -> (action, output
     spikes [T][B, N], decoder membranes [T, B, A] or None)."""
     torch.manual_seed(seed)
     if reference == "restated":
-        actor = Restated(encode, decode, v_decay, connections)
+        actor = Restated(encode, decode, v_decay, connections, neurons)
         return actor, actor
-    actor = published_module().PopSpikeActor(OBS, ACT, POP, POP, list(HIDDEN), (-3, 3), math.sqrt(0.15), T, 1.0,
-                                              torch.device("cpu"), encode, decode, v_decay, "LIF", connections)
+    make = published_module("mdcsan").MDCSpikeActor if neurons == "DN" else published_module().PopSpikeActor
+    actor = make(OBS, ACT, POP, POP, list(HIDDEN), (-3, 3), math.sqrt(0.15), T, 1.0, torch.device("cpu"), encode,
+                 decode, v_decay, neurons, connections)
 
     def forward(obs):
         # the states from a forward of their own (the actor is deterministic): output spikes, decoder membranes
@@ -227,9 +238,13 @@ def published_parameters(actor, reference: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def our_actor(encode: str, decode: str, v_decay: float, connections: str, **kwargs) -> PopSpikingActor:
+def our_actor(encode: str, decode: str, v_decay: float, connections: str, neurons: str = "LIF",
+              **kwargs) -> PopSpikingActor:
     spikes = ENCODERS[encode]
-    encoder = partial(PopulationEncoder, pop_dim=POP, spikes=spikes) if spikes else RawEncoder
+    threshold = 1.0 if neurons == "DN" else 0.999
+    encoder = partial(PopulationEncoder, pop_dim=POP, spikes=spikes, threshold=threshold) if spikes else RawEncoder
+    if neurons == "DN":
+        kwargs["neuron"] = {"model": "dynamic"}
     readout = DECODERS[decode]
     decoder = partial(MembraneDecoder, decay=v_decay, readout=readout) if readout else PopulationDecoder
     return PopSpikingActor(OBS, ACT, encoder, hidden_sizes=HIDDEN, out_pop_dim=POP, timesteps=T,
@@ -254,13 +269,13 @@ def observations(seed: int = 1) -> torch.Tensor:
     return torch.randn(BATCH, OBS, generator=torch.Generator().manual_seed(seed)) * 1.5
 
 
-def compare(reference: str, encode="pop-det", decode="last-mem", v_decay=1.0, connections="intra", *,
+def compare(reference: str, encode="pop-det", decode="last-mem", v_decay=1.0, connections="intra", neurons="LIF", *,
             reversion=None, **kwargs) -> dict[str, float]:
     """Largest differences between the published actor and ours on the same weights and inputs:
     action, output spikes, decoder membranes, and every weight's gradient (relative)."""
-    published, forward = published_actor(reference, encode, decode, v_decay, connections)
+    published, forward = published_actor(reference, encode, decode, v_decay, connections, neurons)
     params = published_parameters(published, reference)
-    ours = our_actor(encode, decode, v_decay, connections, **kwargs)
+    ours = our_actor(encode, decode, v_decay, connections, neurons, **kwargs)
     load_published(ours, params)
     if reversion is not None:
         ours = reversion(ours)
@@ -325,6 +340,20 @@ def test_every_published_decoder_option(reference, decode, v_decay):
 @pytest.mark.parametrize("encode", ["pop", "layer"])
 def test_every_published_encoder_option(reference, encode):
     assert_equal(compare(reference, encode=encode))
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+@pytest.mark.parametrize("backend", ["bptt", "fused", "snntorch", "bptt-compiled"])
+def test_the_mdcsan_preset_computes_the_published_dynamic_neurons(reference, backend):
+    """MDC-SAN as its README trains it: --encode pop --decode fr-mlp --neurons DN --connections none."""
+    name, _, compiled = backend.partition("-")
+    assert_equal(compare(reference, encode="pop", decode="fr-mlp", connections="none", neurons="DN",
+                         neuron_backend=name, compile=bool(compiled)))
+
+
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_dynamic_neurons_compose_with_spikes_connections_and_a_membrane_decoder(reference):
+    assert_equal(compare(reference, encode="pop-det", decode="max-mem", connections="intra", neurons="DN"))
 
 
 def _bias_once(actor):

@@ -23,14 +23,16 @@ from torch import nn
 
 from .connections import IntraConnections, connection_kinds
 from .decoders import PopulationDecoder
-from .neurons import LIFSpec, current_lif, make_surrogate
-from .through_time import neuron_backend
+from .neurons import LIFSpec, current_lif, make_neuron, make_surrogate
+from .through_time import neuron_backend, run_dynamic
 
 
 class SpikingLayers(nn.Module):
     """Fully connected layers of current-based LIF neurons: [T, B, n_in] -> spikes [T, B, sizes[-1]].
-    `neuron` is every layer's `current_lif` settings, or a list of one per layer; each may add
-    `reset_gradient` (LIFSpec). `connections` (spikerl/snn/connections.py), if given, are the last
+    `neuron` is every layer's neuron settings, or a list of one per layer (spikerl/snn/neurons.py,
+    `make_neuron`: snnTorch's current-based LIF by default, with `current_lif`'s settings and optionally
+    `reset_gradient`; `model: dynamic` for MDC-SAN's dynamic neuron, which every backend computes with
+    the same autograd loop). `connections` (spikerl/snn/connections.py), if given, are the last
     layer's connections to itself: its bias joins the input current, its weights feed the layer's
     spikes of each step into the next."""
 
@@ -44,8 +46,9 @@ class SpikingLayers(nn.Module):
         widths = [n_in, *sizes]
         per_layer = [neuron] * len(sizes) if isinstance(neuron, Mapping) else list(neuron)
         self.linears = nn.ModuleList(nn.Linear(a, b, bias=bias) for a, b in zip(widths, widths[1:]))
-        self.neurons = nn.ModuleList(current_lif(**lif_settings(n), surrogate=spike_fn) for n in per_layer)
-        self.specs = tuple(LIFSpec.of(m, n.get("reset_gradient", True)) for m, n in zip(self.neurons, per_layer))
+        built = [make_neuron(n, spike_fn) for n in per_layer]
+        self.neurons = nn.ModuleList(module for module, _ in built)
+        self.specs = tuple(spec for _, spec in built)
         self.connections = connections
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,14 +59,15 @@ class SpikingLayers(nn.Module):
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Layer i's spikes [T, B, N] from its input [T, B, n_in]."""
         spec, linear = self.specs[i], self.linears[i]
+        run = self.run if isinstance(spec, LIFSpec) else run_dynamic
         conn = self.connections if i == len(self.linears) - 1 else None
         if conn is None:
             # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
-            return self.run(spec, linear(x).float())[0]
+            return run(spec, linear(x).float())[0]
         # the connections' bias joins the layer's, as one Affine node does it in the NIR export
         bias = conn.bias if linear.bias is None else linear.bias if conn.bias is None else linear.bias + conn.bias
         current = nn.functional.linear(x, linear.weight, bias).float()
-        return self.run(spec, current, recurrent=conn if conn.recurrent else None)[0]
+        return run(spec, current, recurrent=conn if conn.recurrent else None)[0]
 
 
 def lif_settings(neuron: Mapping) -> dict:

@@ -175,3 +175,58 @@ def run_snntorch(spec: LIFSpec, current: torch.Tensor, recurrent=None) -> tuple[
     neuron.syn = torch.zeros(0, device=neuron.syn.device)
     neuron.mem = torch.zeros(0, device=neuron.mem.device)
     return torch.stack(spikes), mem
+
+
+@dataclass(frozen=True)
+class DynamicSpec:
+    """MDC-SAN's dynamic neuron (lucifer2859/ILC-SAN, ilcsan-td3/mdcsan.py, `SpikeMLP.neuron_model`;
+    the PDSAN paper, arXiv 2106.07854): a synaptic current c = alpha c + I and a second-order voltage v
+    with a resistance variable r. After a spike z of the previous step, v = v (1 - z) + theta_r z and
+    r = r + theta_s z; then, from those v and r,
+
+        v <- v + (v^2 - v - r + c)        r <- r + (theta_v v - theta_u r)        z = surrogate(v - threshold)
+
+    Gradients flow through the reset's spike, as published."""
+
+    alpha: float
+    threshold: float
+    theta_v: float
+    theta_u: float
+    theta_r: float
+    theta_s: float
+    surrogate: Surrogate
+    spiking: bool = True
+
+
+class DynamicNeuron(torch.nn.Module):
+    """A layer's dynamic neurons (`DynamicSpec`), held by the actor like its snnTorch neurons. The
+    constants are MDC-SAN's published ones by default; they are fixed, not learned, as published."""
+
+    def __init__(self, *, current_decay: float = 0.5, threshold: float = 0.5, theta_v: float = -0.172,
+                 theta_u: float = 0.529, theta_r: float = 0.021, theta_s: float = 0.132, surrogate):
+        super().__init__()
+        self.spec = DynamicSpec(float(current_decay), float(threshold), float(theta_v), float(theta_u),
+                                float(theta_r), float(theta_s), surrogate)
+
+    def extra_repr(self) -> str:
+        s = self.spec
+        return (f"current_decay={s.alpha}, threshold={s.threshold}, theta_v={s.theta_v}, theta_u={s.theta_u}, "
+                f"theta_r={s.theta_r}, theta_s={s.theta_s}")
+
+
+NEURON_MODELS = ("lif", "dynamic")
+
+
+def make_neuron(settings, surrogate) -> tuple[torch.nn.Module, LIFSpec | DynamicSpec]:
+    """A layer's neurons from its config (`model`: lif, the default, or dynamic; the model's constants;
+    a LIF layer may add `reset_gradient`): the module the actor holds and the spec the kernels use."""
+    settings = dict(settings)
+    model = settings.pop("model", "lif")
+    if model not in NEURON_MODELS:
+        raise ValueError(f"unknown neuron model {model!r}; choose one of {list(NEURON_MODELS)}")
+    if model == "dynamic":
+        module = DynamicNeuron(**settings, surrogate=surrogate)
+        return module, module.spec
+    reset_gradient = settings.pop("reset_gradient", True)
+    module = current_lif(**settings, surrogate=surrogate)
+    return module, LIFSpec.of(module, reset_gradient)
