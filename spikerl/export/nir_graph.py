@@ -67,9 +67,12 @@ def refuse_unexportable(actor) -> str:
                           "(use --energy-only for its MACs per action)")
     if kind == "other":
         raise ExportError(f"{type(actor).__name__} is not a spiking actor SpikeRL can export to NIR")
-    if any(type(spec).__name__ == "DynamicSpec" for spec in actor.snn.specs):
-        raise ExportError("NIR has no node for MDC-SAN's dynamic neuron (a second-order voltage with a resistance "
-                          "variable), so this actor cannot be exported to NIR, nor its energy per action estimated")
+    from ..snn.neurons import LIFSpec
+
+    other = next((spec for spec in actor.snn.specs if not isinstance(spec, LIFSpec)), None)
+    if other is not None:
+        raise ExportError(f"NIR has no node for {other.name}, so this actor cannot be exported to NIR, nor its "
+                          f"energy per action estimated")
     return kind
 
 

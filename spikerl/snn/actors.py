@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ from torch import nn
 from .connections import IntraConnections, connection_kinds
 from .decoders import PopulationDecoder
 from .neurons import LIFSpec, current_lif, make_neuron, make_surrogate
-from .through_time import neuron_backend, run_dynamic
+from .through_time import neuron_backend
 
 
 class SpikingLayers(nn.Module):
@@ -59,15 +60,16 @@ class SpikingLayers(nn.Module):
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Layer i's spikes [T, B, N] from its input [T, B, n_in]."""
         spec, linear = self.specs[i], self.linears[i]
-        run = self.run if isinstance(spec, LIFSpec) else run_dynamic
+        # the LIF through the chosen backend; another neuron model through its own `run`
+        run = partial(self.run, spec) if isinstance(spec, LIFSpec) else spec.run
         conn = self.connections if i == len(self.linears) - 1 else None
         if conn is None:
             # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
-            return run(spec, linear(x).float())[0]
+            return run(linear(x).float())[0]
         # the connections' bias joins the layer's, as one Affine node does it in the NIR export
         bias = conn.bias if linear.bias is None else linear.bias if conn.bias is None else linear.bias + conn.bias
         current = nn.functional.linear(x, linear.weight, bias).float()
-        return run(spec, current, recurrent=conn if conn.recurrent else None)[0]
+        return run(current, recurrent=conn if conn.recurrent else None)[0]
 
 
 def lif_settings(neuron: Mapping) -> dict:

@@ -186,7 +186,10 @@ class DynamicSpec:
 
         v <- v + (v^2 - v - r + c)        r <- r + (theta_v v - theta_u r)        z = surrogate(v - threshold)
 
-    Gradients flow through the reset's spike, as published."""
+    Gradients flow through the reset's spike, as published.
+
+    A neuron model other than the LIF brings its own `run` (every backend, and a compiled update,
+    which traces the loop into its graph, computes it with autograd); `name` is what messages call it."""
 
     alpha: float
     threshold: float
@@ -196,6 +199,25 @@ class DynamicSpec:
     theta_s: float
     surrogate: Surrogate
     spiking: bool = True
+    name = "MDC-SAN's dynamic neuron (a second-order voltage with a resistance variable)"
+
+    def run(self, current: torch.Tensor, recurrent=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """T steps from zero state: the spikes [T, B, N] and the last voltage [B, N]. `recurrent` maps
+        the previous step's spikes to more input current (intra-layer connections)."""
+        syn = torch.zeros_like(current[0])
+        v = torch.zeros_like(current[0])
+        r = torch.zeros_like(current[0])
+        z = torch.zeros_like(current[0])
+        spikes = []
+        for t in range(current.shape[0]):
+            syn = self.alpha * syn + (current[t] if recurrent is None or t == 0 else current[t] + recurrent(z))
+            v = v * (1.0 - z) + self.theta_r * z
+            r = r + self.theta_s * z
+            # as published: v + (v^2 - v - r + c) and r + (theta_v v - theta_u r), from the same v and r
+            v, r = v + (v * v - v - r + syn), r + (self.theta_v * v - self.theta_u * r)
+            z = self.surrogate(v - self.threshold)
+            spikes.append(z)
+        return torch.stack(spikes), v
 
 
 class DynamicNeuron(torch.nn.Module):
@@ -219,7 +241,10 @@ NEURON_MODELS = ("lif", "dynamic")
 
 def make_neuron(settings, surrogate) -> tuple[torch.nn.Module, LIFSpec | DynamicSpec]:
     """A layer's neurons from its config (`model`: lif, the default, or dynamic; the model's constants;
-    a LIF layer may add `reset_gradient`): the module the actor holds and the spec the kernels use."""
+    a LIF layer may add `reset_gradient`): the module the actor holds and the spec the kernels use.
+    A new neuron model is a spec with `run` and `name` and a module here, an entry in NEURON_MODELS,
+    its config and its tests; the actors, the checkpoints and the export need no change (the export
+    refuses what is not a LIF in one line, with its `name`)."""
     settings = dict(settings)
     model = settings.pop("model", "lif")
     if model not in NEURON_MODELS:

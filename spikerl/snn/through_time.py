@@ -136,22 +136,3 @@ def neuron_backend(name: str, compiled: bool = False):
         raise ValueError(f"neuron_backend must be one of {sorted(NEURON_BACKENDS)}, got {name!r}")
     return partial(run_through_time_bptt, compiled=True) if compiled and name == "bptt" else NEURON_BACKENDS[name]
 
-
-def run_dynamic(spec, current: torch.Tensor, recurrent=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A layer of MDC-SAN's dynamic neurons (neurons.DynamicSpec) through T steps from zero state,
-    differentiated by autograd (a compiled update traces the loop into its graph). Returns the spikes
-    [T, B, N] and the last voltage [B, N]."""
-    syn = torch.zeros_like(current[0])
-    v = torch.zeros_like(current[0])
-    r = torch.zeros_like(current[0])
-    z = torch.zeros_like(current[0])
-    spikes = []
-    for t in range(current.shape[0]):
-        syn = spec.alpha * syn + (current[t] if recurrent is None or t == 0 else current[t] + recurrent(z))
-        v = v * (1.0 - z) + spec.theta_r * z
-        r = r + spec.theta_s * z
-        # as published: v + (v^2 - v - r + c) and r + (theta_v v - theta_u r), from the same v and r
-        v, r = v + (v * v - v - r + syn), r + (spec.theta_v * v - spec.theta_u * r)
-        z = spec.surrogate(v - spec.threshold)
-        spikes.append(z)
-    return torch.stack(spikes), v
