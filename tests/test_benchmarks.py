@@ -3,6 +3,7 @@ computes, the equivalence check can fail, and every script runs and writes its r
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,30 @@ def test_quick_run_writes_its_report(script, rate, tmp_path):
     assert all(r[rate] > 0 and r["precision"] in ("fp32", "bf16") for r in report["results"])
     assert all(c["speedup_vs_baseline"] > 0 for c in report["comparisons"])
     assert "| ours" in proc.stdout or "| fp32 | ours |" in proc.stdout
+
+
+def test_bench_actors_writes_its_report_and_says_when_the_published_code_is_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("SPIKERL_ILCSAN_REPO", raising=False)
+    out = tmp_path / "actors.json"
+    cmd = [sys.executable, "experiments/bench_actors.py", "--presets", "ilcsan", "--rounds", "1", "--calls", "1",
+           "--threads", "1", "--no-compiled", "--ilcsan-repo", "", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [r["variant"] for r in report["results"]] == ["ours"] and report["results"][0]["passes_per_second"] > 0
+    assert report["meta"]["settings"]["notes"] == ["ilcsan: no published code given (--ilcsan-repo), timed without it"]
+
+
+@pytest.mark.skipif(not os.environ.get("SPIKERL_ILCSAN_REPO"), reason="set SPIKERL_ILCSAN_REPO to a checkout of "
+                    "lucifer2859/ILC-SAN")
+def test_bench_actors_stops_before_timing_when_the_published_actor_differs(monkeypatch, capsys):
+    bench_actors = importlib.import_module("bench_actors")
+    ours = bench_actors.our_actor("ilcsan")
+    published, pairs = bench_actors.published_actor("ilcsan", os.environ["SPIKERL_ILCSAN_REPO"], ours)
+    obs, probe = torch.randn(8, bench_actors.OBS), torch.randn(8, bench_actors.ACT)
+    bench_actors.check("ilcsan", ours, published, pairs, obs, probe)
+    with torch.no_grad():
+        published.snn.conn.bias.add_(0.5)
+    with pytest.raises(SystemExit) as stop:
+        bench_actors.check("ilcsan", ours, published, pairs, obs, probe)
+    assert stop.value.code == 1 and "equivalence check FAILED" in capsys.readouterr().err
