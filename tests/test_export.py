@@ -290,7 +290,10 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_overwritten(tmp_path, c
     dynamic = make_checkpoint(tmp_path / "mdcsan.pt", {**popsan_spec(), "neuron": {"model": "dynamic"}},
                               method="mdcsan")
     refused([str(dynamic), "--out", str(tmp_path / "d")], "NIR has no node for MDC-SAN's dynamic neuron")
-    assert not (tmp_path / "d").exists()
+    normalised = make_checkpoint(tmp_path / "carebn.pt", {**popsan_spec(), "normalization": {
+        "_target_": "spikerl.snn.normalization.CareBN", "_partial_": True}}, method="carebn")
+    refused([str(normalised), "--out", str(tmp_path / "e")], "does not write normalisation layers (CareBN")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
 
     ckpt = make_checkpoint(tmp_path / "popsan.pt", popsan_spec())
     existing = tmp_path / "existing"

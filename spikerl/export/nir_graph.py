@@ -69,6 +69,9 @@ def refuse_unexportable(actor) -> str:
         raise ExportError(f"{type(actor).__name__} is not a spiking actor SpikeRL can export to NIR")
     from ..snn.neurons import LIFSpec
 
+    if getattr(actor.snn, "norms", None) is not None:
+        raise ExportError(f"the NIR export does not write normalisation layers ({type(actor.snn.norms[0]).__name__}, "
+                          f"CaRe-BN): fold them into the synapses first")
     other = next((spec for spec in actor.snn.specs if not isinstance(spec, LIFSpec)), None)
     if other is not None:
         raise ExportError(f"NIR has no node for {other.name}, so this actor cannot be exported to NIR, nor its "

@@ -95,6 +95,7 @@ class TrainingLoop:
             self.collector.sync_normalizer(state.dist.enabled)
         if round_due and self.updates.ready(tick.after):
             self.updates_run += self.updates.run_round(tick.after, self.window)
+        self.updates.recalibrate(tick)
         row = {}
         if tick.crossed(train.eval_every) or tick.final:
             row = self.evaluate(tick.after)

@@ -52,6 +52,17 @@ class UpdateSchedule:
                 f"{env_step}; stopping (the last checkpoint is kept)")
         return self.gradient_steps
 
+    def recalibrate(self, tick) -> bool:
+        """Recalibrate the actor's normalisation statistics (CaRe-BN) on replay batches when the env
+        steps cross its period; whether it ran. Actors without such layers have no `recalibration`."""
+        actor = getattr(self.learner, "actor", None)
+        plan = actor.recalibration() if hasattr(actor, "recalibration") else None
+        if plan is None or not tick.crossed(plan[0]) or len(self.replay) == 0:
+            return False
+        _, batches, size = plan
+        actor.recalibrate([self.replay.sample(size, self.normalizer, self.sampler).obs for _ in range(batches)])
+        return True
+
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.get_state(), "seconds": self.seconds, "compile_seconds": self.compile_seconds}
 

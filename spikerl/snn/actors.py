@@ -40,6 +40,7 @@ class SpikingLayers(nn.Module):
     def __init__(
         self, n_in: int, sizes: Sequence[int], neuron: Mapping | Sequence[Mapping], surrogate: dict, bias: bool = True,
         backend: str = "bptt", compile: bool = False, connections: IntraConnections | None = None,
+        normalization: Callable[[int], nn.Module] | None = None,
     ):
         super().__init__()
         self.run = neuron_backend(backend, compile)
@@ -51,6 +52,8 @@ class SpikingLayers(nn.Module):
         self.neurons = nn.ModuleList(module for module, _ in built)
         self.specs = tuple(spec for _, spec in built)
         self.connections = connections
+        # between each layer's synapses and its neurons (spikerl/snn/normalization.py), if any
+        self.norms = nn.ModuleList(normalization(n) for n in sizes) if normalization is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i in range(len(self.linears)):
@@ -65,11 +68,14 @@ class SpikingLayers(nn.Module):
         conn = self.connections if i == len(self.linears) - 1 else None
         if conn is None:
             # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
-            return run(linear(x).float())[0]
-        # the connections' bias joins the layer's, as one Affine node does it in the NIR export
-        bias = conn.bias if linear.bias is None else linear.bias if conn.bias is None else linear.bias + conn.bias
-        current = nn.functional.linear(x, linear.weight, bias).float()
-        return run(current, recurrent=conn if conn.recurrent else None)[0]
+            current = linear(x).float()
+        else:
+            # the connections' bias joins the layer's, as one Affine node does it in the NIR export
+            bias = conn.bias if linear.bias is None else linear.bias if conn.bias is None else linear.bias + conn.bias
+            current = nn.functional.linear(x, linear.weight, bias).float()
+        if self.norms is not None:
+            current = self.norms[i](current)
+        return run(current, recurrent=conn if conn is not None and conn.recurrent else None)[0]
 
 
 def lif_settings(neuron: Mapping) -> dict:
@@ -84,12 +90,13 @@ class SpikingActor(nn.Module):
 
     def __init__(self, obs_dim: int, encoder: Callable[[int], nn.Module], sizes: Sequence[int], timesteps: int,
                  neuron: Mapping | Sequence[Mapping], surrogate: dict, bias: bool, neuron_backend: str,
-                 compile: bool, connections: IntraConnections | None = None):
+                 compile: bool, connections: IntraConnections | None = None,
+                 normalization: Callable[[int], nn.Module] | None = None):
         super().__init__()
         self.timesteps = timesteps
         self.encoder = encoder(obs_dim)
         self.snn = SpikingLayers(self.encoder.num_outputs, sizes, neuron, surrogate, bias=bias, backend=neuron_backend,
-                                 compile=compile, connections=connections)
+                                 compile=compile, connections=connections, normalization=normalization)
 
     def spikes(self, obs: torch.Tensor) -> torch.Tensor:
         """The last spiking layer's spikes [T, B, sizes[-1]]."""
@@ -101,6 +108,27 @@ class SpikingActor(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.unsquashed(obs))
 
+    def recalibration(self) -> tuple[int, int, int] | None:
+        """(every env steps, batches, batch size) of the normalisation layers' recalibration, or None."""
+        norms = self.snn.norms
+        if norms is None or not hasattr(norms[0], "recalibrating"):
+            return None
+        return norms[0].recalibrate_every, norms[0].recalibration_batches, norms[0].recalibration_batch_size
+
+    @torch.no_grad()
+    def recalibrate(self, batches: Sequence[torch.Tensor]) -> None:
+        """Forward `batches` of normalised observations with the normalisation layers recalibrating:
+        their statistics pooled over all of them become the moving ones."""
+        norms = list(self.snn.norms or [])
+        try:
+            for i, obs in enumerate(batches):
+                for norm in norms:
+                    norm.recalibrating = (i, len(batches))
+                self(obs)
+        finally:
+            for norm in norms:
+                norm.recalibrating = None
+
 
 class PopSpikingActor(SpikingActor):
     """PopSAN's population-coded spiking actor: population encoder -> LIF hidden layers -> LIF output
@@ -110,7 +138,9 @@ class PopSpikingActor(SpikingActor):
 
     The same actor composes ILC-SAN's: `connections` inside each output population
     (spikerl/snn/connections.py: a kind, `intra`, or a list of kinds; default none) and `decoder`, a
-    factory (act_dim, pop_dim) -> decoder (spikerl/snn/decoders.py; default PopSAN's rate decoder)."""
+    factory (act_dim, pop_dim) -> decoder (spikerl/snn/decoders.py; default PopSAN's rate decoder); and
+    CaRe-BN's `normalization`, a factory (features) -> layer between every layer's synapses and neurons
+    (spikerl/snn/normalization.py; default none)."""
 
     def __init__(
         self,
@@ -126,13 +156,14 @@ class PopSpikingActor(SpikingActor):
         compile: bool = False,
         connections: str | Sequence[str] = (),
         decoder: Callable[[int, int], nn.Module] = PopulationDecoder,
+        normalization: Callable[[int], nn.Module] | None = None,
     ):
         kinds = connection_kinds(connections)
         connected = IntraConnections(act_dim, out_pop_dim, kinds) if kinds else None
         super().__init__(obs_dim, encoder, [*hidden_sizes, act_dim * out_pop_dim], timesteps,
                          neuron or {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5},
                          surrogate or {"name": "rectangular", "half_width": 0.5}, True, neuron_backend, compile,
-                         connected)
+                         connected, normalization)
         self.decoder = decoder(act_dim, out_pop_dim)
 
     def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,8 @@ class PopulationEncoder(nn.Module):
     and stds learnable. `spikes="regular"`: deterministic spikes from integrating a each step, firing
     above `threshold` and subtracting it; `spikes="poisson"`: a Bernoulli spike with probability a;
     `spikes="real"`: no spikes, a itself at every step (ILC-SAN's and MDC-SAN's real-valued population
-    input, their `--encode pop`).
+    input, their `--encode pop`). `squash="tanh"` feeds tanh(o) to the fields instead of o (CaRe-BN's
+    actor, which sees the raw observation).
     """
 
     def __init__(
@@ -54,8 +55,12 @@ class PopulationEncoder(nn.Module):
         std: float = math.sqrt(0.15),
         spikes: str = "regular",
         threshold: float = 0.999,
+        squash: str = "none",
     ):
         super().__init__()
+        if squash not in ("none", "tanh"):
+            raise ValueError(f"encoder squash must be 'none' or 'tanh', got {squash!r}")
+        self.squash = squash
         if spikes not in ("regular", "poisson", "real"):
             raise ValueError(f"encoder spikes must be 'regular', 'poisson' or 'real', got {spikes!r}")
         if pop_dim < 2:
@@ -73,6 +78,8 @@ class PopulationEncoder(nn.Module):
 
     def activation(self, obs: torch.Tensor) -> torch.Tensor:
         """Receptive-field activation [B, D * P] in (0, 1]."""
+        if self.squash == "tanh":
+            obs = torch.tanh(obs)
         a = torch.exp(-0.5 * (obs.unsqueeze(-1) - self.mean) ** 2 / self.std**2)
         return a.reshape(obs.shape[0], -1)
 
