@@ -35,3 +35,15 @@ def popsan_neuron_reference(current: torch.Tensor) -> torch.Tensor:
         c, v, s = popsan_neuron_step(c, v, s, current[t])
         out.append(s)
     return torch.stack(out)
+
+
+def import_published(folder, name: str):
+    """Module `name` of a published repository's `folder` (a checkout the tests are pointed at), imported
+    as its own scripts import it: with the folder first on the path."""
+    import sys
+
+    sys.path.insert(0, str(folder))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pytest
 import torch
 from torch import nn
 
+from reference import import_published
 from spikerl.snn.actors import PopSpikingActor
 from spikerl.snn.encoders import PopulationEncoder
 from spikerl.snn.normalization import CareBN
@@ -37,11 +37,7 @@ OBS, ACT = 17, 6
 
 
 def published_module(name: str):
-    sys.path.insert(0, str(Path(REPO) / "CaRe-BN" / "continuous_control"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
+    return import_published(Path(REPO) / "CaRe-BN" / "continuous_control", name)
 
 
 # ---- the published layer, restated --------------------------------------------------------------------

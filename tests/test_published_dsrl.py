@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -28,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 
+from reference import import_published
 from spikerl.rl.collector import Collector
 from spikerl.rl.envs import EnvConfig
 from spikerl.rl.learners import TD3
@@ -48,11 +48,7 @@ HIDDEN, SIM_TIME, BATCH = (400, 300), 5, 64
 
 
 def published_module(name: str):
-    sys.path.insert(0, str(Path(REPO) / "src"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
+    return import_published(Path(REPO) / "src", name)
 
 
 # ---- the published actor, restated ------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pytest
 import torch
 from torch import nn
 
+from reference import import_published, popsan_spike
 from spikerl.snn.actors import PopSpikingActor
 from spikerl.snn.connections import connection_kinds
 from spikerl.snn.decoders import MembraneDecoder, PopulationDecoder
@@ -45,28 +45,10 @@ ENCODERS = {"pop-det": "regular", "pop": "real", "layer": None}
 
 
 def published_module(name: str = "popsan"):
-    sys.path.insert(0, str(Path(REPO) / "ilcsan-td3"))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
+    return import_published(Path(REPO) / "ilcsan-td3", name)
 
 
 # ---- the published actor, restated ------------------------------------------------------------------
-
-class _RectSpike(torch.autograd.Function):
-    """popsan.py 55-66 (`PseudoSpikeRect`): volt > 0.5 forward; gradient where |volt - 0.5| < 0.5."""
-
-    @staticmethod
-    def forward(ctx, volt):
-        ctx.save_for_backward(volt)
-        return (volt > 0.5).float()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (volt,) = ctx.saved_tensors
-        return grad * ((volt - 0.5).abs() < 0.5).float()
-
 
 class Restated(nn.Module):
     """`PopSpikeActor` (popsan.py 206-417) for neurons=LIF, act_limit 1, with the published parameter
@@ -134,17 +116,18 @@ class Restated(nn.Module):
         volt_delta = volt**2 - volt - resistance + current
         resistance_delta = -0.172 * volt - 0.529 * resistance
         volt, resistance = volt + volt_delta, resistance + resistance_delta
-        return current, volt, _RectSpike.apply(volt), resistance
+        return current, volt, popsan_spike(volt), resistance
 
     def neuron(self, syn, x, current, volt, spike, output=False):
         """240-261 (`neuron_model`): the current decays by 1/2 and takes the layer's input; in the output
         population also the connections on the previous spikes; the voltage decays by 3/4 and resets
-        to zero through the previous spike."""
+        to zero through the previous spike; spikes at volt > 0.5 with popsan.py 55-66's rectangular
+        pseudo-gradient (tests/reference.py's `popsan_spike`)."""
         current = current * 0.5 + syn(x)
         if output:
             current = self.connected(current, spike)
         volt = volt * 0.75 * (1.0 - spike) + current
-        return current, volt, _RectSpike.apply(volt)
+        return current, volt, popsan_spike(volt)
 
     def forward(self, obs):
         """263-301 and 386-417: every layer steps once per timestep; the output spikes are decoded."""
