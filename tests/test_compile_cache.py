@@ -1,6 +1,6 @@
 """The compile cache (`compile_cache`, spikerl.runtime.compiler.use_cache_dir): compiled graphs kept in a
 folder that outlives the machine's temporary one are loaded by the next process instead of compiled
-again; an unwritable folder or corrupt entries never stop a run."""
+again; an unwritable folder, another torch version's entries or corrupt ones never stop a run."""
 
 import os
 import subprocess
@@ -15,6 +15,10 @@ from spikerl.runtime.compiler import use_cache_dir
 # FX graph cache did
 COMPILE_ONCE = """
 import sys, torch
+if len(sys.argv) > 2:  # as another torch would: its source hash (part of every cache key) and version differ
+    import torch._inductor.codecache as codecache
+    codecache.torch_key = lambda: b"another torch build"
+    torch.__version__ = "2.99.0"
 from torch._dynamo.utils import counters
 from spikerl.runtime.compiler import CompiledOrEager, use_cache_dir
 assert use_cache_dir(sys.argv[1]) == sys.argv[1]
@@ -23,19 +27,20 @@ print(round(float(f(torch.arange(6.0))), 5), counters["inductor"]["fxgraph_cache
 """
 
 
-def compile_once(folder):
-    proc = subprocess.run([sys.executable, "-c", COMPILE_ONCE, str(folder)], capture_output=True, text=True,
-                          timeout=300)
+def compile_once(folder, another_torch=False):
+    argv = [sys.executable, "-c", COMPILE_ONCE, str(folder), *(["another"] if another_torch else [])]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     value, hits = proc.stdout.split()
     return float(value), int(hits)
 
 
-def test_a_second_process_loads_the_compiled_graph_and_corrupt_entries_are_compiled_again(tmp_path):
+def test_a_second_process_loads_the_compiled_graph_and_another_torchs_or_corrupt_entries_compile_again(tmp_path):
     cache = tmp_path / "cache"
     first, hits = compile_once(cache)
     assert hits == 0 and any(cache.rglob("*.so"))  # compiled, and kept in the folder
     assert compile_once(cache) == (first, 1)  # loaded, not compiled again
+    assert compile_once(cache, another_torch=True) == (first, 0)  # another torch's entries: compiled afresh
     for entry in (p for p in cache.rglob("*") if p.is_file()):
         entry.write_bytes(b"garbage")
     value, hits = compile_once(cache)  # torch logs that it cannot load them, then compiles afresh
