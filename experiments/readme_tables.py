@@ -210,9 +210,20 @@ def gpu_table(report: dict) -> str:
     return table + ("\n\nBatch-1 acting (`TD3.act`), median per call: " + ", ".join(acting) + "." if acting else "")
 
 
+def actors_table(report: dict) -> str:
+    """bench_actors.py: one forward and backward pass of each preset's actor, ours against its published code."""
+    rows = [[r["preset"], r["variant"], ms(r["median_seconds"]), num(r["passes_per_second"], ".0f"),
+             times(r.get("speedup_vs_published")),
+             "-" if r.get("compile_seconds") is None else f"{r['compile_seconds']:.1f} s"] for r in report["results"]]
+    notes = report.get("meta", {}).get("settings", {}).get("notes") or []
+    return markdown(["preset", "variant", "ms per pass", "passes/s", "vs published", "compiling (apart)"], rows) + (
+        "\n\n" + " ".join(notes) if notes else "")
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
     "profile_update": profile_table, "bench_scaling": scaling_table, "bench_gpu": gpu_table,
+    "bench_actors": actors_table,
 }
 
 

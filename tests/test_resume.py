@@ -40,6 +40,27 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, algo, parts):
     assert a["learner"]["updates"] == b["learner"]["updates"] == 80
 
 
+@pytest.mark.parametrize("preset,extra", [
+    ("ilcsan", []),
+    ("carebn", ["train.batch_size=64", "actor.normalization.recalibrate_every=250",
+                "actor.normalization.recalibration_batches=2", "actor.normalization.recalibration_batch_size=16"]),
+])
+def test_the_spiking_actor_presets_resume_exactly(tmp_path, preset, extra):
+    """ILC-SAN's connections and decoder, CaRe-BN's moving statistics, Kalman errors and recalibrations
+    (one before and one after the split) continue from a checkpoint as if uninterrupted."""
+    args = [f"experiment={preset}", "train.update_every=50", *extra]
+    train(tmp_path / "whole", *args)
+    train(tmp_path / "split", *args, "train.total_steps=300")
+    train(tmp_path / "split", *args, "resume=auto")
+    a, b = checkpoint.load(tmp_path / "whole"), checkpoint.load(tmp_path / "split")
+    for part in ("actor", "actor_target", "critic"):
+        for key, value in a["learner"][part].items():
+            assert torch.equal(value, b["learner"][part][key]), f"{part}.{key}"
+    assert torch.equal(a["evaluator"]["history"], b["evaluator"]["history"])
+    if preset == "carebn":
+        assert not torch.equal(a["learner"]["actor"]["snn.norms.0.moving_var"], torch.ones(32))
+
+
 def test_after_a_resume_the_progress_bar_times_only_this_segments_steps_after_its_warm_up(tmp_path, monkeypatch):
     """The bar's rate and time left count the steps of the current segment only, and only from its first
     update round (the first policy action and update compile; a resumed run would otherwise show hours
