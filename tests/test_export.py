@@ -271,6 +271,20 @@ def test_ilcsan_exports_a_recurrent_edge_and_decoder_neurons_and_round_trips_exa
 
 # ---- bad input ----------------------------------------------------------------------------------------
 
+class IdentityDecoder(torch.nn.Module):
+    """A decoder the export has never heard of (its first action neuron's rate, for each action)."""
+
+    def __init__(self, act_dim, pop_dim):
+        super().__init__()
+        self.act_dim, self.pop_dim = act_dim, pop_dim
+
+    def unsquashed(self, spikes):
+        return spikes.mean(0).unflatten(-1, (self.act_dim, self.pop_dim))[..., 0]
+
+    def forward(self, spikes):
+        return torch.tanh(self.unsquashed(spikes))
+
+
 def test_bad_input_is_refused_in_one_line_and_nothing_is_overwritten(tmp_path, capsys):
     def refused(argv, fragment):
         assert export_main(argv) == 2
@@ -293,6 +307,9 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_overwritten(tmp_path, c
     normalised = make_checkpoint(tmp_path / "carebn.pt", {**popsan_spec(), "normalization": {
         "_target_": "spikerl.snn.normalization.CareBN", "_partial_": True}}, method="carebn")
     refused([str(normalised), "--out", str(tmp_path / "e")], "does not write normalisation layers (CareBN")
+    unknown = make_checkpoint(tmp_path / "identity.pt", {**popsan_spec(), "decoder": {
+        "_target_": "tests.test_export.IdentityDecoder", "_partial_": True}})
+    refused([str(unknown), "--out", str(tmp_path / "f")], "does not know the decoder IdentityDecoder")
     assert not (tmp_path / "d").exists() and not (tmp_path / "e").exists()
 
     ckpt = make_checkpoint(tmp_path / "popsan.pt", popsan_spec())

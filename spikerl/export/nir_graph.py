@@ -67,8 +67,13 @@ def refuse_unexportable(actor) -> str:
                           "(use --energy-only for its MACs per action)")
     if kind == "other":
         raise ExportError(f"{type(actor).__name__} is not a spiking actor SpikeRL can export to NIR")
+    from ..snn.decoders import MembraneDecoder, PopulationDecoder
     from ..snn.neurons import LIFSpec
 
+    decoder = getattr(actor, "decoder", None)
+    if kind == "popsan" and type(decoder) not in (PopulationDecoder, MembraneDecoder):
+        raise ExportError(f"the NIR export does not know the decoder {type(decoder).__name__}: teach "
+                          f"spikerl/export/nir_graph.py its nodes or host side first")
     if getattr(actor.snn, "norms", None) is not None:
         raise ExportError(f"the NIR export does not write normalisation layers ({type(actor.snn.norms[0]).__name__}, "
                           f"CaRe-BN): fold them into the synapses first")
