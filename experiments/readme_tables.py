@@ -89,7 +89,8 @@ def settings_line(meta: dict) -> str:
         settings = {"task": meta["task"], **settings}
     for key in ("obs_dim", "act_dim"):
         settings.pop(key, None)
-    shown = [f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in settings.items()]
+    shown = [f"{k} {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in settings.items()
+             if v not in ([], None)]
     return "; ".join(shown) or "not recorded"
 
 
