@@ -252,7 +252,8 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
     if inference:
         table("inference_energy", "Inference energy per action", inference, INFERENCE_COLUMNS,
               "\nAn estimate of what one action of the trained actor costs on neuromorphic-style hardware: "
-              "synaptic operations (presynaptic spikes x fan-out) at 45 nm CMOS figures (Horowitz, ISSCC 2014) "
+              "synaptic operations (presynaptic spikes x the synapses they feed) at 45 nm CMOS figures "
+              "(Horowitz, ISSCC 2014) "
               "and at Loihi's published per-operation energy (unverified here: see docs/neuromorphic.md); dense "
               "MACs for non-spiking inputs and for the ANN; memory access not counted. `firing_rate`: mean over "
               "the spiking layers. Set beside the measured training energy below.\n")
