@@ -383,6 +383,29 @@ def test_each_published_difference_is_needed(reversion):
     assert max(found["action"], found.get("membranes", 0.0)) > 1e-3, found
 
 
+def _dynamic(**changed):
+    """The dynamic neurons with one constant or rule of the published step changed."""
+    from dataclasses import replace
+
+    def revert(actor):
+        actor.snn.specs = tuple(replace(spec, **changed) for spec in actor.snn.specs)
+        return actor
+    return revert
+
+
+DYNAMIC_REVERSIONS = {"resistance decays the other way (CaRe-BN's sign)": _dynamic(theta_u=-0.529),
+                      "reset to zero, not theta_r": _dynamic(theta_r=0.0),
+                      "no resistance jump at a spike": _dynamic(theta_s=0.0),
+                      "no synaptic current": _dynamic(alpha=0.0)}
+
+
+@pytest.mark.parametrize("reversion", sorted(DYNAMIC_REVERSIONS))
+def test_each_part_of_the_published_dynamic_neuron_is_needed(reversion):
+    found = compare("restated", encode="pop", decode="fr-mlp", connections="none", neurons="DN",
+                    reversion=DYNAMIC_REVERSIONS[reversion])
+    assert max(found["action"], found["spikes"]) > 1e-3, found
+
+
 def test_connection_names_are_checked_in_one_line():
     assert connection_kinds(["lateral", "bias"]) == ("bias", "lateral")
     assert connection_kinds("intra") == ("bias", "self", "lateral") and connection_kinds("none") == ()
