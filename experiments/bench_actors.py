@@ -1,7 +1,7 @@
 """The spiking actors of the presets against their published code: forward and backward passes per second.
 
-    python experiments/bench_actors.py [--presets ilcsan mdcsan] [--batch 100] [--rounds 5] [--calls 20]
-        [--threads N] [--ilcsan-repo PATH] [--out experiments/results/bench_actors.json]
+    python experiments/bench_actors.py [--presets ilcsan mdcsan carebn] [--batch 100] [--rounds 5] [--calls 20]
+        [--threads N] [--ilcsan-repo PATH] [--carebn-repo PATH] [--out experiments/results/bench_actors.json]
 
 One-thread figures come from
 `taskset -c 0 python experiments/bench_actors.py --threads 1 --out experiments/results/bench_actors_1thread.json`.
@@ -11,7 +11,9 @@ act 6), fed a batch of normalised observations: `ours` (eager, the preset's neur
 (forward and backward in one torch.compile graph, as a run's update compiles them; its compile time is
 reported apart), against `published`, the published module itself with the same weights
 (lucifer2859/ILC-SAN, ilcsan-td3/popsan.py and mdcsan.py: a checkout given by --ilcsan-repo or
-SPIKERL_ILCSAN_REPO; without one the preset is timed without it and the report says so). Before any
+SPIKERL_ILCSAN_REPO; xuzijie32/CaRe-BN, continuous_control/SAN.py: --carebn-repo or SPIKERL_CAREBN_REPO;
+without one the preset is timed without it and the report says so). CaRe-BN's pass is the actor loss's
+(batch statistics and the moving statistics' update, the published `update=True`). Before any
 timing the two must give the same actions and actor-weight gradients (the weights of
 tests/test_published_ilcsan.py's mapping), or the script stops with exit code 1. The unit of work is one
 forward and one backward pass of the actor on the batch (the actor's share of a TD3 update; the critic
@@ -38,11 +40,13 @@ ROOT = Path(__file__).resolve().parents[1]
 OBS, ACT = 17, 6
 # the published options of each preset (hybrid_td3_cuda_norm.py's arguments)
 PUBLISHED = {"ilcsan": ("popsan", "PopSpikeActor", "pop-det", "last-mem", "LIF", "intra"),
-             "mdcsan": ("mdcsan", "MDCSpikeActor", "pop", "fr-mlp", "DN", "none")}
+             "mdcsan": ("mdcsan", "MDCSpikeActor", "pop", "fr-mlp", "DN", "none"),
+             "carebn": ("SAN", "SNN_Actor")}
+FOLDERS = {"ilcsan": "ilcsan-td3", "mdcsan": "ilcsan-td3", "carebn": "CaRe-BN/continuous_control"}
 
 
-def published_module(repo: str, name: str):
-    sys.path.insert(0, str(Path(repo) / "ilcsan-td3"))
+def published_module(repo: str, name: str, preset: str = "ilcsan"):
+    sys.path.insert(0, str(Path(repo) / FOLDERS[preset]))
     try:
         return __import__(name)
     finally:
@@ -55,11 +59,18 @@ def our_actor(preset: str, compile: bool = False) -> torch.nn.Module:
 
 
 def published_actor(preset: str, repo: str, ours: torch.nn.Module):
-    """The published actor with our actor's weights (and a function obs -> action)."""
-    module, cls, encode, decode, neurons, connections = PUBLISHED[preset]
-    actor = getattr(published_module(repo, module), cls)(
-        OBS, ACT, 10, 10, [256, 256], (-3, 3), math.sqrt(0.15), 5, 1.0, torch.device("cpu"), encode, decode, 1.0,
-        neurons, connections)
+    """The published actor with our actor's weights, its forward (obs -> action, as the actor loss calls
+    it) and the pairs (our name -> published parameter)."""
+    if preset == "carebn":
+        actor = published_module(repo, "SAN", preset).SNN_Actor(OBS, ACT, 1.0, "DN", BN=True,
+                                                                device=torch.device("cpu"))
+        forward = lambda o: actor(o, update=True)  # noqa: E731
+    else:
+        module, cls, encode, decode, neurons, connections = PUBLISHED[preset]
+        actor = getattr(published_module(repo, module, preset), cls)(
+            OBS, ACT, 10, 10, [256, 256], (-3, 3), math.sqrt(0.15), 5, 1.0, torch.device("cpu"), encode, decode,
+            1.0, neurons, connections)
+        forward = lambda o: actor(o, o.shape[0])  # noqa: E731
     ours_state = ours.state_dict()
     snn = actor.snn
     pairs = {"encoder.mean": actor.encoder.mean, "encoder.std": actor.encoder.std,
@@ -68,10 +79,13 @@ def published_actor(preset: str, repo: str, ours: torch.nn.Module):
         pairs[f"snn.linears.{i}.weight"], pairs[f"snn.linears.{i}.bias"] = layer.weight, layer.bias
     if hasattr(snn, "conn"):
         pairs["snn.connections.weight"], pairs["snn.connections.bias"] = snn.conn.weight, snn.conn.bias
+    if hasattr(snn, "hidden_norms"):
+        for i, norm in enumerate([*snn.hidden_norms, snn.out_pop_norm]):
+            pairs[f"snn.norms.{i}.gamma"], pairs[f"snn.norms.{i}.beta"] = norm.gamma, norm.beta
     with torch.no_grad():
         for name, param in pairs.items():
             param.copy_(ours_state[name].reshape(param.shape))
-    return actor, pairs
+    return actor, forward, pairs
 
 
 def pass_of(forward, params, obs: torch.Tensor, probe: torch.Tensor):
@@ -85,17 +99,18 @@ def pass_of(forward, params, obs: torch.Tensor, probe: torch.Tensor):
     return run
 
 
-def check(preset: str, ours, published, pairs, obs, probe) -> None:
+def check(preset: str, ours, published, forward, pairs, obs, probe) -> None:
     ours_params = dict(ours.named_parameters())
     action = pass_of(ours, ours.parameters(), obs, probe)()
-    theirs = pass_of(lambda o: published(o, o.shape[0]), published.parameters(), obs, probe)()
+    theirs = pass_of(forward, published.parameters(), obs, probe)()
     problems = []
     if (action - theirs).abs().max() > 1e-5:
         problems.append(f"actions differ by {(action - theirs).abs().max():.3g}")
     for name, param in pairs.items():
         mine = ours_params[name].grad
-        scale = param.grad.abs().max().clamp(min=1e-6)
-        if ((mine - param.grad.reshape(mine.shape)).abs().max() / scale) > 1e-4:
+        # relative to the largest gradient, with a floor: a bias in front of a batch norm has a zero gradient
+        # up to rounding (about 1e-6)
+        if (mine - param.grad.reshape(mine.shape)).abs().max() > 1e-4 * max(param.grad.abs().max(), 0.1):
             problems.append(f"gradient of {name} differs")
     if problems:
         print(f"{preset}: equivalence check FAILED: {'; '.join(problems)}", file=sys.stderr)
@@ -111,6 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--ilcsan-repo", default=os.environ.get("SPIKERL_ILCSAN_REPO"),
                         help="a checkout of lucifer2859/ILC-SAN (default: $SPIKERL_ILCSAN_REPO)")
+    parser.add_argument("--carebn-repo", default=os.environ.get("SPIKERL_CAREBN_REPO"),
+                        help="a checkout of xuzijie32/CaRe-BN (default: $SPIKERL_CAREBN_REPO)")
     parser.add_argument("--compiled", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_actors.json"))
     args = parser.parse_args(argv)
@@ -124,13 +141,14 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(0)
         ours = our_actor(preset)
         windows[(preset, "ours")] = pass_of(ours, ours.parameters(), obs, probe)
-        if args.ilcsan_repo:
-            published, pairs = published_actor(preset, args.ilcsan_repo, ours)
-            check(preset, ours, published, pairs, obs, probe)
-            windows[(preset, "published")] = pass_of(lambda o, p=published: p(o, o.shape[0]), published.parameters(),
-                                                     obs, probe)
+        repo = args.carebn_repo if preset == "carebn" else args.ilcsan_repo
+        if repo:
+            published, forward, pairs = published_actor(preset, repo, ours)
+            check(preset, ours, published, forward, pairs, obs, probe)
+            windows[(preset, "published")] = pass_of(forward, published.parameters(), obs, probe)
         else:
-            notes.append(f"{preset}: no published code given (--ilcsan-repo), timed without it")
+            option = "--carebn-repo" if preset == "carebn" else "--ilcsan-repo"
+            notes.append(f"{preset}: no published code given ({option}), timed without it")
         if args.compiled:
             torch.manual_seed(0)
             compiled_actor = our_actor(preset, compile=True)

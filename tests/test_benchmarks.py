@@ -116,11 +116,11 @@ def test_bench_actors_writes_its_report_and_says_when_the_published_code_is_miss
 def test_bench_actors_stops_before_timing_when_the_published_actor_differs(monkeypatch, capsys):
     bench_actors = importlib.import_module("bench_actors")
     ours = bench_actors.our_actor("ilcsan")
-    published, pairs = bench_actors.published_actor("ilcsan", os.environ["SPIKERL_ILCSAN_REPO"], ours)
+    published, forward, pairs = bench_actors.published_actor("ilcsan", os.environ["SPIKERL_ILCSAN_REPO"], ours)
     obs, probe = torch.randn(8, bench_actors.OBS), torch.randn(8, bench_actors.ACT)
-    bench_actors.check("ilcsan", ours, published, pairs, obs, probe)
+    bench_actors.check("ilcsan", ours, published, forward, pairs, obs, probe)
     with torch.no_grad():
         published.snn.conn.bias.add_(0.5)
     with pytest.raises(SystemExit) as stop:
-        bench_actors.check("ilcsan", ours, published, pairs, obs, probe)
+        bench_actors.check("ilcsan", ours, published, forward, pairs, obs, probe)
     assert stop.value.code == 1 and "equivalence check FAILED" in capsys.readouterr().err
