@@ -181,6 +181,9 @@ def _check_values(rc: RunConfig, devices: bool = True, rendezvous: bool = True) 
     for section in SCHEMAS:
         _check_declared(section, getattr(rc, section))
     e, d = rc.env, rc.dist
+    if d.world_size > 1 and (rc.actor.get("normalization") or None) is not None:
+        raise ConfigError("actor.normalization (CaRe-BN) keeps its statistics per process and nothing averages them "
+                          "across ranks yet; run it with dist.world_size=1")
     if rc.train.batch_size > rc.replay.size:
         raise ConfigError(f"train.batch_size ({rc.train.batch_size}) is larger than replay.size ({rc.replay.size})")
     if e.max_episode_steps is not None and e.max_episode_steps <= 0:

@@ -115,6 +115,7 @@ BAD_INPUTS = [
     (["experiment=ilcsan", "actor.decoder.decay=1.5"], "decoder decay must be in [0, 1], got 1.5"),
     (["experiment=carebn", "actor.normalization.momentum=1.5"], "normalization momentum must be in [0, 1), got 1.5"),
     (["experiment=carebn", "encoder.squash=sigmoid"], "encoder squash must be 'none' or 'tanh'"),
+    (["experiment=carebn", "dist.world_size=2"], "actor.normalization (CaRe-BN) keeps its statistics per process"),
     (["env.id=NoSuchTask-v0"], "unknown gymnasium task 'NoSuchTask-v0'"),
     (["train.total_steps=0"], "train.total_steps must be positive"),
     (["train.total_steps=-5"], "train.total_steps must be positive"),
