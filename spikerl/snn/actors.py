@@ -4,13 +4,14 @@ to the action space); `forward` is tanh of `unsquashed(obs)`, which a Gaussian p
 its mean.
 
 Spiking actors run time-major ([T, B, N]) and layer by layer: a layer's input is known for all T
-timesteps before the layer runs (no recurrence goes back a layer), so each layer is one matmul over
-T * B rows, then its neurons step through time. Neuron state lives in forward locals only.
+timesteps before the layer runs (no recurrence goes back a layer; connections inside the output
+layer feed its own spikes forward in time), so each layer is one matmul over T * B rows, then its
+neurons step through time. Neuron state lives in forward locals only.
 
-The neurons are snnTorch `Synaptic` modules (constants, surrogate, reset rule), read once into a
+LIF neurons are snnTorch `Synaptic` modules (constants, surrogate, reset rule), read once into a
 `LIFSpec` per layer. `neuron_backend` chooses who steps them through time (spikerl/snn/through_time.py):
 `snntorch` calls their forward; `fused` and `bptt` (default, fastest) compute the same recurrence from
-the spec.
+the spec. Other neuron models (spikerl/snn/neurons.py) step themselves.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from .through_time import neuron_backend
 
 
 class SpikingLayers(nn.Module):
-    """Fully connected layers of current-based LIF neurons: [T, B, n_in] -> spikes [T, B, sizes[-1]].
+    """Fully connected layers of spiking neurons: [T, B, n_in] -> spikes [T, B, sizes[-1]].
     `neuron` is every layer's neuron settings, or a list of one per layer (spikerl/snn/neurons.py,
     `make_neuron`: snnTorch's current-based LIF by default, with `current_lif`'s settings and optionally
     `reset_gradient`; `model: dynamic` for MDC-SAN's dynamic neuron, which every backend computes with
     the same autograd loop). `connections` (spikerl/snn/connections.py), if given, are the last
     layer's connections to itself: its bias joins the input current, its weights feed the layer's
-    spikes of each step into the next."""
+    spikes of each step into the next. `normalization` (spikerl/snn/normalization.py), if given, builds
+    a layer between each layer's synapses and its neurons."""
 
     def __init__(
         self, n_in: int, sizes: Sequence[int], neuron: Mapping | Sequence[Mapping], surrogate: dict, bias: bool = True,
