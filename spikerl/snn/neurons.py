@@ -150,6 +150,12 @@ class LIFSpec:
                    module=neuron, reset_gradient=bool(reset_gradient))
 
 
+def step_input(current: torch.Tensor, t: int, recurrent, spikes: torch.Tensor) -> torch.Tensor:
+    """A layer's input at step t: I_t, plus `recurrent` of its own spikes of step t - 1 when the layer
+    is fed them back (intra-layer connections; nothing at the first step, whose previous spikes are 0)."""
+    return current[t] if recurrent is None or t == 0 else current[t] + recurrent(spikes)
+
+
 def run_snntorch(spec: LIFSpec, current: torch.Tensor, recurrent=None) -> tuple[torch.Tensor, torch.Tensor]:
     """snnTorch's own forward, one call per timestep, from zero state: spikes [T, B, N] and the final
     (post-reset) membrane [B, N]. The reference the faster backends are tested against. `recurrent`, if
@@ -165,7 +171,7 @@ def run_snntorch(spec: LIFSpec, current: torch.Tensor, recurrent=None) -> tuple[
     spk = torch.zeros_like(current[0])
     for t in range(current.shape[0]):
         previous = mem
-        spk, syn, mem = neuron(current[t] if recurrent is None or t == 0 else current[t] + recurrent(spk), syn, mem)
+        spk, syn, mem = neuron(step_input(current, t, recurrent, spk), syn, mem)
         if spec.spiking and not spec.reset_gradient:
             pre = neuron.beta.clamp(0, 1) * previous + syn
             mem = mem.detach() + (1.0 - spk.detach()) * (pre - pre.detach())
@@ -210,7 +216,7 @@ class DynamicSpec:
         z = torch.zeros_like(current[0])
         spikes = []
         for t in range(current.shape[0]):
-            syn = self.alpha * syn + (current[t] if recurrent is None or t == 0 else current[t] + recurrent(z))
+            syn = self.alpha * syn + step_input(current, t, recurrent, z)
             v = v * (1.0 - z) + self.theta_r * z
             r = r + self.theta_s * z
             # as published: v + (v^2 - v - r + c) and r + (theta_v v - theta_u r), from the same v and r

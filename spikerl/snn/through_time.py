@@ -20,7 +20,7 @@ from functools import partial
 import torch
 
 from ..runtime.compiler import CompiledOrEager
-from .neurons import LIFSpec, run_snntorch
+from .neurons import LIFSpec, run_snntorch, step_input
 
 
 def heaviside(x: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,7 @@ def lif_forward(current: torch.Tensor, alpha: float, beta: float, threshold: flo
     z = torch.zeros_like(current[0])
     pre, spikes = [], []
     for t in range(current.shape[0]):
-        syn = alpha * syn + (current[t] if recurrent is None or t == 0 else current[t] + recurrent(z))
+        syn = alpha * syn + step_input(current, t, recurrent, z)
         u = beta * mem + syn
         z = spike(u - threshold)
         z_reset = reset_grad * z + (1.0 - reset_grad) * z.detach()  # equal to z; only its gradient differs
