@@ -158,7 +158,7 @@ def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
         previous = neu
     if conn is not None:
         if conn.bias is not None:
-            nodes[syn] = nir.Affine(weight=nodes[syn].weight, bias=_numpy(linear.bias + conn.bias))
+            nodes[syn] = nir.Affine(weight=nodes[syn].weight, bias=_numpy(actor.snn.bias(len(actor.snn.linears) - 1)))
         if conn.recurrent:
             nodes["intra"] = nir.Linear(weight=_numpy(conn.full()))
             edges += [(previous, "intra"), ("intra", previous)]

@@ -62,19 +62,21 @@ class SpikingLayers(nn.Module):
             x = self.layer(i, x)
         return x
 
+    def bias(self, i: int) -> torch.Tensor | None:
+        """Layer i's input bias: its synapses', plus, for the last layer, its connections' (one sum, as
+        the NIR export's one Affine node holds it)."""
+        own = self.linears[i].bias
+        extra = self.connections.bias if self.connections is not None and i == len(self.linears) - 1 else None
+        return own if extra is None else extra if own is None else own + extra
+
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Layer i's spikes [T, B, N] from its input [T, B, n_in]."""
         spec, linear = self.specs[i], self.linears[i]
         # the LIF through the chosen backend; another neuron model through its own `run`
         run = partial(self.run, spec) if isinstance(spec, LIFSpec) else spec.run
         conn = self.connections if i == len(self.linears) - 1 else None
-        if conn is None:
-            # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
-            current = linear(x).float()
-        else:
-            # the connections' bias joins the layer's, as one Affine node does it in the NIR export
-            bias = conn.bias if linear.bias is None else linear.bias if conn.bias is None else linear.bias + conn.bias
-            current = nn.functional.linear(x, linear.weight, bias).float()
+        # under bf16 autocast the matmul runs in bf16; the membrane recurrence stays fp32
+        current = nn.functional.linear(x, linear.weight, self.bias(i)).float()
         if self.norms is not None:
             current = self.norms[i](current)
         return run(current, recurrent=conn if conn is not None and conn.recurrent else None)[0]
