@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from spikerl import job, run
 from spikerl.config import ConfigError, compose, expand_overrides, validate
@@ -85,6 +86,18 @@ def test_allowed_values_are_read_from_the_modules_that_own_them():
 def test_sweeps_expand_into_jobs():
     jobs = expand_overrides(["env=hopper,ant", "seed=0,1,2", "train.total_steps=10"])
     assert len(jobs) == 6 and ["env=ant", "seed=2", "train.total_steps=10"] in jobs
+
+
+def test_the_paper_preset_sweeps_three_tasks_six_methods_three_seeds():
+    """benchmark=paper_100k is issue 23's grid; PopSAN-SAC is one value of the experiment axis, the same
+    config as `experiment=popsan algo=sac`, so its runs carry that label."""
+    jobs = expand_overrides(["benchmark=paper_100k"])
+    assert len(jobs) == 54 and ["env=ant", "experiment=popsan_sac", "seed=2", "benchmark=paper_100k"] in jobs
+    assert len(expand_overrides(["benchmark=paper_100k", "env=hopper", "seed=0"])) == 6
+    sac = compose(["experiment=popsan_sac"])
+    assert OmegaConf.to_container(sac) == OmegaConf.to_container(compose(["experiment=popsan", "algo=sac"]))
+    rc = validate(compose(["benchmark=paper_100k", "experiment=popsan_sac", "env=ant"]))
+    assert (rc.method, rc.train.total_steps, rc.train.eval_every) == ("popsan-sac", 100000, 5000)
 
 
 def test_every_job_of_a_large_sweep_is_checked_before_the_first_starts():
