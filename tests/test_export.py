@@ -12,6 +12,7 @@ from spikerl import evaluate
 from spikerl.export import DT, SimulationError, inference_energy, read_bundle, simulate
 from spikerl.export.__main__ import main as export_main
 from spikerl.export.energy import FIGURES
+from spikerl.export.snntorch_reader import run_with_snntorch, supports
 from spikerl.rl.normalizer import ObsNormalizer
 from spikerl.runtime import checkpoint
 
@@ -139,13 +140,28 @@ def test_an_edge_that_closes_a_cycle_carries_the_previous_steps_output():
     assert trace["s"][0].flatten().tolist() == [1.0, 1.5, 1.75, 0.875]  # the node's input, x_t + y_{t-1}
 
 
+def test_graphs_snntorchs_importer_would_compute_otherwise_are_not_given_to_it():
+    """snnTorch 1.0's importer maps no I/LI/CubaLI node, miswires a recurrent edge and assumes dt = 1e-4 s."""
+    lif = nir.LIF(tau=np.full(2, 2e-4), r=np.full(2, 2.0), v_leak=np.zeros(2), v_threshold=np.ones(2),
+                  v_reset=np.zeros(2))
+    graph = one_node_graph(lif, 2)
+    assert supports(graph) == "snnTorch's importer assumes dt = 0.0001 s; the graph's is 0.001 s"
+    graph.metadata["dt"] = DT
+    assert supports(graph) is None
+    loop = nir.NIRGraph(nodes={**graph.nodes, "rec": nir.Linear(weight=np.eye(2))},
+                        edges=[*graph.edges, ("n", "rec"), ("rec", "n")], metadata={"dt": DT}, type_check=False)
+    assert supports(loop) == "snnTorch's importer does not wire a recurrent edge as a one-step-delayed input"
+    assert supports(one_node_graph(nir.I(r=np.ones(2)), 2)) == "snnTorch's importer maps no I node"
+
+
 # ---- export and exact round trip ----------------------------------------------------------------------
 
 def test_popsan_at_halfcheetah_sizes_round_trips_exactly(tmp_path, capsys):
     ckpt = make_checkpoint(tmp_path / "popsan.pt", popsan_spec())
     out = tmp_path / "bundle"
     assert export_main([str(ckpt), "--out", str(out), "--episodes", "1"]) == 0
-    assert "equal the trained actor's" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "equal the trained actor's" in printed and "snnTorch's NIR importer read actor.nir" in printed
     assert sorted(p.name for p in out.iterdir()) == ["actor.nir", "bundle.json", "host.npz"]
     info = json.loads((out / "bundle.json").read_text())
     assert info["round_trip"]["ok"] and info["round_trip"]["actor_forward_equal"]
@@ -172,6 +188,12 @@ def test_popsan_at_halfcheetah_sizes_round_trips_exactly(tmp_path, capsys):
         enc = actor.encoder(normalizer(raw), 5)
         spikes = actor.snn(enc)
     assert torch.equal(ran["encoder_input"], enc) and torch.equal(ran["output"], spikes)
+    # a third-party reader: snnTorch's own NIR importer computes the same spikes and actions
+    sn = run_with_snntorch(graph, enc)
+    assert torch.equal(sn["output"], spikes) and torch.equal(bundle.host.decode(sn["output"]), policy(raw))
+    assert all(torch.equal(sn[name], ran["trace"][name][1]) for name in ("lif1", "lif2", "lif3"))
+    checked = info["round_trip"]["snntorch"]
+    assert checked["checked"] and all(checked["layer_spikes_equal"]) and checked["actions_equal"]
     for name in ("lif1", "lif2", "lif3"):  # every layer fires, but not always: the test is not vacuous
         rate = ran["trace"][name][1].mean().item()
         assert 0.01 < rate < 0.99, (name, rate)
@@ -208,6 +230,8 @@ def test_dsrl_exports_with_linear_synapses_a_lif_first_layer_and_an_integrator_r
     graph = nir.read(out / "actor.nir")
     assert [type(graph.nodes[n]).__name__ for n in ("fc1", "lif1", "fc2", "lif2", "readout", "integrator")] \
         == ["Linear", "LIF", "Linear", "CubaLIF", "Linear", "I"]
+    skipped = json.loads((out / "bundle.json").read_text())["round_trip"]["snntorch"]
+    assert skipped == {"checked": False, "why": "snnTorch's importer maps no I node"}
     policy = evaluate.load_policy(checkpoint.load(ckpt))
     raw = recorded_observations(policy)
     assert torch.equal(read_bundle(out).run(raw)["action"], policy(raw))
@@ -238,6 +262,7 @@ def test_ilcsan_exports_a_recurrent_edge_and_decoder_neurons_and_round_trips_exa
     assert export_main([str(ckpt), "--out", str(out), "--episodes", "1"]) == 0
     info = json.loads((out / "bundle.json").read_text())
     assert info["round_trip"]["ok"] and info["host"]["decoder"]["readout"] == readout
+    assert info["round_trip"]["snntorch"] == {"checked": False, "why": f"snnTorch's importer maps no {membrane} node"}
     graph = nir.read(out / "actor.nir")
     assert ("lif3", "decoder") in graph.edges and ("decoder", "decoder_membrane") in graph.edges
     assert type(graph.nodes["decoder_membrane"]).__name__ == membrane

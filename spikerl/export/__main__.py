@@ -7,6 +7,11 @@ episodes, and checked to give exactly the trained actor's spikes and actions on 
 those episodes; the energy per action counted on them is printed (--json: one JSON object). Nothing
 is written unless the check passes; an existing folder is replaced only with --force.
 
+--quantize int8 [--target loihi|float] writes the actor quantised under a target's rules instead
+(spikerl/export/quantize.py): it is run in the target's arithmetic for the evaluation episodes beside
+the float actor, and written only if its return keeps --min-return-ratio of the float return (or
+with --force); the returns, the share of equal actions and the energy at that precision are printed.
+
 --energy-only prints the energy per action of any actor, the MLP (ANN) actor included, and writes
 nothing. Bad input (not a spiking actor, an unreadable checkpoint, an existing output folder) is
 refused in one line with exit code 2.
@@ -26,7 +31,18 @@ import torch
 from ..rl.evaluation import trained_actor
 from ..runtime import checkpoint
 from .energy import energy_lines, inference_energy, spiking_energy
-from .nir_graph import INFO_FILE, ExportError, build_bundle, read_bundle, verify_round_trip, write_bundle
+from .nir_graph import (
+    INFO_FILE,
+    ExportError,
+    build_bundle,
+    quantized_bundle,
+    read_bundle,
+    verify_round_trip,
+    write_bundle,
+)
+from .quantize import SCHEMES, TARGETS
+
+MIN_RETURN_RATIO = 0.95
 
 
 def default_out(path: Path) -> Path:
@@ -61,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-episode-steps", type=int, default=None, help="cut episodes short (default: the run's)")
     parser.add_argument("--energy-only", action="store_true", help="print the energy per action; write nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text lines")
+    parser.add_argument("--quantize", metavar="SCHEME", help=f"quantise the weights: {' | '.join(SCHEMES)}")
+    parser.add_argument("--target", metavar="TARGET",
+                        help=f"the rules to quantise for, with --quantize: {' | '.join(TARGETS)} (default loihi)")
+    parser.add_argument("--min-return-ratio", metavar="R",
+                        help=f"with --quantize: write only if the quantised return keeps this share of the float "
+                             f"return (default {MIN_RETURN_RATIO}); --force writes anyway")
     args = parser.parse_args(argv)
     if args.episodes <= 0:
         parser.error("--episodes must be positive")
@@ -69,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spikerl.export: error: {message}", file=sys.stderr)
         return code
 
+    problem = _quantize_args(args)
+    if problem:
+        return fail(problem)
     try:
         state = checkpoint.load(args.path)
         if args.energy_only:
@@ -83,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"output folder {out} exists; pass --force to replace it")
         actor, normalizer = trained_actor(state)
         bundle = build_bundle(state, str(args.path), actor, normalizer)
+        quantized = quantized_bundle(bundle, args.target, args.quantize) if args.quantize else None
     except (checkpoint.CheckpointError, ExportError) as exc:
         return fail(str(exc))
 
+    if quantized is not None:
+        return export_quantized(args, state, bundle, quantized, out, fail)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         try:
@@ -100,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         info = dict(written.info)
         info["round_trip"] = {
             **check, "episodes": args.episodes, "seed": energy["seed"], "graph_read_with": "nir.read",
-            "simulator": "spikerl.export.simulate (feed-forward, forward Euler at dt, current-first)",
+            "simulator": "spikerl.export.simulate (every node stepped together, forward Euler at dt, current-first)",
             "compared_with": "the trained actor (float32) fed the same encoder input; torch.equal",
         }
         info["energy_per_action_uj"] = energy["energy_uj"]
@@ -127,6 +155,112 @@ def main(argv: list[str] | None = None) -> int:
     print(f"round trip: actor.nir read back with nir.read and simulated (dt = {written.dt:g} s, "
           f"{written.info['update_order']}) on {check['observations']:,} observations of {args.episodes} episodes, "
           f"given {same}: every layer's spikes, the output and the actions equal the trained actor's")
+    print(snntorch_line(check["snntorch"]))
+    print("\n".join(energy_lines(energy)))
+    return 0
+
+
+def snntorch_line(check: dict) -> str:
+    if not check["checked"]:
+        return f"snnTorch's NIR importer: not checked ({check['why']})"
+    if all(check["layer_spikes_equal"]) and check["actions_equal"]:
+        return f"snnTorch's NIR importer read actor.nir ({check['reader']}): every layer's spikes and the actions equal"
+    return (f"warning: snnTorch's NIR importer ({check['reader']}) reads actor.nir differently: layer spikes equal "
+            f"{check['layer_spikes_equal']}, actions equal {check['actions_equal']}")
+
+
+def _quantize_args(args) -> str | None:
+    """The quantisation options checked (and their defaults filled in); a one-line problem, or None."""
+    if not args.quantize:
+        given = [flag for flag, value in (("--target", args.target), ("--min-return-ratio", args.min_return_ratio))
+                 if value is not None]
+        return f"{' and '.join(given)} apply to a quantised export: add --quantize int8" if given else None
+    if args.energy_only:
+        return "--energy-only prints the float actor's energy; the quantised export prints its own: leave one out"
+    if args.quantize not in SCHEMES:
+        return f"unknown --quantize {args.quantize!r} (choose one of: {', '.join(SCHEMES)})"
+    args.target = args.target or "loihi"
+    if args.target not in TARGETS:
+        return f"unknown --target {args.target!r} (choose one of: {', '.join(TARGETS)})"
+    try:
+        args.min_return_ratio = MIN_RETURN_RATIO if args.min_return_ratio is None else float(args.min_return_ratio)
+    except ValueError:
+        return f"--min-return-ratio must be a number in (0, 1], got {args.min_return_ratio!r}"
+    if not 0.0 < args.min_return_ratio <= 1.0:
+        return f"--min-return-ratio must be in (0, 1], got {args.min_return_ratio:g}"
+    return None
+
+
+def keeps_return(float_return: float, quantized_return: float, ratio: float) -> bool:
+    """Whether the quantised return keeps `ratio` of the float one: q >= f - (1 - ratio) |f| (for a positive
+    float return, q >= ratio f; a negative one may fall by (1 - ratio) of its size)."""
+    return quantized_return >= float_return - (1.0 - ratio) * abs(float_return)
+
+
+@torch.inference_mode()
+def compare_actions(reference, quantized, written, raw_obs: torch.Tensor, generator: torch.Generator) -> dict:
+    """On the same observations and encoder input: how often the quantised actor's action equals the
+    float actor's, how far they differ, and whether the written bundle acts as the one in memory."""
+    x = reference.host.encode(reference.host.normalise(raw_obs.float()), generator)
+    ref = reference.run(raw_obs, encoder_input=x)["action"]
+    ours = quantized.run(raw_obs, encoder_input=x)["action"]
+    back = written.run(raw_obs, encoder_input=x)["action"]
+    diff = (ref - ours).abs()
+    return {"observations": int(raw_obs.shape[0]), "actions_equal_fraction": float((diff == 0).all(1).float().mean()),
+            "action_mean_abs_diff": float(diff.mean()), "action_max_abs_diff": float(diff.max()),
+            "read_back_equal": torch.equal(ours, back)}
+
+
+def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> int:
+    """Write the quantised bundle if it keeps the float return (or --force); print what it did."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        try:
+            write_bundle(quantized, tmp)
+        except OSError as exc:
+            return fail(f"cannot write {out}: {exc.strerror or exc}")
+        written = read_bundle(tmp)
+        steps = args.max_episode_steps
+        float_energy, _ = spiking_energy(state, bundle, args.episodes, args.seed, steps, source=args.path)
+        energy, observations = spiking_energy(state, written, args.episodes, args.seed, steps, source=args.path)
+        check = compare_actions(bundle, quantized, written, observations,
+                                torch.Generator().manual_seed(energy["seed"] + 1))
+        f, q = float_energy["return_mean"], energy["return_mean"]
+        closed = {"episodes": args.episodes, "seed": energy["seed"], "float_return": f, "quantized_return": q,
+                  "float_returns": float_energy["returns"], "quantized_returns": energy["returns"],
+                  "ratio": q / f if f > 0 else None, "min_return_ratio": args.min_return_ratio,
+                  "kept": keeps_return(f, q, args.min_return_ratio), **check}
+        info = dict(written.info)
+        info["quantization"] = {**info["quantization"], "closed_loop": closed}
+        info["energy_per_action_uj"] = energy["energy_uj"]
+        info["float_energy_per_action_uj"] = float_energy["energy_uj"]
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if not check["read_back_equal"]:
+            return fail("the written quantised bundle does not act as the one built; nothing written", 1)
+        if not closed["kept"] and not args.force:
+            return fail(f"the quantised actor's return {q:,.1f} is below {args.min_return_ratio:g} of the float "
+                        f"actor's {f:,.1f} over {args.episodes} episodes; nothing written (--force writes it)", 1)
+        try:
+            _replace(tmp, out)
+        except OSError as exc:
+            return fail(f"cannot write {out}: {exc.strerror or exc}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"bundle": str(out), "quantization": info["quantization"], "energy": energy,
+                          "float_energy": float_energy}, indent=2))
+        return 0
+    source = info["source"]
+    ratio = "-" if closed["ratio"] is None else f"{closed['ratio']:.3f}"
+    kept = "" if closed["kept"] else ": NOT kept, written with --force"
+    print(f"exported {source['method']} ({source['actor_name']}, {source['env_id']}) quantised {args.quantize} for "
+          f"{args.target} to {out}: actor.nir (the weights the integers stand for), host.npz (the integers), "
+          f"bundle.json (the rules)")
+    print(f"closed loop over {args.episodes} episodes (seed {closed['seed']}): quantised return {q:,.1f}, float "
+          f"{f:,.1f} (ratio {ratio}, minimum {args.min_return_ratio:g}{kept})")
+    print(f"actions on the {check['observations']:,} observations of those episodes: "
+          f"{100 * check['actions_equal_fraction']:.1f} % equal the float actor's, mean |difference| "
+          f"{check['action_mean_abs_diff']:.4f}, largest {check['action_max_abs_diff']:.4f}")
     print("\n".join(energy_lines(energy)))
     return 0
 

@@ -20,7 +20,8 @@ was checked against its primary source. Two estimates of the chip's energy per a
            float mult + add, neuron update by node (UPDATE_OPS): CubaLIF 2 mults + 3 adds (two decays
            and sums, the threshold compare), CubaLI 2 + 2, LIF 1 + 2, LI 1 + 1, I 0 + 1; plus 1 add
            per neuron and step where the layer has a bias. All from Horowitz (ISSCC 2014), 45 nm;
-           memory access is not counted.
+           memory access is not counted. A graph quantised for Loihi (integer states) is priced with
+           the same table's 32-bit integer add and multiply instead (`arithmetic`: int32).
     loihi  synaptic op = Loihi's energy per synaptic spike op (its minimum), neuron update = Loihi's
            neuron update energy (inactive), dense MACs as in `45nm` (Loihi 1 has no graded input):
            Davies et al. (IEEE Micro 2018), figures NOT checked against the paper (see FIGURES).
@@ -61,7 +62,10 @@ FIGURES = {
     # Horowitz (ISSCC 2014), table of 45 nm energies: 32-bit float add 0.9 pJ, 32-bit float mult 3.7 pJ
     "fp32_add": Figure(0.9, "32-bit float add", _HOROWITZ, True),
     "fp32_mult": Figure(3.7, "32-bit float multiply", _HOROWITZ, True),
-    # a multiply-accumulate: the two above added (4.6 pJ), as it is usually quoted
+    # the same table's integers: 32-bit add 0.1 pJ, 32-bit multiply 3.1 pJ (a quantised graph's 24-bit states)
+    "int32_add": Figure(0.1, "32-bit integer add", _HOROWITZ, True),
+    "int32_mult": Figure(3.1, "32-bit integer multiply", _HOROWITZ, True),
+    # a multiply-accumulate: the two float figures added (4.6 pJ), as it is usually quoted
     "fp32_mac": Figure(4.6, "32-bit float multiply-accumulate (mult + add)", _HOROWITZ, True),
     # Davies et al. (IEEE Micro 2018), Loihi (14 nm): "energy per synaptic spike op (min)", 23.6 pJ
     "loihi_synaptic_op": Figure(23.6, "Loihi energy per synaptic spike op (minimum)", _DAVIES, False, _UNCHECKED),
@@ -83,6 +87,8 @@ class OpCounter:
 
     def __init__(self, bundle: Bundle):
         self.graph, self.T = bundle.graph, bundle.host.timesteps
+        # a graph under the loihi rules adds and decays in integers; priced with Horowitz's integer figures
+        self.arithmetic = "int32" if bundle.quant is not None and bundle.quant.target == "loihi" else "fp32"
         preds = predecessors(self.graph)
         succs: dict[str, list[str]] = {name: [] for name in self.graph.nodes}
         for src, dst in self.graph.edges:
@@ -152,12 +158,13 @@ class OpCounter:
             totals["macs"] += macs
             totals["neuron_updates"] += updates
             mults, adds = UPDATE_OPS[layer["neuron"]]
-            update_45 = mults * _pj("fp32_mult") + adds * _pj("fp32_add")
-            update_45 += _pj("fp32_add") if layer["bias"] else 0.0
-            e45 += row["synaptic_ops"] * _pj("fp32_add") + macs * _pj("fp32_mac") + updates * update_45
+            add, mult = _pj(f"{self.arithmetic}_add"), _pj(f"{self.arithmetic}_mult")
+            update_45 = mults * mult + adds * add + (add if layer["bias"] else 0.0)
+            e45 += row["synaptic_ops"] * add + macs * _pj("fp32_mac") + updates * update_45
             eloihi += (row["synaptic_ops"] * _pj("loihi_synaptic_op") + macs * _pj("fp32_mac")
                        + updates * _pj("loihi_neuron_update"))
-        return {"actions": self.actions, "layers": layers, "totals": totals, "chip_pj": {"45nm": e45, "loihi": eloihi}}
+        return {"actions": self.actions, "layers": layers, "totals": totals, "arithmetic": self.arithmetic,
+                "chip_pj": {"45nm": e45, "loihi": eloihi}}
 
 
 def host_ops(host, obs_dim: int, act_dim: int) -> dict:
@@ -249,7 +256,8 @@ def spiking_energy(state: dict, bundle: Bundle, episodes: int = 2, seed: int | N
     host = host_ops(bundle.host, meta["obs_dim"], meta["act_dim"])
     energy = {**counts.pop("chip_pj"), "host_45nm": host["energy_pj_45nm"]}
     result = {**_describe(source, state), "kind": "spiking", "episodes": episodes, "seed": seed,
-              "return_mean": float(np.mean(returns)), "timesteps": bundle.host.timesteps, "dt": bundle.dt, **counts,
+              "return_mean": float(np.mean(returns)), "returns": [float(r) for r in returns],
+              "timesteps": bundle.host.timesteps, "dt": bundle.dt, **counts,
               "host": host, "energy_pj": energy, "energy_uj": _megas(energy)}
     return result, recorded
 
@@ -296,8 +304,9 @@ def energy_lines(result: dict) -> list[str]:
                  f"(Horowitz 2014 fp32 MAC 4.6 pJ); host normaliser {e['host_45nm'] * 1e6:.0f} pJ"]
         return lines
     t = result["totals"]
+    ops = ", integer ops" if result.get("arithmetic") == "int32" else ""
     lines = [f"inference energy per action over {result['episodes']} episodes ({result['actions']:,} actions): "
-             f"chip {e['45nm']:.3f} µJ at 45 nm (Horowitz 2014), {e['loihi']:.3f} µJ with Loihi's per-op figures "
+             f"chip {e['45nm']:.3f} µJ at 45 nm (Horowitz 2014{ops}), {e['loihi']:.3f} µJ with Loihi's per-op figures "
              f"(Davies 2018, unverified); host side {e['host_45nm']:.3f} µJ at 45 nm",
              f"  per action: {t['synaptic_ops']:,.0f} synaptic ops, {t['macs']:,.0f} dense MACs, "
              f"{t['neuron_updates']:,.0f} neuron updates over {result['timesteps']} timesteps"]

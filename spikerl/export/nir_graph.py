@@ -34,7 +34,9 @@ import torch
 from ..rl.evaluation import trained_actor
 from ..snn.decoders import read_membrane
 from ..snn.encoders import split_sign
+from .quantize import QuantizedGraph, QuantizeError, from_written, quantize
 from .simulate import simulate
+from .snntorch_reader import check_with_snntorch
 
 DT = 1e-4  # seconds per actor timestep in the NIR graph
 UPDATE_ORDER = "current-first"  # the membrane integrates this step's synaptic current (snnTorch, Loihi)
@@ -291,6 +293,7 @@ class Bundle:
     neurons: list[str]
     host: Host
     info: dict
+    quant: QuantizedGraph | None = None  # a quantised bundle: the graph under a target's rules
 
     @property
     def dt(self) -> float:
@@ -304,8 +307,11 @@ class Bundle:
         raw_obs = raw_obs.float()
         if encoder_input is None:
             encoder_input = self.host.encode(self.host.normalise(raw_obs), generator)
-        outputs, trace = simulate(self.graph, encoder_input, dt=self.dt, order=self.info["update_order"],
-                                  record=True)
+        if self.quant is not None:
+            outputs, trace = self.quant.simulate(encoder_input, record=True)
+        else:
+            outputs, trace = simulate(self.graph, encoder_input, dt=self.dt, order=self.info["update_order"],
+                                      record=True)
         output = outputs["output"]
         return {"action": self.host.decode(output), "encoder_input": encoder_input, "output": output,
                 "trace": trace if record else None}
@@ -365,7 +371,7 @@ def write_bundle(bundle: Bundle, folder: Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True)
     nir.write(folder / GRAPH_FILE, bundle.graph)
-    np.savez(folder / HOST_FILE, **bundle.host.arrays)
+    np.savez(folder / HOST_FILE, **bundle.host.arrays, **(bundle.quant.arrays() if bundle.quant else {}))
     (folder / INFO_FILE).write_text(json.dumps(bundle.info, indent=2) + "\n")
 
 
@@ -381,7 +387,22 @@ def read_bundle(folder: str | Path) -> Bundle:
         raise ExportError(f"cannot read the bundle in {folder}: {type(exc).__name__}") from None
     if info.get("format") != BUNDLE_FORMAT:
         raise ExportError(f"{folder} holds bundle format {info.get('format')!r}; this SpikeRL reads {BUNDLE_FORMAT}")
-    return Bundle(graph, list(info["graph"]["neurons"]), Host(info["host"], arrays), info)
+    quant = from_written(info["quantization"], graph, arrays) if info.get("quantization") else None
+    return Bundle(graph, list(info["graph"]["neurons"]), Host(info["host"], arrays), info, quant)
+
+
+def quantized_bundle(bundle: Bundle, target: str, scheme: str = "int8") -> Bundle:
+    """The bundle with its graph under a target's integer rules (spikerl/export/quantize.py): actor.nir
+    then holds the weights the integers stand for, host.npz the integers, bundle.json the rules."""
+    try:
+        quant = quantize(bundle.graph, target, scheme, binary_input=bundle.host.encoder_kind == "population")
+    except QuantizeError as exc:
+        raise ExportError(f"cannot quantise for {target}: {exc}") from None
+    info = {**bundle.info, "quantization": quant.rules(),
+            "arithmetic": ("integer, as Lava's bit-accurate Loihi models compute" if target == "loihi" else
+                           "int8 weights (dequantised in actor.nir), float32 neurons")}
+    info["graph"] = {**info["graph"], "nodes": {name: type(node).__name__ for name, node in quant.graph.nodes.items()}}
+    return Bundle(quant.graph, bundle.neurons, bundle.host, info, quant)
 
 
 @torch.inference_mode()
@@ -412,8 +433,10 @@ def verify_round_trip(actor, normalizer, bundle: Bundle, raw_obs: torch.Tensor,
     """Run the bundle (its NIR graph simulated by spikerl.export.simulate) and the trained actor on the
     same raw observations, the actor fed the host encoder's input (the same Poisson spikes), and
     compare exactly. With a deterministic encoder the actor's own forward (its own encoder) is compared
-    too. Returns {"observations", "layer_spikes_equal" [per neuron node], "output_equal",
-    "actions_equal", "encoder_equal", "actor_forward_equal", "ok"}; None where a check does not apply."""
+    too; where snnTorch's importer can read the graph, what it computes is compared as well (`snntorch`,
+    not part of `ok`). Returns {"observations", "layer_spikes_equal" [per neuron node], "output_equal",
+    "actions_equal", "encoder_equal", "actor_forward_equal", "snntorch", "ok"}; None where a check does
+    not apply."""
     raw_obs = raw_obs.float()
     ran = bundle.run(raw_obs, generator=generator, record=True)
     ref = actor_reference(actor, normalizer, raw_obs, ran["encoder_input"])
@@ -425,6 +448,7 @@ def verify_round_trip(actor, normalizer, bundle: Bundle, raw_obs: torch.Tensor,
               "output_equal": torch.equal(ref["output"], output),
               "actions_equal": torch.equal(ref["action"], ran["action"]),
               "encoder_equal": None, "actor_forward_equal": None}
+    result["snntorch"] = check_with_snntorch(bundle, ran["encoder_input"], ref)
     if bundle.host.deterministic:
         obs = normalizer(raw_obs)
         result["encoder_equal"] = torch.equal(actor.encoder(obs, actor.timesteps), ran["encoder_input"])

@@ -1,0 +1,409 @@
+"""Quantised deployment: an exported actor's NIR graph under a target's integer rules, and a simulator
+of the result in that target's arithmetic (`python -m spikerl.export RUN --quantize int8 --target T`).
+
+Targets (TARGETS):
+
+    loihi   Loihi as Lava's bit-accurate process models state it (lava-nc 0.10.0: PyDenseModelBitAcc in
+            lava/proc/dense/models.py, PyLifModelBitAcc in lava/proc/lif/models.py, lava/utils/weightutils.py).
+            Synapses: 8-bit mantissas in Loihi's mixed-sign mode (even values in [-256, 254]) with one
+            exponent per synapse group, e in [-8, 7]; a group's input to a neuron is its summed mantissas
+            shifted left by e, or arithmetically right (floor) by -e. Neurons, in integers:
+                u <- trunc(u (4096 - du - 1) / 4096) + (a_in << 6), wrapped into (-2^23, 2^23]
+                v <- trunc(v (4096 - dv) / 4096) + u, clipped to +-(2^23 - 1)
+                spike where v > vth << 6 (vth: 17 bits), then v <- 0
+            with trunc rounding toward zero, du and dv 12-bit. A layer's bias (NIR adds it to the synaptic
+            current; Loihi's compartment bias goes to v) is a synapse group of its own from an input that
+            spikes at every step. Each neuron node gets one unit (the float value of one a_in step, so u and
+            v count units / 64): for a spiking node the threshold over a whole number of units (the
+            threshold is exact), for a readout the range its state can reach; the unit is chosen so that no
+            state can leave its 24 bits in one action's T steps whatever the input spikes (a bound from the
+            weights and decays; every action starts from zero states).
+    float   int8 weights with one scale per synapse node (symmetric, [-127, 127]), biases in int32 at the
+            same scale; neurons in float32 (a chip or accelerator with float neurons).
+
+What the simulator does not model of Lava: Lava's Dense processes deliver their output one timestep
+later (a pipeline: run T + depth steps there, and the output of step t comes out at t + depth; a
+recurrent edge's delay of one step stays one step); and Lava passes a_in on without saturating it (the
+chip's dendritic accumulator is 16 bits wide: the bound above keeps a_in inside it only where the
+weights allow, and `rules()` reports the largest a_in the weights can make).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nir
+import numpy as np
+import torch
+
+TARGETS = ("loihi", "float")
+SCHEMES = ("int8",)
+
+STATE_BITS = 24           # Loihi u and v
+STATE_MAX = 2 ** (STATE_BITS - 1) - 1
+DECAY_BITS = 12           # du, dv: 12 bits; decays act through a 12-bit shift
+DECAY_ONE = 2 ** DECAY_BITS
+ACT_SHIFT = VTH_SHIFT = 6  # a_in and vth are shifted left by 6 (MSB alignment)
+VTH_MAX = 2 ** 17 - 1
+MANT_MIN, MANT_MAX = -256, 254  # mixed-sign 8-bit weights: stored as 7 bits + sign, shifted left by 1
+EXP_MIN, EXP_MAX = -8, 7
+A_IN_BITS = 16            # the chip's dendritic accumulator
+
+
+class QuantizeError(Exception):
+    """A graph that a target's rules cannot express; the message is one line."""
+
+
+def neuron_decays(node, dt: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron (alpha, beta) of a NIR neuron node at step dt, as the float simulator steps it."""
+    a = lambda v: np.asarray(v, np.float64)  # noqa: E731
+    if isinstance(node, nir.I):
+        n = a(node.r).shape
+        return np.zeros(n), np.ones(n)
+    if isinstance(node, (nir.LIF, nir.LI)):
+        beta = 1.0 - dt / a(node.tau)
+        return np.zeros_like(beta), beta
+    return 1.0 - dt / a(node.tau_syn), 1.0 - dt / a(node.tau_mem)
+
+
+def _uniform(values: np.ndarray, what: str, name: str) -> float:
+    flat = np.asarray(values, np.float64).ravel()
+    if not np.all(flat == flat[0]):
+        raise QuantizeError(f"node {name!r} has per-neuron {what}s; the targets share one per node")
+    return float(flat[0])
+
+
+def _check_export_form(name: str, node, dt: float) -> None:
+    """The integer targets take the neuron form the export writes: unit gains, no leak potential, reset to 0."""
+    a = lambda v: np.asarray(v, np.float64)  # noqa: E731
+    gains = []
+    if isinstance(node, nir.I):
+        gains.append(a(node.r) * dt)
+    elif isinstance(node, (nir.LIF, nir.LI)):
+        gains.append(a(node.r) * dt / a(node.tau))
+    else:
+        gains += [a(node.w_in) * dt / a(node.tau_syn), a(node.r) * dt / a(node.tau_mem)]
+    if not all(np.allclose(g, 1.0, rtol=1e-9, atol=0) for g in gains):
+        raise QuantizeError(f"node {name!r}: the integer targets need unit input gains (as the export writes them)")
+    if not isinstance(node, nir.I) and np.any(a(node.v_leak) != 0):
+        raise QuantizeError(f"node {name!r} has a nonzero v_leak, which the integer targets have no register for")
+    if isinstance(node, (nir.CubaLIF, nir.LIF)) and np.any(a(node.v_reset) != 0):
+        raise QuantizeError(f"node {name!r} resets to a nonzero v_reset; Loihi resets to 0")
+
+
+def _exponent(largest: float) -> int:
+    """The smallest exponent e in [-8, 7] with largest / 2^e <= 254 (the mantissa's range)."""
+    if largest == 0:
+        return 0
+    e = max(EXP_MIN, int(np.ceil(np.log2(largest / MANT_MAX))))
+    while largest / 2.0**e > MANT_MAX:  # guard the log's rounding
+        e += 1
+    if e > EXP_MAX:
+        raise QuantizeError(f"a weight of {largest:.3g} units needs a weight exponent above {EXP_MAX}")
+    return e
+
+
+def loihi_mantissas(x: np.ndarray, e: int) -> np.ndarray:
+    """Values in a_in units -> Loihi mixed-sign mantissas at exponent e: even integers in [-256, 254]
+    (round to the nearest even number, then clip)."""
+    return np.clip(2 * np.round(np.asarray(x, np.float64) / 2.0**e / 2), MANT_MIN, MANT_MAX).astype(np.int64)
+
+
+def shift(total: torch.Tensor, e: int) -> torch.Tensor:
+    """Lava's Dense output: the summed mantissas shifted left by e, or arithmetically right (floor) by -e."""
+    return total * (1 << e) if e >= 0 else torch.div(total, 1 << -e, rounding_mode="floor")
+
+
+def decay_toward_zero(x: torch.Tensor, keep: int) -> torch.Tensor:
+    """x * keep / 4096, rounded toward zero (Lava: sign(x k) * (|x k| >> 12))."""
+    product = x * keep
+    return torch.sign(product) * torch.div(product.abs(), DECAY_ONE, rounding_mode="floor")
+
+
+def wrap24(x: torch.Tensor) -> torch.Tensor:
+    """Wrap the current into 24 bits as Lava does: into (-2^23, 2^23] (2^23 itself stays; -2^23 becomes 2^23)."""
+    half = 2 ** (STATE_BITS - 1)
+    return half - torch.remainder(half - x, 2 * half)
+
+
+@dataclass
+class FixedNeurons:
+    """A neuron node under the loihi rules."""
+
+    du: int
+    dv: int
+    vth: int | None      # None: a readout (its v is the output)
+    unit: float          # float value of one a_in step; u and v count unit / 64
+
+    def step(self, state: dict, a_in: torch.Tensor) -> torch.Tensor:
+        """One timestep (Lava's PyLifModelBitAcc.run_spk without the compartment bias): a_in -> spikes
+        (0/1, int64) or, for a readout, v."""
+        if "u" not in state:
+            state["u"], state["v"] = torch.zeros_like(a_in), torch.zeros_like(a_in)
+        u = wrap24(decay_toward_zero(state["u"], DECAY_ONE - self.du - 1) + a_in * (1 << ACT_SHIFT))
+        v = torch.clamp(decay_toward_zero(state["v"], DECAY_ONE - self.dv) + u, -STATE_MAX, STATE_MAX)
+        state["u"] = u
+        if self.vth is None:
+            state["v"] = v
+            return v
+        spikes = v > (self.vth << VTH_SHIFT)
+        state["v"] = torch.where(spikes, torch.zeros_like(v), v)
+        return spikes.to(torch.int64)
+
+
+@dataclass
+class FixedSynapses:
+    """An Affine/Linear node under the loihi rules: mantissas and exponent, and the bias group's."""
+
+    mant: np.ndarray            # [out, in] int64
+    exp: int
+    bias_mant: np.ndarray | None  # [out] int64
+    bias_exp: int
+    unit: float                 # the target neurons' unit
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # float64 products of small integers are exact (|sums| << 2^53)
+        total = torch.nn.functional.linear(x.double(), torch.from_numpy(self.mant).double()).round().long()
+        a_in = shift(total, self.exp)
+        if self.bias_mant is not None:
+            a_in = a_in + shift(torch.from_numpy(self.bias_mant), self.bias_exp)
+        return a_in
+
+    def dequantized(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The float weights and bias these integers stand for (a floor after a negative exponent aside)."""
+        w = self.mant.astype(np.float64) * 2.0**self.exp * self.unit
+        b = None if self.bias_mant is None else self.bias_mant.astype(np.float64) * 2.0**self.bias_exp * self.unit
+        return w, b
+
+
+def _geometric(r: float, n: int) -> float:
+    """1 + r + ... + r^(n-1)."""
+    return float(n) if r == 1.0 else (1.0 - r**n) / (1.0 - r)
+
+
+def _state_bound(alpha: float, beta: float, drive: np.ndarray, timesteps: int) -> float:
+    """The largest |u| and |v| (float) a neuron can reach in one action's `timesteps` from zero states
+    (every action starts from them) with |input| <= drive per step."""
+    current = drive * _geometric(alpha, timesteps)
+    volt = current * _geometric(beta, timesteps)
+    return float(max(current.max(initial=0.0), volt.max(initial=0.0)))
+
+
+@dataclass
+class QuantizedGraph:
+    """A graph under one target's rules: `graph` is the NIR graph with the weights the integers stand for
+    (written as actor.nir, so any NIR tool runs the quantised weights in float); `synapses` and `neurons`
+    the integer parameters by node (loihi), `scales` the int8 weight scales by node (float)."""
+
+    target: str
+    scheme: str
+    graph: nir.NIRGraph
+    synapses: dict[str, FixedSynapses]
+    neurons: dict[str, FixedNeurons]
+    scales: dict[str, float]
+
+    def rules(self) -> dict:
+        """What bundle.json records: the target's rules and each node's parameters."""
+        if self.target == "float":
+            return {"target": "float", "scheme": self.scheme,
+                    "rules": "int8 weights with one symmetric scale per synapse node ([-127, 127] x scale), "
+                             "biases round(b / scale) in int32; neurons in float32 as the float graph",
+                    "scales": self.scales}
+        nodes = {}
+        for name, syn in self.synapses.items():
+            largest = np.abs(syn.mant).sum(1).max(initial=0) * 2.0**syn.exp
+            if syn.bias_mant is not None:
+                largest += float(np.abs(syn.bias_mant).max(initial=0)) * 2.0**syn.bias_exp
+            nodes[name] = {"weight_exp": syn.exp, "bias_exp": syn.bias_exp if syn.bias_mant is not None else None,
+                           "unit": syn.unit, "largest_a_in": float(largest),
+                           "a_in_fits_16_bits": bool(largest < 2 ** (A_IN_BITS - 1))}
+        for name, neu in self.neurons.items():
+            nodes[name] = {"du": neu.du, "dv": neu.dv, "vth": neu.vth, "unit": neu.unit}
+        return {"target": "loihi", "scheme": self.scheme, "rules": RULES["loihi"], "nodes": nodes}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The integer parameters as arrays for host.npz (q_<node>_*)."""
+        out = {}
+        for name, syn in self.synapses.items():
+            out[f"q_{name}_weight_mant"] = syn.mant
+            if syn.bias_mant is not None:
+                out[f"q_{name}_bias_mant"] = syn.bias_mant
+        return out
+
+    def simulate(self, inputs: torch.Tensor, record: bool = False):
+        """Run the graph on encoder input [T, B, N]; the same return as spikerl.export.simulate.simulate,
+        outputs as floats (spikes 0/1; a readout's v in float, v * unit / 64)."""
+        from .simulate import simulate
+
+        if self.target == "float":
+            return simulate(self.graph, inputs, record=record)
+        return simulate_fixed(self, inputs, record)
+
+
+RULES = {
+    "loihi": ("Lava's bit-accurate Loihi models (lava-nc 0.10.0): synapses as 8-bit mixed-sign mantissas (even, "
+              "[-256, 254]) with one exponent per group in [-8, 7], a_in = sum << e (or >> -e, floor); "
+              "u <- trunc(u * (4096 - du - 1) / 4096) + (a_in << 6), wrapped into (-2^23, 2^23]; "
+              "v <- trunc(v * (4096 - dv) / 4096) + u, clipped to +-(2^23 - 1); spike where v > vth << 6, then "
+              "v <- 0; trunc toward zero; a layer's bias is a synapse group from an input spiking every step; "
+              "one unit per neuron node (float per a_in step): threshold / vth for spiking nodes"),
+}
+
+
+def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, binary: dict[str, bool]) -> QuantizedGraph:
+    from .nir_graph import NEURON_NODES, SPIKING_NODES
+
+    into: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    for src, dst in graph.edges:
+        into[dst].append(src)
+    synapses, neurons, nodes = {}, {}, dict(graph.nodes)
+    for name, node in graph.nodes.items():
+        if not isinstance(node, NEURON_NODES):
+            continue
+        _check_export_form(name, node, dt)
+        alphas, betas = neuron_decays(node, dt)
+        alpha, beta = _uniform(alphas, "current decay", name), _uniform(betas, "voltage decay", name)
+        du, dv = DECAY_ONE - 1 - int(round(alpha * DECAY_ONE)), DECAY_ONE - int(round(beta * DECAY_ONE))
+        if not (0 <= du < DECAY_ONE and 0 <= dv < DECAY_ONE):
+            raise QuantizeError(f"node {name!r}: decays alpha={alpha:g}, beta={beta:g} do not fit Loihi's 12-bit "
+                                f"du, dv (alpha < 1, beta >= 1/4096)")
+        groups = [s for s in into[name] if isinstance(graph.nodes[s], (nir.Affine, nir.Linear))]
+        if len(groups) != len(into[name]):
+            raise QuantizeError(f"node {name!r} takes input other than from synapse nodes")
+        drive = np.zeros(np.asarray(graph.nodes[groups[0]].weight).shape[0]) if groups else np.zeros(1)
+        for s in groups:
+            if not binary.get(into[s][0], True):
+                raise QuantizeError(f"synapse node {s!r} gets real-valued input; Loihi's synapses take spikes "
+                                    f"(DSRL's two-neuron input stays on the host with its first layer's current)")
+            w = np.abs(np.asarray(graph.nodes[s].weight, np.float64))
+            drive = drive + w.sum(1) + (np.abs(np.asarray(graph.nodes[s].bias, np.float64))
+                                        if isinstance(graph.nodes[s], nir.Affine) else 0.0)
+        bound = _state_bound(alpha, beta, drive, timesteps)
+        smallest = max(bound, 1e-30) * (1 << ACT_SHIFT) / STATE_MAX  # the finest unit that cannot overflow
+        if isinstance(node, SPIKING_NODES):
+            theta = _uniform(np.asarray(node.v_threshold), "threshold", name)
+            if theta <= 0:
+                raise QuantizeError(f"node {name!r}: Loihi's threshold is unsigned; got {theta:g}")
+            vth = min(VTH_MAX, int(np.floor(theta / smallest)))
+            if vth < 1:
+                raise QuantizeError(f"node {name!r}: its threshold is too small against the current its weights can "
+                                    f"make for 24-bit states")
+            unit = theta / vth
+        else:
+            vth, unit = None, smallest
+        neurons[name] = FixedNeurons(du, dv, vth, unit)
+        for s in groups:
+            syn = graph.nodes[s]
+            x = np.asarray(syn.weight, np.float64) / unit
+            e = _exponent(float(np.abs(x).max(initial=0.0)))
+            bias, bias_mant, bias_exp = None, None, 0
+            if isinstance(syn, nir.Affine) and np.any(np.asarray(syn.bias) != 0):
+                xb = np.asarray(syn.bias, np.float64) / unit
+                bias_exp = _exponent(float(np.abs(xb).max()))
+                bias_mant = loihi_mantissas(xb, bias_exp)
+            synapses[s] = FixedSynapses(loihi_mantissas(x, e), e, bias_mant, bias_exp, unit)
+            w, bias = synapses[s].dequantized()
+            if isinstance(syn, nir.Affine):
+                nodes[s] = nir.Affine(weight=w.astype(np.float32), bias=(bias if bias is not None
+                                                                          else np.zeros(w.shape[0])).astype(np.float32))
+            else:
+                nodes[s] = nir.Linear(weight=w.astype(np.float32))
+    metadata = {**(graph.metadata or {}), "quantization": "loihi"}
+    qgraph = nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=metadata, type_check=False)
+    return QuantizedGraph("loihi", "int8", qgraph, synapses, neurons, {})
+
+
+def _float_int8(graph: nir.NIRGraph) -> QuantizedGraph:
+    nodes, scales = dict(graph.nodes), {}
+    for name, node in graph.nodes.items():
+        if not isinstance(node, (nir.Affine, nir.Linear)):
+            continue
+        w = np.asarray(node.weight, np.float64)
+        scale = float(np.abs(w).max(initial=0.0)) / 127 or 1.0
+        q = np.clip(np.round(w / scale), -127, 127) * scale
+        scales[name] = scale
+        if isinstance(node, nir.Affine):
+            b = np.round(np.asarray(node.bias, np.float64) / scale) * scale
+            nodes[name] = nir.Affine(weight=q.astype(np.float32), bias=b.astype(np.float32))
+        else:
+            nodes[name] = nir.Linear(weight=q.astype(np.float32))
+    metadata = {**(graph.metadata or {}), "quantization": "float"}
+    qgraph = nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=metadata, type_check=False)
+    return QuantizedGraph("float", "int8", qgraph, {}, {}, scales)
+
+
+def quantize(graph: nir.NIRGraph, target: str, scheme: str = "int8", binary_input: bool = True) -> QuantizedGraph:
+    """The graph under `target`'s rules. `binary_input`: whether the graph's Input carries spikes."""
+    from .simulate import graph_dt
+
+    if scheme not in SCHEMES:
+        raise QuantizeError(f"unknown quantisation {scheme!r} (choose one of: {', '.join(SCHEMES)})")
+    if target not in TARGETS:
+        raise QuantizeError(f"unknown target {target!r} (choose one of: {', '.join(TARGETS)})")
+    if target == "float":
+        return _float_int8(graph)
+    binary = {name: binary_input for name, node in graph.nodes.items() if isinstance(node, nir.Input)}
+    timesteps = int((graph.metadata or {}).get("timesteps", 1))
+    return _loihi(graph, graph_dt(graph), timesteps, binary)
+
+
+def simulate_fixed(q: QuantizedGraph, inputs: torch.Tensor, record: bool = False):
+    """Run a loihi-quantised graph in integers, every node together one timestep at a time, as
+    spikerl.export.simulate steps the float graph (an edge closing a cycle carries the previous step's
+    output). Spikes pass as 0/1; a readout's output is its v, given back in float (v * unit / 64)."""
+    from .simulate import _order_and_back_edges, predecessors
+
+    graph = q.graph
+    order, back = _order_and_back_edges(graph)
+    preds = predecessors(graph)
+    states: dict[str, dict] = {name: {} for name in q.neurons}
+    seen: dict[str, list] = {name: [] for name in order}
+    done: dict[str, list] = {name: [] for name in order}
+    as_float: dict[str, list] = {name: [] for name in order}
+    for t in range(inputs.shape[0]):
+        now: dict[str, torch.Tensor] = {}
+        for name in order:
+            node = graph.nodes[name]
+            if isinstance(node, nir.Input):
+                x = inputs[t]
+            else:
+                parts = [now[p] if (p, name) not in back else (done[p][t - 1] if t > 0 else None) for p in preds[name]]
+                parts = [p for p in parts if p is not None]
+                x = parts[0] if len(parts) == 1 else sum(parts) if parts else torch.zeros(())
+            if name in q.synapses:
+                y = q.synapses[name](x)
+            elif name in q.neurons:
+                y = q.neurons[name].step(states[name], x)
+            else:
+                y = x
+            now[name] = y
+            seen[name].append(x)
+            done[name].append(y)
+            readout = name in q.neurons and q.neurons[name].vth is None
+            as_float[name].append(y.double() * (q.neurons[name].unit / (1 << ACT_SHIFT)) if readout else y)
+    outputs = {name: torch.stack(ys).float() for name, ys in as_float.items()}
+    # an Output node passes its source through: a readout's output is given back in float
+    for name in order:
+        if isinstance(graph.nodes[name], nir.Output):
+            outputs[name] = outputs[preds[name][0]]
+    result = {name: outputs[name] for name, node in graph.nodes.items() if isinstance(node, nir.Output)}
+    if not record:
+        return result
+    return result, {name: (torch.stack([torch.as_tensor(v) for v in seen[name]]).float(), outputs[name])
+                    for name in order}
+
+
+def from_written(rules: dict, graph: nir.NIRGraph, arrays: dict[str, np.ndarray]) -> QuantizedGraph:
+    """A QuantizedGraph back from a bundle: bundle.json's `quantization` (`rules()`), the graph read with
+    nir.read and host.npz's q_* arrays."""
+    synapses, neurons = {}, {}
+    for name, p in (rules.get("nodes") or {}).items():
+        if "weight_exp" in p:
+            bias = arrays.get(f"q_{name}_bias_mant")
+            synapses[name] = FixedSynapses(np.asarray(arrays[f"q_{name}_weight_mant"], np.int64), int(p["weight_exp"]),
+                                           None if bias is None else np.asarray(bias, np.int64),
+                                           int(p["bias_exp"] or 0), float(p["unit"]))
+        else:
+            neurons[name] = FixedNeurons(int(p["du"]), int(p["dv"]), None if p["vth"] is None else int(p["vth"]),
+                                         float(p["unit"]))
+    return QuantizedGraph(rules["target"], rules["scheme"], graph, synapses, neurons, dict(rules.get("scales") or {}))

@@ -1,0 +1,245 @@
+"""Quantised export (`--quantize int8 --target loihi|float`): Loihi's fixed-point neuron and synapse rules
+against values computed by hand (rounding toward zero, the floor of a negative weight exponent, the
+current's wrap, the voltage's clip, the strict threshold), the quantised PopSAN and ILC-SAN graphs against
+their float ones, the written bundle read back, and the command's options and gate."""
+
+import json
+
+import nir
+import numpy as np
+import pytest
+import torch
+from test_export import DSRL_SPEC, actor_of, ilcsan_spec, make_checkpoint, popsan_spec, recorded_observations
+
+from spikerl.export import read_bundle
+from spikerl.export.__main__ import keeps_return
+from spikerl.export.__main__ import main as export_main
+from spikerl.export.energy import FIGURES, spiking_energy
+from spikerl.export.nir_graph import build_bundle, quantized_bundle
+from spikerl.export.quantize import (
+    STATE_MAX,
+    FixedNeurons,
+    QuantizeError,
+    loihi_mantissas,
+    quantize,
+    shift,
+    wrap24,
+)
+from spikerl.export.simulate import simulate
+from spikerl.runtime import checkpoint
+
+
+def run_neuron(neuron: FixedNeurons, a_in: list[int]) -> tuple[list[int], list[int], list[int]]:
+    state, out, us, vs = {}, [], [], []
+    for a in a_in:
+        out.append(int(neuron.step(state, torch.tensor([a], dtype=torch.int64))[0]))
+        us.append(int(state["u"][0]))
+        vs.append(int(state["v"][0]))
+    return out, us, vs
+
+
+def test_loihi_neuron_steps_as_lavas_bit_accurate_lif_by_hand():
+    # du = 2047: u keeps (4096 - 2048) / 4096 = 1/2; dv = 1024: v keeps 3/4; vth = 3 -> spikes above 3 << 6 = 192
+    spikes, u, v = run_neuron(FixedNeurons(du=2047, dv=1024, vth=3, unit=1.0), [-1, 0, 2, 0, 4])
+    # t1: u = -1 << 6 = -64, v = -64; t2: u = -32, v = -48 - 32 = -80; t3: u = -16 + 128 = 112, v = -60 + 112 = 52;
+    # t4: u = 56, v = 39 + 56 = 95; t5: u = 28 + 256 = 284, v = 71 + 284 = 355 > 192: spike, v <- 0
+    assert u == [-64, -32, 112, 56, 284] and v == [-64, -80, 52, 95, 0] and spikes == [0, 0, 0, 0, 1]
+
+    # du = 4095: no current memory (u = a_in << 6); dv = 1: v keeps 4095/4096, rounded toward zero
+    spikes, u, v = run_neuron(FixedNeurons(du=4095, dv=1, vth=1, unit=1.0), [-1, 0, 2, 1, 0])
+    # t2: -64 * 4095 / 4096 = -63.98 -> -63 (a floor would give -64); t3: -62.98 -> -62, + 128 = 66 > 64: spike;
+    # t4: 0 + 64 = 64, not above 64 (the comparison is strict): no spike; t5: 64 * 4095 / 4096 = 63.98 -> 63
+    assert u == [-64, 0, 128, 64, 0] and v == [-64, -63, 0, 64, 63] and spikes == [0, 0, 1, 0, 0]
+
+
+def test_loihi_current_wraps_and_voltage_saturates_as_lava_does():
+    readout = FixedNeurons(du=4095, dv=0, vth=None, unit=1.0)  # v integrates u, no threshold
+    _, u, v = run_neuron(readout, [2**17, 2**17 + 1, 0])
+    # t1: u = 2^23 (Lava keeps 2^23 itself), v clips to 2^23 - 1; t2: u = 2^23 + 64 wraps to -2^23 + 64,
+    # v = 2^23 - 1 - 2^23 + 64 = 63; t3: u = 0, v = 63
+    assert u == [2**23, -(2**23) + 64, 0] and v == [STATE_MAX, 63, 63]
+    assert wrap24(torch.tensor([-(2**23), -(2**23) - 5, 2**23 + 1])).tolist() == [2**23, 2**23 - 5, -(2**23) + 1]
+
+
+def test_loihi_weights_are_even_8_bit_mantissas_and_a_negative_exponent_floors_the_sum():
+    x = np.array([1.0, 3.0, -255.0, 300.0, -300.0, 2.9])
+    assert loihi_mantissas(x, 0).tolist() == [0, 4, -256, 254, -256, 2]  # nearest even (ties to even), clipped
+    assert loihi_mantissas(x, 1).tolist() == [0, 2, -128, 150, -150, 2]
+    assert shift(torch.tensor([-3, 3, -4, 5]), -1).tolist() == [-2, 1, -2, 2]  # arithmetic shift: floor
+    assert shift(torch.tensor([-3, 3]), 2).tolist() == [-12, 12]
+
+
+def tiny_graph(node, weight, bias=None):
+    syn = nir.Linear(weight=weight) if bias is None else nir.Affine(weight=weight, bias=bias)
+    n_out, n_in = weight.shape
+    return nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([n_in])}), "fc": syn, "n": node,
+                               "output": nir.Output(output_type={"output": np.array([n_out])})},
+                        edges=[("input", "fc"), ("fc", "n"), ("n", "output")], metadata={"dt": 1e-3, "timesteps": 5})
+
+
+def cubalif(n, alpha=0.5, beta=0.75, threshold=0.5, dt=1e-3, **changes):
+    tau_syn, tau_mem = dt / (1 - alpha), dt / (1 - beta)
+    full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
+    params = {"tau_syn": full(tau_syn), "tau_mem": full(tau_mem), "r": full(tau_mem / dt), "v_leak": full(0.0),
+              "w_in": full(tau_syn / dt), "v_threshold": full(threshold), "v_reset": full(0.0), **changes}
+    return nir.CubaLIF(**params)
+
+
+def test_decays_threshold_and_weights_map_to_loihi_registers():
+    w = np.array([[0.3, -0.1], [0.05, 0.2]])
+    q = quantize(tiny_graph(cubalif(2), w, np.array([0.01, -0.02])), "loihi")
+    neu, syn = q.neurons["n"], q.synapses["fc"]
+    assert (neu.du, neu.dv) == (2047, 1024)  # 4096 - du - 1 = 0.5 * 4096; 4096 - dv = 0.75 * 4096
+    assert neu.vth * neu.unit == pytest.approx(0.5, rel=1e-12) and neu.vth <= 2**17 - 1
+    # the finest unit whose u and v cannot leave 24 bits in T = 5 steps from zero: |I| <= (0.3 + 0.1 + 0.01) (1 +
+    # 0.5 + ... + 0.5^4), |v| <= |I| (1 + 0.75 + ... + 0.75^4)
+    finest = 64 * 0.41 * (1 - 0.5**5) / 0.5 * (1 - 0.75**5) / 0.25 / STATE_MAX
+    assert finest <= neu.unit < 1.001 * finest
+    assert syn.unit == neu.unit and np.abs(syn.mant).max() <= 254 and np.all(syn.mant % 2 == 0)
+    dequantized = syn.mant * 2.0**syn.exp * syn.unit
+    assert np.abs(dequantized - w).max() <= 2.0**syn.exp * syn.unit  # within one mantissa step
+    assert np.array_equal(np.asarray(q.graph.nodes["fc"].weight), dequantized.astype(np.float32))
+    assert quantize(tiny_graph(cubalif(2, alpha=0.0), w), "loihi").neurons["n"].du == 4095  # u = a_in << 6
+
+
+@pytest.mark.parametrize(("node", "fragment"), [
+    (cubalif(2, beta=0.0), "12-bit"),
+    (cubalif(2, v_leak=np.array([0.0, 0.1])), "v_leak"),
+    (cubalif(2, v_threshold=np.array([0.5, 0.6])), "per-neuron thresholds"),
+    (cubalif(2, v_reset=np.full(2, -0.1)), "v_reset"),
+    (cubalif(2, w_in=np.full(2, 3.0)), "unit input gains"),
+])
+def test_what_loihi_cannot_hold_is_refused_in_one_line(node, fragment):
+    with pytest.raises(QuantizeError, match=fragment) as info:
+        quantize(tiny_graph(node, np.array([[0.3, -0.1], [0.05, 0.2]])), "loihi")
+    assert "\n" not in str(info.value)
+    with pytest.raises(QuantizeError, match="real-valued input"):
+        quantize(tiny_graph(cubalif(2), np.eye(2)), "loihi", binary_input=False)
+    with pytest.raises(QuantizeError, match="unknown target 'tpu'"):
+        quantize(tiny_graph(cubalif(2), np.eye(2)), "tpu")
+
+
+@pytest.fixture(scope="module")
+def popsan(tmp_path_factory):
+    path = make_checkpoint(tmp_path_factory.mktemp("q") / "popsan.pt", popsan_spec())
+    state = checkpoint.load(path)
+    actor, normalizer = actor_of(path)
+    raw = recorded_observations(lambda o: actor(normalizer(o)).detach())
+    return path, state, build_bundle(state, "", actor, normalizer), raw
+
+
+@pytest.mark.parametrize("target", ["loihi", "float"])
+def test_quantised_popsan_stays_close_to_the_float_graph_and_reads_back_the_same(popsan, target, tmp_path):
+    from spikerl.export import write_bundle
+
+    _, _, bundle, raw = popsan
+    q = quantized_bundle(bundle, target)
+    x = bundle.host.encode(bundle.host.normalise(raw))
+    _, float_trace = simulate(bundle.graph, x, record=True)
+    ran = q.run(raw, encoder_input=x, record=True)
+    for name in bundle.neurons:  # at HalfCheetah sizes, with 8-bit weights: a few spikes in a hundred move
+        agree = (float_trace[name][1] == ran["trace"][name][1]).float().mean()
+        assert agree > 0.97, (name, float(agree))
+    assert not torch.equal(ran["action"], bundle.run(raw, encoder_input=x)["action"])  # it is quantised
+    write_bundle(q, tmp_path / "b")
+    back = read_bundle(tmp_path / "b")
+    assert back.quant.target == target and torch.equal(back.run(raw, encoder_input=x)["action"], ran["action"])
+    if target == "loihi":
+        assert back.quant.synapses.keys() == q.quant.synapses.keys() == {"fc1", "fc2", "fc3"}
+        assert all(np.array_equal(back.quant.synapses[k].mant, q.quant.synapses[k].mant) for k in q.quant.synapses)
+
+
+def test_quantised_ilcsan_keeps_its_recurrent_edge_and_decoder_neurons():
+    path = make_checkpoint_in_tmp(ilcsan_spec("max", 0.7, "intra"), "ilcsan")
+    state = checkpoint.load(path)
+    actor, normalizer = actor_of(path)
+    bundle = build_bundle(state, "", actor, normalizer)
+    q = quantized_bundle(bundle, "loihi")
+    assert {"fc1", "fc2", "fc3", "intra", "decoder"} <= q.quant.synapses.keys()
+    assert q.quant.neurons["decoder_membrane"].vth is None and q.quant.neurons["decoder_membrane"].dv == 1229
+    raw = recorded_observations(lambda o: actor(normalizer(o)).detach(), steps=10)
+    x = bundle.host.encode(bundle.host.normalise(raw))
+    ran, (_, float_trace) = q.run(raw, encoder_input=x, record=True), simulate(bundle.graph, x, record=True)
+    for name in ("lif1", "lif2", "lif3"):
+        assert (float_trace[name][1] == ran["trace"][name][1]).float().mean() > 0.97, name
+    diff = (ran["action"] - bundle.run(raw, encoder_input=x)["action"]).abs()
+    assert float(diff.mean()) < 0.02, float(diff.mean())  # the max read-out jumps where one spike moves
+    # cutting the recurrent edge changes the integer simulation too
+    q.quant.synapses["intra"].mant[:] = 0
+    assert not torch.equal(q.run(raw, encoder_input=x)["action"], bundle.run(raw, encoder_input=x)["action"])
+
+
+def make_checkpoint_in_tmp(spec, method, _counter=[0]):  # noqa: B006
+    import tempfile
+
+    _counter[0] += 1
+    return make_checkpoint(f"{tempfile.mkdtemp()}/{method}{_counter[0]}.pt", spec, method=method)
+
+
+def test_loihi_energy_prices_integer_ops(popsan):
+    _, state, bundle, _ = popsan
+    result, _ = spiking_energy(state, quantized_bundle(bundle, "loihi"), episodes=1, max_episode_steps=5)
+    t, add, mult = result["totals"], FIGURES["int32_add"].pj, FIGURES["int32_mult"].pj
+    # synaptic ops are integer adds; a CubaLIF update 2 mults + 3 adds, plus 1 add for the bias
+    expected = t["synaptic_ops"] * add + t["neuron_updates"] * (2 * mult + 3 * add + add)
+    assert result["arithmetic"] == "int32" and result["energy_pj"]["45nm"] == pytest.approx(expected)
+
+
+def test_keeps_return_compares_against_the_size_of_the_float_return():
+    assert keeps_return(1000.0, 950.0, 0.95) and not keeps_return(1000.0, 949.0, 0.95)
+    assert keeps_return(-100.0, -105.0, 0.95) and not keeps_return(-100.0, -106.0, 0.95)
+
+
+def test_quantised_export_writes_the_rules_and_the_closed_loop_result(popsan, tmp_path, capsys):
+    path = popsan[0]
+    out = tmp_path / "q"
+    argv = [str(path), "--quantize", "int8", "--out", str(out), "--episodes", "1", "--max-episode-steps", "20"]
+    assert export_main(argv + ["--min-return-ratio", "0.01", "--force"]) == 0
+    printed = capsys.readouterr().out
+    assert "quantised int8 for loihi" in printed and "closed loop over 1 episodes" in printed
+    info = json.loads((out / "bundle.json").read_text())
+    closed = info["quantization"]["closed_loop"]
+    assert info["quantization"]["target"] == "loihi" and closed["read_back_equal"] is True
+    assert set(info["quantization"]["nodes"]) == {"fc1", "lif1", "fc2", "lif2", "fc3", "lif3"}
+    assert len(closed["quantized_returns"]) == 1 and 0.0 <= closed["actions_equal_fraction"] <= 1.0
+    with np.load(out / "host.npz") as npz:
+        assert npz["q_fc1_weight_mant"].dtype == np.int64 and "q_fc2_bias_mant" in npz.files
+
+
+def test_a_quantised_actor_below_the_return_ratio_is_not_written_unless_forced(popsan, tmp_path, capsys,
+                                                                                monkeypatch):
+    import spikerl.export.__main__ as cli
+
+    monkeypatch.setattr(cli, "keeps_return", lambda f, q, ratio: False)
+    argv = [str(popsan[0]), "--quantize", "int8", "--target", "float", "--episodes", "1",
+            "--max-episode-steps", "10", "--out"]
+    assert export_main(argv + [str(tmp_path / "no")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "below 0.95 of the float actor's" in err and "nothing written" in err and "\n" not in err
+    assert not (tmp_path / "no").exists() and not list(tmp_path.iterdir())
+    assert export_main(argv + [str(tmp_path / "yes"), "--force"]) == 0
+    assert json.loads((tmp_path / "yes" / "bundle.json").read_text())["quantization"]["closed_loop"]["kept"] is False
+
+
+def test_bad_quantisation_options_are_one_line_and_write_nothing(popsan, tmp_path, capsys):
+    path = str(popsan[0])
+
+    def refused(argv, fragment):
+        assert export_main([path, "--out", str(tmp_path / "x"), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("spikerl.export: error: ") and "\n" not in err and fragment in err, err
+        assert not (tmp_path / "x").exists()
+
+    refused(["--target", "loihi"], "--target apply to a quantised export")
+    refused(["--min-return-ratio", "0.9"], "--min-return-ratio apply to a quantised export")
+    refused(["--quantize", "int4"], "unknown --quantize 'int4' (choose one of: int8)")
+    refused(["--quantize", "int8", "--target", "tpu"], "unknown --target 'tpu' (choose one of: loihi, float)")
+    refused(["--quantize", "int8", "--min-return-ratio", "0"], "must be in (0, 1]")
+    refused(["--quantize", "int8", "--min-return-ratio", "1.5"], "must be in (0, 1]")
+    refused(["--quantize", "int8", "--min-return-ratio", "most"], "must be a number")
+    refused(["--quantize", "int8", "--energy-only"], "--energy-only")
+    dsrl = make_checkpoint(tmp_path / "dsrl.pt", DSRL_SPEC, method="dsrl")
+    assert export_main([str(dsrl), "--quantize", "int8", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot quantise for loihi" in err and "real-valued input" in err and "\n" not in err
+    assert not (tmp_path / "x").exists()
