@@ -72,6 +72,31 @@ def test_report_tables_follow_from_the_summaries(sweep):
     assert "![gpsup_quadrant](gpsup_quadrant.png)" in page and "3_dsrl_crashed" in page
 
 
+def test_report_names_the_precision_that_ran_and_marks_estimated_energy_on_its_figures(tmp_path, monkeypatch):
+    from spikerl.analysis import plots, report
+
+    notes = {}
+    for name in ("gpsup_quadrant", "energy_carbon"):
+        draw = getattr(plots, name)
+        monkeypatch.setattr(plots, name, lambda *a, _draw=draw, _name=name, **k: (notes.__setitem__(_name, k.get(
+            "note")), _draw(*a, **k)))
+    auto = {"precision": "fp32", "precision_reason": "precision=auto: bf16 measured 0.97x fp32 here"}
+    asked = {"precision": "fp32", "precision_reason": "as requested"}
+    make_run_folder(tmp_path, "p", {**summary("popsan", 0, 10.0, 1.0, [[5, 1.0, 0]], 0.001, 0.0004), **asked,
+                                    "energy_source": "estimate"})
+    make_run_folder(tmp_path, "s", {**summary("spikerl", 0, 8.0, 1.0, [[5, 1.0, 0]], 0.001, 0.0004), **auto,
+                                    "energy_source": "estimate"})
+    write_report([tmp_path], tmp_path / "out", bootstrap_reps=0, inference_episodes=0)
+    finals = {r["method"]: r for r in rows(tmp_path / "out" / "final_returns.csv")}
+    assert (finals["spikerl"]["precision"], finals["spikerl"]["precision_reason"]) == ("fp32", auto["precision_reason"])
+    assert notes["gpsup_quadrant"] == notes["energy_carbon"] == report.FIGURE_NOTE
+    for s in ("p", "s"):  # measured energy: no caveat on the figures
+        data = json.loads((tmp_path / s / "summary.json").read_text())
+        (tmp_path / s / "summary.json").write_text(json.dumps({**data, "energy_source": "rapl"}))
+    write_report([tmp_path], tmp_path / "out2", bootstrap_reps=0, inference_episodes=0)
+    assert notes["gpsup_quadrant"] is None and notes["energy_carbon"] is None
+
+
 def test_report_without_energy_or_baseline_says_what_it_left_out(tmp_path):
     make_run_folder(tmp_path, "a", summary("dsrl", 0, 10.0, 1.0, [[5, 1.0, 0]]))
     report = write_report([tmp_path], tmp_path / "out")

@@ -71,3 +71,24 @@ def test_runs_without_timing_columns_are_read_with_nan_times(tmp_path):
     (summary,), _ = find_runs([tmp_path])
     step, mean, std, wall, train = summary["eval_history"][0]
     assert (step, mean) == (10, 1.0) and math.isnan(wall) and math.isnan(train)
+
+
+def test_a_reach_before_the_first_update_is_flagged_and_left_out_of_speedup(tmp_path):
+    """carebn's initial actor happens to score 850 at step 5 (before its first update at step 5, read from
+    its config); it drops, and reaches the threshold after learning at step 15 (300 training seconds).
+    Its time to the threshold is that of step 15, and the early hit is counted in `before_updates`."""
+    runs = {
+        "popsan_s0": run("popsan", 0, 1000.0, [(5, 500.0, 0, 110.0, 100.0), (10, 900.0, 0, 220.0, 200.0)]),
+        "carebn_s0": run("carebn", 0, 900.0, [(5, 850.0, 0, 60.0, 50.0), (10, 100.0, 0, 220.0, 200.0),
+                                              (15, 900.0, 0, 330.0, 300.0)]),
+    }
+    for name, summary in runs.items():
+        make_run_folder(tmp_path, name, summary)
+    (tmp_path / "carebn_s0" / ".hydra" / "config.yaml").write_text("method: carebn\ntrain:\n  update_after: 5\n")
+    summaries, _ = find_runs([tmp_path])
+    assert {s["method"]: s["update_after"] for s in summaries} == {"carebn": 5, "popsan": None}
+    rows = {r["method"]: r for r in time_to_return(summaries, "popsan", 0.8)}
+    carebn = rows["carebn"]
+    assert (carebn["reached"], carebn["before_updates"], carebn["step_to_threshold"]) == (1, 1, 15)
+    assert carebn["speedup_at_threshold"] == pytest.approx(200.0 / 300.0)
+    assert rows["popsan"]["before_updates"] == 0

@@ -20,8 +20,13 @@ def _by(rows: list[dict], key: str) -> dict[str, list[dict]]:
     return dict(sorted(groups.items()))
 
 
-def _save(fig, path: Path) -> None:
-    fig.tight_layout()
+def _save(fig, path: Path, note: str | None = None) -> None:
+    """Write the figure; a `note` (a caveat the figure must carry, not only the text) goes under it."""
+    if note:
+        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize="small", style="italic", wrap=True)
+        fig.tight_layout(rect=(0, 0.09, 1, 1))
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -61,7 +66,7 @@ def learning_curves(summaries: list[dict], path: Path) -> None:
     _save(fig, path)
 
 
-def gpsup_quadrant(rows: list[dict], baseline: str, path: Path) -> None:
+def gpsup_quadrant(rows: list[dict], baseline: str, path: Path, note: str | None = None) -> None:
     """Speedup (up: faster) against Powerup (right: more power) on log axes, the baseline at (1, 1).
     Dashed lines are constant Greenup: above the diagonal a method uses less energy than the baseline."""
     import numpy as np
@@ -92,10 +97,10 @@ def gpsup_quadrant(rows: list[dict], baseline: str, path: Path) -> None:
         axis.set_minor_formatter(NullFormatter())
     ax.text(lo * 1.05, hi / 1.1, "faster, less power", fontsize="x-small", va="top")
     ax.text(hi / 1.05, lo * 1.05, "slower, more power", fontsize="x-small", ha="right")
-    _save(fig, path)
+    _save(fig, path, note)
 
 
-def energy_carbon(rows: list[dict], path: Path) -> None:
+def energy_carbon(rows: list[dict], path: Path, note: str | None = None) -> None:
     """Energy (Wh) and emissions (g CO2eq) per method, grouped by task."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     tasks = _by(rows, "env_id")
@@ -111,7 +116,7 @@ def energy_carbon(rows: list[dict], path: Path) -> None:
         ax.set(ylabel=label)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize="small")
-    _save(fig, path)
+    _save(fig, path, note)
 
 
 def interval_estimates(rows: list[dict], improvement: list[dict], baseline: str, path: Path) -> None:

@@ -46,11 +46,11 @@ GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "eval_return_st
                  "carbon_diff_percent"]
 INFERENCE_COLUMNS = ["env_id", "method", "runs", "kind", "energy_uj_45nm", "energy_uj_loihi", "synaptic_ops", "macs",
                      "neuron_updates", "firing_rate"]
-THRESHOLD_COLUMNS = ["env_id", "method", "threshold", "runs", "reached", "step_to_threshold",
+THRESHOLD_COLUMNS = ["env_id", "method", "threshold", "runs", "reached", "before_updates", "step_to_threshold",
                      "train_seconds_to_threshold", "energy_kwh_to_threshold", "speedup_at_threshold",
                      "greenup_at_threshold"]
 RETURN_COLUMNS = ["env_id", "method", "runs", "final_return_mean", "final_return_std", "best_return_mean",
-                  "total_env_steps"]
+                  "total_env_steps", "precision", "precision_reason"]
 CURVE_COLUMNS = ["env_id", "method", "step", "seeds", "return_mean", "return_std"]
 ENERGY_COLUMNS = ["env_id", "method", "runs", "energy_kwh", "power_w", "emissions_kg", "carbon_diff_percent",
                   "energy_source", *(e[0] for e in EQUIVALENTS)]
@@ -59,6 +59,9 @@ ESTIMATE_NOTE = (
     "CPU power (a share of the CPU's TDP by load) plus RAM power. Energy then grows with wall time alone: "
     "Powerup is about 1 and Greenup about equal to Speedup by construction, and they say nothing about "
     "the methods' real power draw. Only `rapl` or `nvml` figures measure it.")
+
+FIGURE_NOTE = ("Energy is CodeCarbon's estimate (no power counters): a fixed power times wall time, so Powerup "
+               "is about 1 and Greenup about Speedup by construction; not a measurement.")
 
 
 def final_returns(summaries: list[dict]) -> list[dict]:
@@ -71,8 +74,16 @@ def final_returns(summaries: list[dict]) -> list[dict]:
             "final_return_std": spread(finals),
             "best_return_mean": statistics.fmean(r.get("best_eval_return", r["eval_return_mean"]) for r in runs),
             "total_env_steps": max(r.get("total_env_steps", 0) for r in runs),
+            "precision": _distinct(r.get("precision") for r in runs),
+            "precision_reason": _distinct(r.get("precision_reason") for r in runs),
         })
     return rows
+
+
+def _distinct(values) -> str | None:
+    """The distinct values of the runs, in order, joined; None if no run recorded one."""
+    seen = list(dict.fromkeys(str(v) for v in values if v))
+    return "; ".join(seen) if seen else None
 
 
 def learning_curves(summaries: list[dict]) -> list[dict]:
@@ -193,14 +204,16 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
         report.files += [out / f"{name}.md", out / f"{name}.csv"]
         sections.append(f"## {title}\n\n{text}\n{extra}")
 
-    def figure(name: str, draw, *args) -> None:
+    def figure(name: str, draw, *args, **kwargs) -> None:
         path = out / f"{name}.png"
-        draw(*args, path)
+        draw(*args, path, **kwargs)
         report.files.append(path)
         sections.append(f"![{name}]({name}.png)")
 
     estimate = any("estimate" in str(r.get("energy_source", "")) for r in report.gpsup)
-    table("final_returns", "Final evaluation return", finals, RETURN_COLUMNS)
+    table("final_returns", "Final evaluation return", finals, RETURN_COLUMNS,
+          "\n`precision`: what the runs computed in (`precision_reason`: why, e.g. what `precision=auto`'s probe "
+          "measured), from their summaries.\n")
     if bootstrap_reps > 0:
         from .intervals import (
             EFFICIENCY_COLUMNS,
@@ -235,9 +248,12 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
     thresholds = time_to_return(summaries, baseline, threshold_fraction)
     if thresholds:
         table("time_to_return", f"Time to {threshold_fraction:.0%} of {baseline}'s final return", thresholds,
-              THRESHOLD_COLUMNS, "\nMeans over the runs that reached the threshold (`reached` of `runs`). Training "
-              "seconds exclude evaluations; energy to the threshold is the run's mean power times its wall time "
-              "to it. Speedup and Greenup at equal return compare these with the baseline's.\n")
+              THRESHOLD_COLUMNS, "\nMeans over the runs that reached the threshold (`reached` of `runs`) after their "
+              "first gradient update. `before_updates`: runs whose evaluation reached it before any update (inside "
+              "the random warm-up: the initial actor, not learning); their time counts from their first reach "
+              "after updates began, or not at all. Training seconds exclude evaluations; energy to the threshold "
+              "is the run's mean power times its wall time to it. Speedup and Greenup at equal return compare "
+              "these with the baseline's.\n")
     table("gpsup", f"GPS-UP against {baseline}", report.gpsup, GPSUP_COLUMNS,
           "\nMeans over seeds, with the spread over seeds (`_std`: population standard deviation). `time_basis` "
           "says which time GPS-UP divides: `steady_seconds` (training wall time less compiling, paid once per "
@@ -247,7 +263,7 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
           "training wall time.\n"
           + (f"\n{ESTIMATE_NOTE}\n" if estimate else ""))
     if any("powerup" in r for r in report.gpsup):
-        figure("gpsup_quadrant", plots.gpsup_quadrant, report.gpsup, baseline)
+        figure("gpsup_quadrant", plots.gpsup_quadrant, report.gpsup, baseline, note=FIGURE_NOTE if estimate else None)
     inference = inference_rows(summaries, inference_episodes, report.notes) if inference_episodes > 0 else []
     if inference:
         table("inference_energy", "Inference energy per action", inference, INFERENCE_COLUMNS,
@@ -261,7 +277,7 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
         sources = "\n".join(f"- {column}: {label}; {source}" for column, label, _, _, source in EQUIVALENTS)
         table("energy_carbon", "Energy and carbon", energy, ENERGY_COLUMNS,
               f"\nEquivalents:\n{sources}\n" + (f"\n{ESTIMATE_NOTE}\n" if estimate else ""))
-        figure("energy_carbon", plots.energy_carbon, energy)
+        figure("energy_carbon", plots.energy_carbon, energy, note=FIGURE_NOTE if estimate else None)
     if report.notes:
         sections.append("## Notes\n\n" + "\n".join(f"- {n}" for n in report.notes))
     (out / "report.md").write_text("\n\n".join(sections) + "\n")

@@ -20,9 +20,21 @@ def read_evaluations(run_dir: Path) -> list[tuple[int, float, float, float, floa
         return []
 
 
+def _update_after(config: Path) -> int | None:
+    """The env step of the run's first gradient update (train.update_after in its resolved config)."""
+    from omegaconf import OmegaConf
+
+    try:
+        value = OmegaConf.select(OmegaConf.load(config), "train.update_after")
+        return None if value is None else int(value)
+    except Exception:  # an unreadable or foreign config: the report then does not flag warm-up hits
+        return None
+
+
 def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
-    """(summaries, each with the run's `eval_history`; run folders without a readable summary.json:
-    failed or unfinished). A run folder is one Hydra made (it has `.hydra/config.yaml`)."""
+    """(summaries, each with the run's `eval_history` and `update_after` (its first update's env step,
+    from its config); run folders without a readable summary.json: failed or unfinished). A run folder
+    is one Hydra made (it has `.hydra/config.yaml`)."""
     summaries, skipped = [], []
     for root in roots:
         for config in sorted(Path(root).rglob(".hydra/config.yaml")):
@@ -32,5 +44,6 @@ def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
             except (OSError, json.JSONDecodeError):
                 skipped.append(run_dir)
                 continue
+            summary.setdefault("update_after", _update_after(config))
             summaries.append({**summary, "run_dir": str(run_dir), "eval_history": read_evaluations(run_dir)})
     return summaries, skipped

@@ -5,7 +5,10 @@ End-of-run GPS-UP compares what each method spent on the same step budget, which
 policy look slower (its evaluation episodes last longer). Here every method is compared at the point
 where it first reaches the same return: by default 80 % of the way from 0 to the baseline's final mean
 return on that task (threshold = R_base - (1 - fraction) |R_base|, which is 0.8 R_base for a positive
-return). Training time excludes evaluation time (evaluations.csv's train_seconds). Energy to the
+return). A run reaches it at its first evaluation at or above it after its first gradient update: an
+evaluation before any update (inside the random warm-up, e.g. CaRe-BN's 25,000 steps) measures the
+initial actor's luck, not learning, so it is counted apart (`before_updates`) and left out of Speedup.
+Training time excludes evaluation time (evaluations.csv's train_seconds). Energy to the
 threshold is the run's mean power (its energy over the span it was measured) times the wall time to
 the threshold: exact when the energy is CodeCarbon's estimate (constant power), an approximation with
 measured power.
@@ -23,11 +26,20 @@ def threshold_for(base_final: float, fraction: float) -> float:
     return base_final - (1.0 - fraction) * abs(base_final)
 
 
+def before_updates(run: dict, step: int) -> bool:
+    """Whether the evaluation at env `step` came before the run's first gradient update."""
+    return run.get("update_after") is not None and step <= run["update_after"]
+
+
+def reached_before_updates(run: dict, threshold: float) -> bool:
+    return any(mean >= threshold and before_updates(run, step) for step, mean, *_ in run.get("eval_history", []))
+
+
 def first_reach(run: dict, threshold: float) -> dict | None:
-    """Where a run's evaluations first reach `threshold`: env step, training and wall seconds, energy
-    (kWh, when the run measured it); None if they never do."""
+    """Where a run's evaluations first reach `threshold` after its first gradient update: env step,
+    training and wall seconds, energy (kWh, when the run measured it); None if they never do."""
     for step, mean, _, wall, train in run.get("eval_history", []):
-        if mean >= threshold:
+        if mean >= threshold and not before_updates(run, step):
             hit = {"step": step, "train_seconds": train, "wall_seconds": wall}
             if "energy_kwh" in run and run.get("energy_seconds"):
                 power_w = run["energy_kwh"] * 3.6e6 / run["energy_seconds"]
@@ -58,7 +70,7 @@ def time_to_return(summaries: list[dict], baseline: str = "popsan", fraction: fl
                 continue
             hits = [h for h in (first_reach(r, threshold) for r in runs) if h is not None]
             row = {"env_id": env_id, "method": method, "threshold": threshold, "runs": len(runs),
-                   "reached": len(hits)}
+                   "reached": len(hits), "before_updates": sum(reached_before_updates(r, threshold) for r in runs)}
             for key in ("step", "train_seconds", "energy_kwh"):
                 value = _mean([h.get(key) for h in hits])
                 if value is not None:
