@@ -20,6 +20,7 @@ from spikerl.export.quantize import (
     STATE_MAX,
     FixedNeurons,
     QuantizeError,
+    graded_spikes,
     loihi_mantissas,
     quantize,
     shift,
@@ -113,10 +114,41 @@ def test_what_loihi_cannot_hold_is_refused_in_one_line(node, fragment):
     with pytest.raises(QuantizeError, match=fragment) as info:
         quantize(tiny_graph(node, np.array([[0.3, -0.1], [0.05, 0.2]])), "loihi")
     assert "\n" not in str(info.value)
-    with pytest.raises(QuantizeError, match="real-valued input"):
-        quantize(tiny_graph(cubalif(2), np.eye(2)), "loihi", binary_input=False)
     with pytest.raises(QuantizeError, match="unknown target 'tpu'"):
         quantize(tiny_graph(cubalif(2), np.eye(2)), "tpu")
+
+
+def test_real_valued_input_goes_as_8_bit_graded_spikes():
+    assert graded_spikes(torch.tensor([0.0, 0.5, 1.0, 1.7, -0.2, 0.002]), 1 / 255).tolist() == [0, 128, 255, 255, 0, 1]
+    w = np.array([[0.3, -0.1], [0.05, 0.2]])
+    q = quantize(tiny_graph(cubalif(2, alpha=0.0), w), "loihi", input_range=1.0)
+    syn, step = q.synapses["fc"], 1 / 255
+    assert q.input_step == step and q.rules()["graded_input"] == {"bits": 8, "step": step}
+    # the weights are in units per graded step; the written graph keeps them per unit of the float input
+    assert np.abs(syn.mant * 2.0**syn.exp * syn.unit / step - w).max() <= 2.0**syn.exp * syn.unit / step
+    x = torch.tensor([[[0.5, 1.0]]])  # one step: 128 and 255 graded steps
+    a_in = syn(graded_spikes(x[0], step))
+    assert torch.equal(a_in, shift(torch.from_numpy(syn.mant) @ torch.tensor([128, 255]), syn.exp).view(1, 2))
+
+
+def test_dsrl_quantised_for_loihi_takes_its_input_as_graded_spikes(tmp_path):
+    from spikerl.export import write_bundle
+
+    # z-scored input clipped to +-3: the graded spikes' range holds every value (a maxabs normaliser's range is
+    # what training saw; a larger observation saturates at 255 steps)
+    path = make_checkpoint(tmp_path / "dsrl.pt", DSRL_SPEC, obs_norm="zscore", method="dsrl")
+    actor, normalizer = actor_of(path)
+    bundle = build_bundle(checkpoint.load(path), "", actor, normalizer)
+    q = quantized_bundle(bundle, "loihi")
+    assert q.quant.input_step == 3 / 255 and q.quant.neurons["integrator"].vth is None
+    raw = recorded_observations(lambda o: actor(normalizer(o)).detach(), steps=10)
+    x = bundle.host.encode(bundle.host.normalise(raw))
+    ran, (_, float_trace) = q.run(raw, encoder_input=x, record=True), simulate(bundle.graph, x, record=True)
+    assert ran["trace"]["fc1"][0].dtype == torch.float32 and (ran["trace"]["fc1"][0] > 1).any()  # graded steps
+    for name in ("lif1", "lif2"):
+        assert (float_trace[name][1] == ran["trace"][name][1]).float().mean() > 0.97, name
+    write_bundle(q, tmp_path / "b")
+    assert torch.equal(read_bundle(tmp_path / "b").run(raw, encoder_input=x)["action"], ran["action"])
 
 
 @pytest.fixture(scope="module")
@@ -238,8 +270,8 @@ def test_bad_quantisation_options_are_one_line_and_write_nothing(popsan, tmp_pat
     refused(["--quantize", "int8", "--min-return-ratio", "1.5"], "must be in (0, 1]")
     refused(["--quantize", "int8", "--min-return-ratio", "most"], "must be a number")
     refused(["--quantize", "int8", "--energy-only"], "--energy-only")
-    dsrl = make_checkpoint(tmp_path / "dsrl.pt", DSRL_SPEC, method="dsrl")
+    dsrl = make_checkpoint(tmp_path / "dsrl.pt", DSRL_SPEC, obs_norm="none", method="dsrl")
     assert export_main([str(dsrl), "--quantize", "int8", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "cannot quantise for loihi" in err and "real-valued input" in err and "\n" not in err
+    assert "cannot quantise for loihi" in err and "needs a bounded normaliser" in err and "\n" not in err
     assert not (tmp_path / "x").exists()

@@ -394,8 +394,15 @@ def read_bundle(folder: str | Path) -> Bundle:
 def quantized_bundle(bundle: Bundle, target: str, scheme: str = "int8") -> Bundle:
     """The bundle with its graph under a target's integer rules (spikerl/export/quantize.py): actor.nir
     then holds the weights the integers stand for, host.npz the integers, bundle.json the rules."""
+    host = bundle.host
+    input_range = None  # encoder spikes; DSRL's split of the normalised observation is real-valued
+    if host.encoder_kind == "two_neuron":
+        input_range = {"maxabs": 1.0, "zscore": host.clip}.get(host.norm_kind)
+        if input_range is None:
+            raise ExportError(f"cannot quantise for {target}: real-valued input needs a bounded normaliser "
+                              f"(maxabs or zscore), this actor's is {host.norm_kind!r}")
     try:
-        quant = quantize(bundle.graph, target, scheme, binary_input=bundle.host.encoder_kind == "population")
+        quant = quantize(bundle.graph, target, scheme, input_range)
     except QuantizeError as exc:
         raise ExportError(f"cannot quantise for {target}: {exc}") from None
     info = {**bundle.info, "quantization": quant.rules(),

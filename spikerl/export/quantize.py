@@ -17,7 +17,9 @@ Targets (TARGETS):
             v count units / 64): for a spiking node the threshold over a whole number of units (the
             threshold is exact), for a readout the range its state can reach; the unit is chosen so that no
             state can leave its 24 bits in one action's T steps whatever the input spikes (a bound from the
-            weights and decays; every action starts from zero states).
+            weights and decays; every action starts from zero states). Real-valued input (DSRL's
+            two-neuron split) goes as 8-bit graded spikes (Lava's Dense with num_message_bits = 8;
+            Loihi 2), one step = the input's range / 255.
     float   int8 weights with one scale per synapse node (symmetric, [-127, 127]), biases in int32 at the
             same scale; neurons in float32 (a chip or accelerator with float neurons).
 
@@ -48,6 +50,7 @@ VTH_MAX = 2 ** 17 - 1
 MANT_MIN, MANT_MAX = -256, 254  # mixed-sign 8-bit weights: stored as 7 bits + sign, shifted left by 1
 EXP_MIN, EXP_MAX = -8, 7
 A_IN_BITS = 16            # the chip's dendritic accumulator
+INPUT_BITS = 8            # graded spikes of real-valued input (Lava's Dense num_message_bits; Loihi 2)
 
 
 class QuantizeError(Exception):
@@ -112,6 +115,11 @@ def loihi_mantissas(x: np.ndarray, e: int) -> np.ndarray:
 def shift(total: torch.Tensor, e: int) -> torch.Tensor:
     """Lava's Dense output: the summed mantissas shifted left by e, or arithmetically right (floor) by -e."""
     return total * (1 << e) if e >= 0 else torch.div(total, 1 << -e, rounding_mode="floor")
+
+
+def graded_spikes(x: torch.Tensor, step: float) -> torch.Tensor:
+    """Real-valued input >= 0 as unsigned 8-bit graded spikes: round(x / step), saturated at 255."""
+    return torch.clamp(torch.round(x.double() / step), 0, 2**INPUT_BITS - 1).long()
 
 
 def decay_toward_zero(x: torch.Tensor, keep: int) -> torch.Tensor:
@@ -201,6 +209,7 @@ class QuantizedGraph:
     synapses: dict[str, FixedSynapses]
     neurons: dict[str, FixedNeurons]
     scales: dict[str, float]
+    input_step: float | None = None  # real-valued input: the float value of one graded-spike step
 
     def rules(self) -> dict:
         """What bundle.json records: the target's rules and each node's parameters."""
@@ -219,7 +228,9 @@ class QuantizedGraph:
                            "a_in_fits_16_bits": bool(largest < 2 ** (A_IN_BITS - 1))}
         for name, neu in self.neurons.items():
             nodes[name] = {"du": neu.du, "dv": neu.dv, "vth": neu.vth, "unit": neu.unit}
-        return {"target": "loihi", "scheme": self.scheme, "rules": RULES["loihi"], "nodes": nodes}
+        graded = None if self.input_step is None else {"bits": INPUT_BITS, "step": self.input_step}
+        return {"target": "loihi", "scheme": self.scheme, "rules": RULES["loihi"], "graded_input": graded,
+                "nodes": nodes}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The integer parameters as arrays for host.npz (q_<node>_*)."""
@@ -250,8 +261,14 @@ RULES = {
 }
 
 
-def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, binary: dict[str, bool]) -> QuantizedGraph:
+def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, input_range: float | None) -> QuantizedGraph:
     from .nir_graph import NEURON_NODES, SPIKING_NODES
+
+    inputs = {name for name, node in graph.nodes.items() if isinstance(node, nir.Input)}
+    step = None if input_range is None else input_range / (2**INPUT_BITS - 1)  # a graded spike's step
+
+    def graded(synapse: str) -> bool:  # a synapse group fed by real-valued input
+        return step is not None and into[synapse][0] in inputs
 
     into: dict[str, list[str]] = {name: [] for name in graph.nodes}
     for src, dst in graph.edges:
@@ -272,10 +289,7 @@ def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, binary: dict[str, boo
             raise QuantizeError(f"node {name!r} takes input other than from synapse nodes")
         drive = np.zeros(np.asarray(graph.nodes[groups[0]].weight).shape[0]) if groups else np.zeros(1)
         for s in groups:
-            if not binary.get(into[s][0], True):
-                raise QuantizeError(f"synapse node {s!r} gets real-valued input; Loihi's synapses take spikes "
-                                    f"(DSRL's two-neuron input stays on the host with its first layer's current)")
-            w = np.abs(np.asarray(graph.nodes[s].weight, np.float64))
+            w = np.abs(np.asarray(graph.nodes[s].weight, np.float64)) * (input_range if graded(s) else 1.0)
             drive = drive + w.sum(1) + (np.abs(np.asarray(graph.nodes[s].bias, np.float64))
                                         if isinstance(graph.nodes[s], nir.Affine) else 0.0)
         bound = _state_bound(alpha, beta, drive, timesteps)
@@ -294,7 +308,8 @@ def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, binary: dict[str, boo
         neurons[name] = FixedNeurons(du, dv, vth, unit)
         for s in groups:
             syn = graph.nodes[s]
-            x = np.asarray(syn.weight, np.float64) / unit
+            per_input = step if graded(s) else 1.0  # the float value of one step of this group's input
+            x = np.asarray(syn.weight, np.float64) * per_input / unit
             e = _exponent(float(np.abs(x).max(initial=0.0)))
             bias, bias_mant, bias_exp = None, None, 0
             if isinstance(syn, nir.Affine) and np.any(np.asarray(syn.bias) != 0):
@@ -303,6 +318,7 @@ def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, binary: dict[str, boo
                 bias_mant = loihi_mantissas(xb, bias_exp)
             synapses[s] = FixedSynapses(loihi_mantissas(x, e), e, bias_mant, bias_exp, unit)
             w, bias = synapses[s].dequantized()
+            w = w / per_input
             if isinstance(syn, nir.Affine):
                 nodes[s] = nir.Affine(weight=w.astype(np.float32), bias=(bias if bias is not None
                                                                           else np.zeros(w.shape[0])).astype(np.float32))
@@ -310,7 +326,7 @@ def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, binary: dict[str, boo
                 nodes[s] = nir.Linear(weight=w.astype(np.float32))
     metadata = {**(graph.metadata or {}), "quantization": "loihi"}
     qgraph = nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=metadata, type_check=False)
-    return QuantizedGraph("loihi", "int8", qgraph, synapses, neurons, {})
+    return QuantizedGraph("loihi", "int8", qgraph, synapses, neurons, {}, step)
 
 
 def _float_int8(graph: nir.NIRGraph) -> QuantizedGraph:
@@ -332,8 +348,11 @@ def _float_int8(graph: nir.NIRGraph) -> QuantizedGraph:
     return QuantizedGraph("float", "int8", qgraph, {}, {}, scales)
 
 
-def quantize(graph: nir.NIRGraph, target: str, scheme: str = "int8", binary_input: bool = True) -> QuantizedGraph:
-    """The graph under `target`'s rules. `binary_input`: whether the graph's Input carries spikes."""
+def quantize(graph: nir.NIRGraph, target: str, scheme: str = "int8",
+             input_range: float | None = None) -> QuantizedGraph:
+    """The graph under `target`'s rules. `input_range`: None where the graph's Input carries spikes; for
+    real-valued input in [0, input_range] (DSRL's two-neuron split), the largest value, which the loihi
+    target sends as 8-bit graded spikes."""
     from .simulate import graph_dt
 
     if scheme not in SCHEMES:
@@ -342,9 +361,8 @@ def quantize(graph: nir.NIRGraph, target: str, scheme: str = "int8", binary_inpu
         raise QuantizeError(f"unknown target {target!r} (choose one of: {', '.join(TARGETS)})")
     if target == "float":
         return _float_int8(graph)
-    binary = {name: binary_input for name, node in graph.nodes.items() if isinstance(node, nir.Input)}
     timesteps = int((graph.metadata or {}).get("timesteps", 1))
-    return _loihi(graph, graph_dt(graph), timesteps, binary)
+    return _loihi(graph, graph_dt(graph), timesteps, input_range)
 
 
 def simulate_fixed(q: QuantizedGraph, inputs: torch.Tensor, record: bool = False):
@@ -365,7 +383,7 @@ def simulate_fixed(q: QuantizedGraph, inputs: torch.Tensor, record: bool = False
         for name in order:
             node = graph.nodes[name]
             if isinstance(node, nir.Input):
-                x = inputs[t]
+                x = inputs[t] if q.input_step is None else graded_spikes(inputs[t], q.input_step)
             else:
                 parts = [now[p] if (p, name) not in back else (done[p][t - 1] if t > 0 else None) for p in preds[name]]
                 parts = [p for p in parts if p is not None]
@@ -406,4 +424,6 @@ def from_written(rules: dict, graph: nir.NIRGraph, arrays: dict[str, np.ndarray]
         else:
             neurons[name] = FixedNeurons(int(p["du"]), int(p["dv"]), None if p["vth"] is None else int(p["vth"]),
                                          float(p["unit"]))
-    return QuantizedGraph(rules["target"], rules["scheme"], graph, synapses, neurons, dict(rules.get("scales") or {}))
+    graded = rules.get("graded_input")
+    return QuantizedGraph(rules["target"], rules["scheme"], graph, synapses, neurons, dict(rules.get("scales") or {}),
+                          None if graded is None else float(graded["step"]))
