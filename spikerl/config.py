@@ -125,7 +125,8 @@ class RunConfig:
     algo_name: str  # the learner's name: td3 | ddpg | sac
     seed: int
     device: str  # auto | cpu | cuda
-    compile: bool  # torch.compile the learner's update, acting and the spiking actors' neuron kernels
+    compile: bool | str  # torch.compile the update, acting and neuron kernels; "auto": where the planned updates
+    # repay it (spikerl/runtime/compile_plan.py), decided as the run starts
     compile_mode: str  # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
     resume: str | None  # None | "auto" | a checkpoint file or run folder
     train: TrainConfig
@@ -248,8 +249,8 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> 
             raise ConfigError(f"missing top-level key {key!r}")
     if not isinstance(resolved["seed"], int) or isinstance(resolved["seed"], bool):
         raise ConfigError(f"seed must be an integer, got {resolved['seed']!r}")
-    if not isinstance(resolved.get("compile", False), bool):
-        raise ConfigError(f"compile must be true or false, got {resolved['compile']!r}")
+    if not isinstance(resolved.get("compile", False), bool) and resolved.get("compile") != "auto":
+        raise ConfigError(f"compile must be true, false or auto, got {resolved['compile']!r}")
     compile_mode = resolved.get("compile_mode", "default")
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}; got {compile_mode!r}")

@@ -25,7 +25,7 @@ from .rl.protocols import MetricWriter
 from .rl.replay import ReplayBuffer
 from .rl.run_state import RunState
 from .rl.updates import UpdateSchedule
-from .runtime import checkpoint, distributed
+from .runtime import checkpoint, compile_plan, distributed
 from .runtime.compiler import use_cache_dir
 from .runtime.device import rank_device
 from .runtime.distributed import DistInfo, all_reduce_
@@ -99,6 +99,7 @@ def check(rc: RunConfig, run_dir: Path | None = None) -> None:
     """Everything a run needs that can be checked without training: task, actor, critic, learner, and
     the checkpoint to resume from (with `resume=auto`, the one in `run_dir`, where that is known)."""
     obs_dim, act_dim = env_dims(rc.env.id)
+    rc = compile_plan.with_compile(rc, False) if rc.compile == "auto" else rc  # decided as the run starts
     build_learner(rc, *build_components(rc, obs_dim, act_dim), obs_dim, act_dim)
     if rc.resume is None or (rc.resume == "auto" and run_dir is None):
         return
@@ -130,6 +131,7 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     meter = make_meter(rc.energy.kind if info.local_rank == 0 else "none", run_dir / "energy", rc.energy.country,
                        rc.energy.measure_power_secs)
     writers = make_writers(rc, run_dir, actor_name) if info.is_main else None
+    rc, timing_key, compile_reason = plan_compile(rc, info.world_size)
     meter.start()
     try:
         result = _train(rc, run_dir, actor_name, info, writers, resume)
@@ -145,11 +147,24 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     write_evaluations(run_dir, result.pop("eval_history"))
     summary = {"method": rc.method, "algo": rc.algo_name, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed,
                "sweep": rc.sweep,
-               **result, **energy,
+               **result, "compile": rc.compile, "compile_reason": compile_reason, **energy,
                "run_dir": str(run_dir),  # what produced it (flat, as every summary key):
                **{f"code_{k}": v for k, v in code.items()}, **{f"machine_{k}": v for k, v in host().items()}}
     write_summary(run_dir, summary)
+    compile_plan.record(rc.compile_cache, timing_key, summary, rc.compile)
     return summary
+
+
+def plan_compile(rc: RunConfig, world_size: int) -> tuple[RunConfig, str, str]:
+    """The run's config with `compile=auto` decided for this machine (compile_plan), the key its timings
+    are recorded under, and why it compiles or not."""
+    obs_dim, act_dim = env_dims(rc.env.id)
+    key = compile_plan.timing_key(rc, obs_dim, act_dim, world_size, torch.get_num_threads())
+    if rc.compile != "auto":
+        return rc, key, "as configured"
+    decision = compile_plan.decide(compile_plan.planned_updates(rc.train, world_size),
+                                   compile_plan.load(rc.compile_cache).get(key))
+    return compile_plan.with_compile(rc, decision.compile), key, decision.reason
 
 
 def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: DistInfo | None = None,
@@ -159,6 +174,8 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     evaluator and run state. `actor` replaces the config's actor (benchmarks time other actors in
     the same loop)."""
     info = info or DistInfo()
+    if rc.compile == "auto":  # a loop built outside train_run decides here
+        rc = plan_compile(rc, info.world_size)[0]
     device = rank_device(rc.device, info.local_rank)  # decided here, once
     seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
     obs_dim, act_dim = env_dims(rc.env.id)
@@ -280,6 +297,8 @@ def format_summary(summary: dict) -> str:
                                  f"{summary['steady_updates_per_second']:.0f} updates/s); "
                                  f"{summary['probe_seconds']:.0f} s precision probe before it")]
           if "compile_seconds" in summary and "probe_seconds" in summary else []),
+        *([("compile", f"{'yes' if summary['compile'] else 'no'} ({summary['compile_reason']})")]
+          if "compile_reason" in summary else []),
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),
         ("best eval return", f"{summary['best_eval_return']:.1f}"),

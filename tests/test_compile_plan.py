@@ -1,0 +1,68 @@
+"""`compile=auto` (spikerl.runtime.compile_plan): the planned updates, the rule against this machine's
+recorded timings or the defaults, the record each run leaves, and a run that decides and says why."""
+
+import json
+
+import pytest
+
+from spikerl.config import ConfigError, compose, validate
+from spikerl.runtime import compile_plan
+from spikerl.runtime.compile_plan import DEFAULT_COMPILE_SECONDS, DEFAULT_SAVED_SECONDS, decide, planned_updates
+
+
+def train(**changes):
+    return validate(compose([f"train.{k}={v}" for k, v in changes.items()])).train
+
+
+def test_planned_updates_follow_the_schedule():
+    # 25,000 steps, updates from step 1,000: 24,000 steps / update_every 50 = 480 rounds x 50 gradient steps
+    assert planned_updates(train(total_steps=25000, update_after=1000, update_every=50, gradient_steps=50)) == 24000
+    # two ranks share the global steps: each runs half the rounds
+    assert planned_updates(train(total_steps=25000, update_after=1000, update_every=50, gradient_steps=50), 2) == 12000
+    assert planned_updates(train(total_steps=500, update_after=1000)) == 0
+
+
+def test_without_a_record_the_defaults_decide():
+    break_even = DEFAULT_COMPILE_SECONDS / DEFAULT_SAVED_SECONDS  # about 10,700 updates
+    short, long = decide(int(break_even) - 100, None), decide(int(break_even) + 100, None)
+    assert not short.compile and long.compile
+    assert "running eagerly" in short.reason and "the project's figures" in long.reason
+
+
+def test_this_machines_timings_decide_where_recorded():
+    # eager 20 ms, compiled 12 ms per update: 8 ms saved; a warm cache compiles in 5 s: pays from 625 updates
+    record = {"eager_update_seconds": 0.020, "compiled_update_seconds": 0.012, "compile_seconds": 5.0}
+    assert decide(700, record).compile and not decide(600, record).compile
+    assert "as measured here before" in decide(700, record).reason and "8.00 ms saved" in decide(700, record).reason
+    # compiled no faster than eager here: never compile
+    assert not decide(10**7, {**record, "compiled_update_seconds": 0.021}).compile
+
+
+def test_the_record_keeps_each_kind_of_run_and_ignores_what_it_cannot_use(tmp_path):
+    cache = str(tmp_path / "cache")
+    compile_plan.record(cache, "k", {"updates": 1000, "steady_updates_per_second": 50.0}, compiled=False)
+    compile_plan.record(cache, "k", {"updates": 1000, "steady_updates_per_second": 80.0, "compile_seconds": 42.0},
+                        compiled=True)
+    compile_plan.record(cache, "k", {"updates": 10, "steady_updates_per_second": 1.0}, compiled=False)  # too few
+    assert compile_plan.load(cache) == {"k": {"eager_update_seconds": 0.02, "compiled_update_seconds": 0.0125,
+                                              "compile_seconds": 42.0}}
+    (tmp_path / "cache" / compile_plan.TIMINGS_FILE).write_text("{not json")
+    assert compile_plan.load(cache) == {}  # a damaged record is ignored, never an error
+    compile_plan.record("/proc/spikerl-cache", "k", {"updates": 1000, "steady_updates_per_second": 50.0}, True)
+
+
+def test_compile_auto_is_the_default_and_other_values_are_refused():
+    assert validate(compose([])).compile == "auto"
+    with pytest.raises(ConfigError, match="compile must be true, false or auto, got 'sometimes'"):
+        validate(compose(["compile=sometimes"]))
+
+
+def test_a_short_auto_run_runs_eagerly_says_why_and_records_its_speed(tiny_run, tmp_path):
+    cache = tmp_path / "cache"
+    summary, _ = tiny_run("compile=auto", f"compile_cache={cache}", "train.update_every=10")  # 40 rounds x 10
+    assert summary["compile"] is False and summary["compile_seconds"] == 0.0
+    assert summary["compile_reason"].startswith("compile=auto: running eagerly: 400 planned updates")
+    (entry,) = json.loads((cache / compile_plan.TIMINGS_FILE).read_text()).values()
+    assert entry == {"eager_update_seconds": pytest.approx(1 / summary["steady_updates_per_second"])}
+    summary, _ = tiny_run("compile=false", f"compile_cache={cache}", name="explicit")
+    assert summary["compile"] is False and summary["compile_reason"] == "as configured"
