@@ -114,13 +114,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if quantized is not None:
         return export_quantized(args, state, bundle, quantized, out, fail)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        try:
-            write_bundle(bundle, tmp)
-        except OSError as exc:
-            return fail(f"cannot write {out}: {exc.strerror or exc}")
-        written = read_bundle(tmp)
+
+    def round_trip(written) -> tuple[dict, str | None]:
         energy, observations = spiking_energy(state, written, args.episodes, args.seed, args.max_episode_steps,
                                               source=args.path)
         generator = torch.Generator().manual_seed(energy["seed"] + 1)
@@ -132,17 +127,15 @@ def main(argv: list[str] | None = None) -> int:
             "compared_with": "the trained actor (float32) fed the same encoder input; torch.equal",
         }
         info["energy_per_action_uj"] = energy["energy_uj"]
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-        if not check["ok"]:
-            failed = [k for k, v in check.items() if k.endswith("_equal") and v is False]
-            return fail(f"round trip failed ({', '.join(failed) or 'layer spikes differ'}); nothing written", 1)
-        try:
-            _replace(tmp, out)
-        except OSError as exc:
-            return fail(f"cannot write {out}: {exc.strerror or exc}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        found.update(energy=energy, check=check, written=written)
+        failed = ", ".join(k for k, v in check.items() if k.endswith("_equal") and v is False)
+        return info, None if check["ok"] else f"round trip failed ({failed or 'layer spikes differ'}); nothing written"
 
+    found: dict = {}
+    code, info = write_checked(bundle, out, fail, round_trip)
+    if code is not None:
+        return code
+    energy, check, written = found["energy"], found["check"], found["written"]
     if args.json:
         print(json.dumps({"bundle": str(out), "round_trip": info["round_trip"], "energy": energy}, indent=2))
         return 0
@@ -167,6 +160,30 @@ def snntorch_line(check: dict) -> str:
         return f"snnTorch's NIR importer read actor.nir ({check['reader']}): every layer's spikes and the actions equal"
     return (f"warning: snnTorch's NIR importer ({check['reader']}) reads actor.nir differently: layer spikes equal "
             f"{check['layer_spikes_equal']}, actions equal {check['actions_equal']}")
+
+
+def write_checked(bundle, out: Path, fail, check) -> tuple[int | None, dict | None]:
+    """Write `bundle` into a temporary folder beside `out`, read it back, and let `check(written)` give
+    bundle.json's content and a one-line problem (or None); move the folder into place only without one
+    (an existing `out`, allowed by --force, is swapped out). Returns (exit code of a failure, or None;
+    the info written)."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        try:
+            write_bundle(bundle, tmp)
+        except OSError as exc:
+            return fail(f"cannot write {out}: {exc.strerror or exc}"), None
+        info, problem = check(read_bundle(tmp))
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        if problem:
+            return fail(problem, 1), None
+        try:
+            _replace(tmp, out)
+        except OSError as exc:
+            return fail(f"cannot write {out}: {exc.strerror or exc}"), None
+        return None, info
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _quantize_args(args) -> str | None:
@@ -213,13 +230,9 @@ def compare_actions(reference, quantized, written, raw_obs: torch.Tensor, genera
 
 def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> int:
     """Write the quantised bundle if it keeps the float return (or --force); print what it did."""
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        try:
-            write_bundle(quantized, tmp)
-        except OSError as exc:
-            return fail(f"cannot write {out}: {exc.strerror or exc}")
-        written = read_bundle(tmp)
+    found: dict = {}
+
+    def closed_loop(written) -> tuple[dict, str | None]:
         steps = args.max_episode_steps
         float_energy, _ = spiking_energy(state, bundle, args.episodes, args.seed, steps, source=args.path)
         energy, observations = spiking_energy(state, written, args.episodes, args.seed, steps, source=args.path)
@@ -234,18 +247,19 @@ def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> i
         info["quantization"] = {**info["quantization"], "closed_loop": closed}
         info["energy_per_action_uj"] = energy["energy_uj"]
         info["float_energy_per_action_uj"] = float_energy["energy_uj"]
-        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+        found.update(energy=energy, float_energy=float_energy, check=check, closed=closed)
         if not check["read_back_equal"]:
-            return fail("the written quantised bundle does not act as the one built; nothing written", 1)
+            return info, "the written quantised bundle does not act as the one built; nothing written"
         if not closed["kept"] and not args.force:
-            return fail(f"the quantised actor's return {q:,.1f} is below {args.min_return_ratio:g} of the float "
-                        f"actor's {f:,.1f} over {args.episodes} episodes; nothing written (--force writes it)", 1)
-        try:
-            _replace(tmp, out)
-        except OSError as exc:
-            return fail(f"cannot write {out}: {exc.strerror or exc}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            return info, (f"the quantised actor's return {q:,.1f} is below {args.min_return_ratio:g} of the float "
+                          f"actor's {f:,.1f} over {args.episodes} episodes; nothing written (--force writes it)")
+        return info, None
+
+    code, info = write_checked(quantized, out, fail, closed_loop)
+    if code is not None:
+        return code
+    energy, float_energy, check, closed = found["energy"], found["float_energy"], found["check"], found["closed"]
+    f, q = closed["float_return"], closed["quantized_return"]
     if args.json:
         print(json.dumps({"bundle": str(out), "quantization": info["quantization"], "energy": energy,
                           "float_energy": float_energy}, indent=2))
