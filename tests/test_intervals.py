@@ -98,3 +98,49 @@ def test_the_same_runs_give_the_same_intervals_and_the_global_generator_is_left_
     first = interval_estimates(summaries, "popsan", reps=200)
     assert (np.random.get_state()[1] == before).all()
     assert interval_estimates(summaries, "popsan", reps=200) == first
+
+
+def test_speedup_and_greenup_get_bootstrap_intervals_from_three_runs_a_side():
+    from spikerl.analysis.gpsup import compare
+    from spikerl.analysis.intervals import gpsup_intervals
+
+    def timed(method, walls, power_w, compile_s=10.0):
+        # energy over the whole job (wall + 5 s of start-up) at a constant power
+        return [{"method": method, "env_id": "A", "seed": i, "eval_return_mean": 1.0, "wall_seconds": w,
+                 "compile_seconds": compile_s, "energy_seconds": w + 5.0, "energy_kwh": power_w * (w + 5.0) / 3.6e6,
+                 "emissions_kg": 0.4 * power_w * (w + 5.0) / 3.6e6} for i, w in enumerate(walls)]
+
+    # steady times: popsan 90, 190, 290 s (mean 190); spikerl 40, 90, 140 s (mean 90): Speedup 190 / 90
+    summaries = timed("popsan", [100, 200, 300], 30.0) + timed("spikerl", [50, 100, 150], 60.0) \
+        + timed("dsrl", [50, 100], 30.0)
+    rows = compare(summaries, "popsan")
+    gpsup_intervals(summaries, rows, "popsan", reps=500)
+    spikerl = next(r for r in rows if r["method"] == "spikerl")
+    assert spikerl["speedup"] == pytest.approx(190 / 90)
+    assert 90 / 140 <= spikerl["speedup_ci_low"] <= spikerl["speedup"] <= spikerl["speedup_ci_high"] <= 290 / 40
+    # twice the power: Greenup is half the Speedup in every resample
+    assert spikerl["greenup_ci_low"] == pytest.approx(spikerl["speedup_ci_low"] / 2)
+    assert spikerl["greenup_ci_high"] == pytest.approx(spikerl["speedup_ci_high"] / 2)
+    assert "speedup_ci_low" not in next(r for r in rows if r["method"] == "dsrl")  # two runs: no interval
+    assert "speedup_ci_low" not in next(r for r in rows if r["method"] == "popsan")
+    same = timed("popsan", [100] * 3, 30.0) + timed("spikerl", [60] * 3, 30.0)  # no spread: the interval is a point
+    rows = compare(same, "popsan")
+    gpsup_intervals(same, rows, "popsan", reps=200)
+    spikerl = next(r for r in rows if r["method"] == "spikerl")
+    assert spikerl["speedup_ci_low"] == pytest.approx(90 / 50) == spikerl["speedup_ci_high"]
+
+
+def test_intervals_are_the_same_for_the_same_seed():
+    """rliable draws its resamples from NumPy's global generator whatever random_state it is given; the
+    report seeds it, so a report's intervals can be reproduced (and leaves the caller's generator as it was)."""
+    import numpy as np
+
+    summaries = runs("popsan", "A", [1, 5, 2, 8, 3]) + runs("spikerl", "A", [4, 9, 2, 7, 6])
+    results = []
+    for caller_seed in (1, 2):  # whatever state the caller left NumPy's generator in
+        np.random.seed(caller_seed)
+        before = np.random.get_state()[1].copy()
+        results.append(interval_estimates(summaries, "popsan", reps=200))
+        assert (np.random.get_state()[1] == before).all()
+    first, second = results
+    assert first["intervals"] == second["intervals"] and first["improvement"] == second["improvement"]

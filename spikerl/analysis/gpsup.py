@@ -66,6 +66,20 @@ def mean_by_method(summaries: list[dict]) -> dict[tuple[str, str], dict]:
     return out
 
 
+def run_time(run: dict, basis: str) -> float:
+    """One run's time on a row's time basis (for resampling runs: the intervals)."""
+    if basis == "steady_seconds":
+        return run["wall_seconds"] - run["compile_seconds"]
+    return run.get(basis, run["wall_seconds"])
+
+
+def run_energy(run: dict, basis: str) -> float:
+    """One run's energy (kWh) on a row's time basis: on the steady time, its mean power times that time."""
+    if basis == "steady_seconds":
+        return run["energy_kwh"] * run_time(run, basis) / run.get("energy_seconds", run["wall_seconds"])
+    return run["energy_kwh"]
+
+
 def gps_up(method: dict, base: dict) -> dict:
     """GPS-UP of one method's means against the baseline's (same task), on one time base (module doc)."""
     with_energy = "energy_kwh" in method and "energy_kwh" in base

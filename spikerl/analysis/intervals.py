@@ -58,14 +58,22 @@ def _runs(summaries: list[dict]) -> dict[str, dict[str, list[dict]]]:
 
 
 def _estimates(score_dict: dict, func, reps: int, seed: int):
+    """rliable's interval estimates, the same for the same `seed`: rliable 1.2.0's stratified bootstraps
+    draw their resampling indices from NumPy's global generator (np.random.choice), not from the
+    `random_state` they are given, so that generator is seeded here and put back afterwards."""
     import warnings
 
     from rliable import library as rly
 
-    with warnings.catch_warnings():  # arch's notice about rliable's RandomState: not the user's to act on
-        warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
-        return rly.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CONFIDENCE,
-                                          random_state=np.random.RandomState(seed))
+    saved = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        with warnings.catch_warnings():  # arch's notice about rliable's RandomState: not the user's to act on
+            warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+            return rly.get_interval_estimates(score_dict, func, reps=reps, confidence_interval_size=CONFIDENCE,
+                                              random_state=np.random.RandomState(seed))
+    finally:
+        np.random.set_state(saved)
 
 
 def _iqm(scores: np.ndarray) -> np.ndarray:
@@ -165,6 +173,26 @@ def _interval_estimates(summaries: list[dict], baseline: str, reps: int, seed: i
     efficiency = sample_efficiency(curves_of, usable, max(reps // 10, 200), seed)
     return {"intervals": intervals, "improvement": improvement, "profile": profile, "efficiency": efficiency,
             "notes": notes}
+
+
+def gpsup_intervals(summaries: list[dict], rows: list[dict], baseline: str, reps: int, seed: int = 0) -> None:
+    """Add to each GPS-UP row against the baseline the 95 % stratified-bootstrap intervals of its Speedup
+    and Greenup (`speedup_ci_low`, ...): the method's runs and the baseline's resampled apart, each sample
+    giving the ratio of the mean times (energies) on the row's time basis. Fewer than MIN_RUNS runs on
+    either side: no interval."""
+    from .gpsup import by_task_and_method, run_energy, run_time
+
+    groups = by_task_and_method(summaries)
+    for row in rows:
+        basis, runs = row.get("time_basis"), groups[(row["env_id"], row["method"])]
+        base = groups.get((row["env_id"], baseline), [])
+        if basis is None or row["method"] == baseline or min(len(runs), len(base)) < MIN_RUNS:
+            continue
+        measures = {"speedup": run_time, **({"greenup": run_energy} if "greenup" in row else {})}
+        for name, measure in measures.items():
+            x, y = (np.array([[measure(r, basis)] for r in rs]) for rs in (runs, base))
+            _, ci = _estimates({name: (x, y)}, lambda a, b: np.array([b.mean() / a.mean()]), reps, seed)
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = float(ci[name][0, 0]), float(ci[name][1, 0])
 
 
 def performance_profile(normalised: dict[str, np.ndarray], reps: int, seed: int, points: int = 41) -> list[dict]:

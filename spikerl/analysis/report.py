@@ -42,8 +42,8 @@ EQUIVALENTS = [
 GPSUP_COLUMNS = ["env_id", "method", "runs", "eval_return_mean", "eval_return_std", "wall_seconds",
                  "wall_seconds_std", "steady_seconds", "compile_seconds", "startup_seconds", "energy_seconds",
                  "energy_kwh", "energy_kwh_std", "power_w", "emissions_kg",
-                 "energy_source", "time_basis", "speedup", "powerup", "greenup", "reward_diff_percent",
-                 "carbon_diff_percent"]
+                 "energy_source", "time_basis", "speedup", "speedup_ci_low", "speedup_ci_high", "powerup", "greenup",
+                 "greenup_ci_low", "greenup_ci_high", "reward_diff_percent", "carbon_diff_percent"]
 INFERENCE_COLUMNS = ["env_id", "method", "runs", "kind", "energy_uj_45nm", "energy_uj_loihi", "synaptic_ops", "macs",
                      "neuron_updates", "firing_rate"]
 THRESHOLD_COLUMNS = ["env_id", "method", "threshold", "runs", "reached", "before_updates", "step_to_threshold",
@@ -221,10 +221,12 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
             INTERVAL_COLUMNS,
             MIN_RUNS,
             PROFILE_COLUMNS,
+            gpsup_intervals,
             interval_estimates,
         )
 
         stats = interval_estimates(summaries, baseline, bootstrap_reps)
+        gpsup_intervals(summaries, report.gpsup, baseline, bootstrap_reps)
         report.notes += stats["notes"]
         table("intervals", "Interquartile means with 95 % confidence intervals", stats["intervals"], INTERVAL_COLUMNS,
               f"\nIQM over the runs of each method (the mean of the middle half; with {MIN_RUNS} runs, their mean), "
@@ -260,7 +262,8 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
           "process; its energy is the job's mean power times it) where every run records its compiling, with "
           "the compiling and the rest of the start-up (`startup_seconds`: compiling, the precision probe, "
           "building the run) in their own columns; else the energy meter's span (`energy_seconds`) or the "
-          "training wall time.\n"
+          "training wall time. `_ci_low`, `_ci_high`: 95 % stratified-bootstrap intervals of Speedup and Greenup "
+          "(each side's runs resampled apart; none under 3 runs a side).\n"
           + (f"\n{ESTIMATE_NOTE}\n" if estimate else ""))
     if any("powerup" in r for r in report.gpsup):
         figure("gpsup_quadrant", plots.gpsup_quadrant, report.gpsup, baseline, note=FIGURE_NOTE if estimate else None)
