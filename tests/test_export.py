@@ -140,6 +140,22 @@ def test_an_edge_that_closes_a_cycle_carries_the_previous_steps_output():
     assert trace["s"][0].flatten().tolist() == [1.0, 1.5, 1.75, 0.875]  # the node's input, x_t + y_{t-1}
 
 
+def test_snntorch_reads_a_small_trained_actor_back_to_its_actions(tiny_run, capsys):
+    """A PopSAN actor trained for a few hundred steps (InvertedPendulum), exported, read back by snnTorch's
+    own NIR importer from actor.nir: its output spikes give the trained policy's actions exactly."""
+    summary, run_dir = tiny_run()
+    assert summary["updates"] > 0
+    assert export_main([str(run_dir), "--episodes", "1", "--max-episode-steps", "20"]) == 0
+    assert "snnTorch's NIR importer read actor.nir" in capsys.readouterr().out
+    state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
+    policy = evaluate.load_policy(state)
+    bundle = read_bundle(run_dir / "nir")
+    raw = torch.as_tensor(np.random.default_rng(0).normal(size=(64, state["meta"]["obs_dim"])), dtype=torch.float32)
+    x = bundle.host.encode(bundle.host.normalise(raw))
+    ran = run_with_snntorch(nir.read(run_dir / "nir" / "actor.nir"), x)
+    assert torch.equal(bundle.host.decode(ran["output"]), policy(raw)) and 0 < ran["output"].mean() < 1
+
+
 def test_graphs_snntorchs_importer_would_compute_otherwise_are_not_given_to_it():
     """snnTorch 1.0's importer maps no I/LI/CubaLI node, miswires a recurrent edge and assumes dt = 1e-4 s."""
     lif = nir.LIF(tau=np.full(2, 2e-4), r=np.full(2, 2.0), v_leak=np.zeros(2), v_threshold=np.ones(2),
