@@ -124,3 +124,20 @@ def test_bench_actors_stops_before_timing_when_the_published_actor_differs(monke
     with pytest.raises(SystemExit) as stop:
         bench_actors.check("ilcsan", ours, published, forward, pairs, obs, probe)
     assert stop.value.code == 1 and "equivalence check FAILED" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_compile_times_each_graph_cold_then_loads_them_from_the_cache(tmp_path):
+    out = tmp_path / "compile.json"
+    cmd = [sys.executable, "experiments/bench_compile.py", "--presets", "td3", "--threads", "1",
+           "--compile-threads", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cold, warm = json.loads(out.read_text())["results"]
+    assert (cold["cache"], warm["cache"]) == ("cold", "warm")
+    assert list(cold["graphs"]) == ["acting", "critic step", "actor step"]
+    for graph in ("critic step", "actor step"):  # forward and backward each: two Inductor graphs
+        assert cold["graphs"][graph]["fxgraph_cache_miss"] == 2 and cold["graphs"][graph]["C++ files"] > 0
+        assert warm["graphs"][graph]["fxgraph_cache_hit"] == 2 and warm["graphs"][graph]["C++ files"] == 0
+    assert sum(g["compile_seconds"] for g in warm["graphs"].values()) < \
+        sum(g["compile_seconds"] for g in cold["graphs"].values())
