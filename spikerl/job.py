@@ -9,6 +9,7 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -132,13 +133,17 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
                        rc.energy.measure_power_secs)
     writers = make_writers(rc, run_dir, actor_name) if info.is_main else None
     rc, timing_key, compile_reason = plan_compile(rc, info.world_size)
+    ledger = EnergyLedger(run_dir / "energy") if info.is_main else None
+    if ledger:
+        ledger.settle(fresh=resume is None)
     meter.start()
     try:
-        result = _train(rc, run_dir, actor_name, info, writers, resume)
+        result = _train(rc, run_dir, actor_name, info, writers, resume,
+                        on_checkpoint=(lambda: ledger.mark_open(meter.reading())) if ledger else None)
     finally:
         energy = meter.stop()
-        if info.is_main and energy:
-            energy = EnergyLedger(run_dir / "energy").add(energy, fresh=resume is None)
+        if ledger and energy:
+            energy = ledger.add(energy, fresh=resume is None)
         if writers:
             writers.summarize({f"energy/{k}": v for k, v in energy.items()})
             writers.close()
@@ -223,8 +228,10 @@ def choose_precision(rc: RunConfig, device: torch.device, info: DistInfo, probe:
     return choice
 
 
-def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writers, resume: Path | None) -> dict:
+def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writers, resume: Path | None,
+           on_checkpoint: Callable[[], None] | None = None) -> dict:
     loop = build_loop(rc, run_dir, actor_name, info, writers)
+    loop.state.on_checkpoint = on_checkpoint
     resume_from(loop.state, resume)
     with stop_on_signals(loop.state):
         result = loop.run()

@@ -83,3 +83,17 @@ def test_energy_figures_reach_the_wandb_run_before_it_finishes(tmp_path, monkeyp
     summary = run_with_energy(tmp_path, "logger=wandb")
     assert run.finished_with["energy/energy_kwh"] == summary["energy_kwh"] > 0
     assert run.finished_with["energy/emissions_kg"] == summary["emissions_kg"]
+
+
+def test_codecarbon_reads_the_running_segment_with_the_keys_of_its_stop(tmp_path):
+    """What a checkpoint keeps for a segment that may be killed before its meter stops."""
+    import time
+
+    meter = energy.CodeCarbonMeter(tmp_path, measure_power_secs=1)
+    meter.start()
+    time.sleep(1.5)
+    reading = meter.reading()
+    final = meter.stop()
+    assert reading.keys() == final.keys() and 0 < reading["energy_kwh"] <= final["energy_kwh"]
+    assert 1.0 < reading["energy_seconds"] <= final["energy_seconds"]
+    assert energy.NullMeter().reading() == {}

@@ -322,6 +322,9 @@ def test_a_resumed_runs_summary_counts_every_segment(tmp_path, monkeypatch):
         def start(self):
             pass
 
+        def reading(self):
+            return {}
+
         def stop(self):
             return {"energy_kwh": 0.002, "cpu_energy_kwh": 0.001, "gpu_energy_kwh": 0.0, "ram_energy_kwh": 0.001,
                     "energy_seconds": 10.0, "power_w": 720.0, "emissions_kg": 0.001, "country": "USA",
@@ -342,3 +345,44 @@ def test_a_resumed_runs_summary_counts_every_segment(tmp_path, monkeypatch):
     # a fresh run in the same folder starts its ledger anew
     fresh = train(tmp_path, "train.total_steps=300")
     assert fresh["energy_kwh"] == pytest.approx(0.002) and fresh["segments"] == 1
+
+
+def test_a_segment_killed_outright_counts_its_energy_up_to_its_last_checkpoint(tmp_path, monkeypatch):
+    """A SIGKILL (a session's end, a lost node) never stops the meter: the killed segment's energy was lost
+    while its wall time, kept in the checkpoint, still counted, so Greenup favoured a run that died."""
+    from spikerl import job
+
+    class Killed(BaseException):
+        pass
+
+    class Meter:  # reads 1 Wh over 5 s at any checkpoint; a segment that ends has used 2 Wh over 10 s
+        die = True
+
+        def start(self):
+            pass
+
+        def reading(self):
+            return {"energy_kwh": 0.001, "cpu_energy_kwh": 0.001, "gpu_energy_kwh": 0.0, "ram_energy_kwh": 0.0,
+                    "energy_seconds": 5.0, "power_w": 720.0, "emissions_kg": 0.0005, "country": "USA",
+                    "energy_source": "estimate"}
+
+        def stop(self):
+            if Meter.die:  # the process dies here: nothing after its last checkpoint is written
+                raise Killed
+            return {**self.reading(), "energy_kwh": 0.002, "cpu_energy_kwh": 0.002, "energy_seconds": 10.0,
+                    "emissions_kg": 0.001}
+
+    monkeypatch.setattr(job, "make_meter", lambda *args, **kwargs: Meter())
+    with pytest.raises(Killed):
+        train(tmp_path, "train.total_steps=300", "train.checkpoint_every=100")
+    assert not (tmp_path / "summary.json").exists() and (tmp_path / "energy" / "open_segment.json").is_file()
+    Meter.die = False
+    resumed = train(tmp_path, "resume=auto", "train.total_steps=600")
+    assert resumed["segments"] == 2 and resumed["energy_segments"] == 2 and resumed["energy_segments_cut_off"] == 1
+    assert resumed["energy_kwh"] == pytest.approx(0.003) and resumed["energy_seconds"] == pytest.approx(15.0)
+    assert not (tmp_path / "energy" / "open_segment.json").exists()
+    # a fresh run in the folder forgets a cut-off segment of the run before
+    (tmp_path / "energy" / "open_segment.json").write_text(json.dumps(Meter().reading()))
+    fresh = train(tmp_path, "train.total_steps=300")
+    assert fresh["energy_segments"] == 1 and fresh["energy_segments_cut_off"] == 0
+    assert fresh["energy_kwh"] == pytest.approx(0.002)

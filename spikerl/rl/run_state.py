@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -61,6 +62,7 @@ class RunState:
         self.segment_start = time.perf_counter()
         self.segment_compile_start = compile_seconds()
         self.stop_signal = 0  # set by a signal handler; the loop stops at the next safe point
+        self.on_checkpoint: Callable[[], None] | None = None
 
     @property
     def done(self) -> bool:
@@ -138,4 +140,9 @@ class RunState:
         return self.run_dir / "checkpoints" / name
 
     def save(self, name: str = "last.pt", with_replay: bool | None = None) -> Path:
-        return checkpoint.save_atomic(self.state_dict(with_replay), self.checkpoint_path(name))
+        """Write a checkpoint; after the one to resume from (`last.pt`), call `on_checkpoint` (the job
+        keeps the energy measured so far beside it)."""
+        path = checkpoint.save_atomic(self.state_dict(with_replay), self.checkpoint_path(name))
+        if name == "last.pt" and self.on_checkpoint is not None:
+            self.on_checkpoint()
+        return path

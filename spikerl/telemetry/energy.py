@@ -36,6 +36,9 @@ class NullMeter:
     def stop(self) -> dict:
         return {}
 
+    def reading(self) -> dict:
+        return {}
+
 
 class CodeCarbonMeter:
     """Energy (kWh, split CPU / GPU / RAM), mean power, emissions (kg CO2eq) and how they were measured:
@@ -66,11 +69,24 @@ class CodeCarbonMeter:
             return {}
         try:
             emissions = self.tracker.stop()
-            data = self.tracker.final_emissions_data
-            hardware = self.tracker._hardware  # CodeCarbon's measured devices; says how CPU power was read
+            return self._figures(self.tracker.final_emissions_data, emissions)
         except Exception as exc:
             warnings.warn(f"energy measurement failed: {type(exc).__name__}: {exc}", stacklevel=2)
             return {}
+
+    def reading(self) -> dict:
+        """This segment's figures so far, the tracker still running (as of its latest power sample, at most
+        `measure_power_secs` old); {} where they cannot be read. CodeCarbon has no public call that reads
+        without writing a row to its CSV, so this uses its own measuring step and totals."""
+        if self.tracker is None:
+            return {}
+        try:
+            data = self.tracker._prepare_emissions_data()
+            return self._figures(data, data.emissions)
+        except Exception:
+            return {}
+
+    def _figures(self, data, emissions) -> dict:
         energy = float(data.energy_consumed)
         return {
             "energy_kwh": energy,
@@ -81,7 +97,8 @@ class CodeCarbonMeter:
             "power_w": energy * 3.6e6 / data.duration if data.duration else 0.0,
             "emissions_kg": float(emissions or 0.0),
             "country": self.country,
-            "energy_source": energy_source(hardware),
+            # CodeCarbon's measured devices say how CPU power was read
+            "energy_source": energy_source(self.tracker._hardware),
         }
 
 
@@ -107,21 +124,53 @@ ADDITIVE = ("energy_kwh", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh", 
 
 class EnergyLedger:
     """The figures of each segment of a run (a run stopped and resumed has several) in
-    `<run>/energy/segments.jsonl`, one line a segment: a run's energy is the sum over its segments."""
+    `<run>/energy/segments.jsonl`, one line a segment: a run's energy is the sum over its segments.
+
+    A segment killed outright (SIGKILL, a lost node) never stops its meter. So at each checkpoint the
+    segment's figures so far are kept in `open_segment.json`; the next segment, resuming from a
+    checkpoint, first enters them as a cut-off segment. Its energy then counts up to about its last
+    checkpoint, as its wall time does (the steps after it are done again, and counted, by the next)."""
 
     def __init__(self, folder: str | Path):
         self.path = Path(folder) / "segments.jsonl"
+        self.open_path = self.path.with_name("open_segment.json")
+
+    def settle(self, fresh: bool) -> bool:
+        """As a segment starts: a fresh run forgets a cut-off segment; a resumed one enters it. Returns
+        whether a cut-off segment was entered."""
+        if not self.open_path.exists():
+            return False
+        figures = json.loads(self.open_path.read_text())
+        if not fresh:
+            self._append({**figures, "cut_off": True}, fresh=False)
+        self.open_path.unlink()
+        return not fresh
+
+    def mark_open(self, figures: dict) -> None:
+        """The running segment's figures so far (written whole, so that a kill mid-write leaves the last)."""
+        if not figures:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.open_path.with_suffix(".tmp")
+        partial.write_text(json.dumps(figures))
+        os.replace(partial, self.open_path)
 
     def add(self, figures: dict, fresh: bool) -> dict:
-        """Record one segment's figures (a fresh run starts the ledger anew); returns the run's totals."""
+        """Record one segment's figures as it ends (a fresh run starts the ledger anew); returns the run's totals."""
+        self._append(figures, fresh)
+        self.open_path.unlink(missing_ok=True)
+        return self.totals()
+
+    def _append(self, figures: dict, fresh: bool) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "w" if fresh else "a") as f:
             f.write(json.dumps(figures) + "\n")
-        return self.totals()
 
     def totals(self) -> dict:
         segments = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         totals = {**segments[-1], **{k: sum(s.get(k, 0.0) for s in segments) for k in ADDITIVE}}
+        totals.pop("cut_off", None)
         totals["power_w"] = totals["energy_kwh"] * 3.6e6 / totals["energy_seconds"] if totals["energy_seconds"] else 0.0
         totals["energy_segments"] = len(segments)
+        totals["energy_segments_cut_off"] = sum(bool(s.get("cut_off")) for s in segments)
         return totals
