@@ -7,7 +7,10 @@ T = 5, critic 256x256) and schedule (50 updates every 50 env steps per rank) for
 through the variants `--rounds` times so that a slow spell of this shared machine hits them all alike,
 and reports the median. Throughput is read from the run's metrics.jsonl windows after the random
 warm-up (the first window and the final one, which holds the evaluation, are left out). One-core
-variants (`taskset -c 0`, world size 1) are the stable reference on a noisy machine.
+variants (`taskset -c 0`, world size 1) are the stable reference on a noisy machine. The `pair` variant
+runs two separate one-rank jobs at once, one per core: what the cores give when nothing is shared but
+the machine, the ceiling that two ranks of one job could reach. `-eager` variants run `compile=false`
+(DDP breaks a compiled step into pieces around its calls; eager has no graphs to break).
 """
 
 from __future__ import annotations
@@ -25,38 +28,42 @@ from pathlib import Path
 
 import benchlib
 
+# name, world size, precision, batch, layout, compile. Layouts: `free` (the ranks go where the OS puts them),
+# `core0` (pinned to core 0), `pair` (two separate one-rank runs side by side, one on each of cores 0 and 1:
+# what the machine's two cores give two jobs that never talk; their env steps/s add up).
 VARIANTS = [
-    # name, world size, precision, batch, pinned to one core
-    ("ws1-fp32-b100", 1, "fp32", 100, False),
-    ("ws2-fp32-b100", 2, "fp32", 100, False),
-    ("ws4-fp32-b100", 4, "fp32", 100, False),
-    ("ws1-bf16-b100", 1, "bf16", 100, False),
-    ("ws2-bf16-b100", 2, "bf16", 100, False),
-    ("ws1-fp32-b256", 1, "fp32", 256, False),
-    ("ws1-bf16-b256", 1, "bf16", 256, False),
-    ("core0-ws1-fp32-b100", 1, "fp32", 100, True),
-    ("core0-ws1-bf16-b100", 1, "bf16", 100, True),
-    ("core0-ws1-fp32-b256", 1, "fp32", 256, True),
-    ("core0-ws1-bf16-b256", 1, "bf16", 256, True),
+    ("ws1-fp32-b100", 1, "fp32", 100, "free", True),
+    ("ws2-fp32-b100", 2, "fp32", 100, "free", True),
+    ("ws4-fp32-b100", 4, "fp32", 100, "free", True),
+    ("ws1-bf16-b100", 1, "bf16", 100, "free", True),
+    ("ws2-bf16-b100", 2, "bf16", 100, "free", True),
+    ("ws1-fp32-b256", 1, "fp32", 256, "free", True),
+    ("ws1-bf16-b256", 1, "bf16", 256, "free", True),
+    ("core0-ws1-fp32-b100", 1, "fp32", 100, "core0", True),
+    ("core0-ws1-bf16-b100", 1, "bf16", 100, "core0", True),
+    ("core0-ws1-fp32-b256", 1, "fp32", 256, "core0", True),
+    ("core0-ws1-bf16-b256", 1, "bf16", 256, "core0", True),
+    ("pair-ws1-fp32-b100", 1, "fp32", 100, "pair", True),
+    ("ws1-fp32-b100-eager", 1, "fp32", 100, "free", False),
+    ("ws2-fp32-b100-eager", 2, "fp32", 100, "free", False),
 ]
 
 
-def run_variant(world: int, precision: str, batch: int, pinned: bool, steps: int, warmup: int) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable, "-m", "spikerl.run", "env=halfcheetah", "device=cpu", f"dist.world_size={world}",
-            f"precision={precision}", f"train.batch_size={batch}", f"train.total_steps={steps}",
-            f"train.start_steps={warmup}", f"train.update_after={warmup}", f"train.log_every={warmup // 2}",
-            "train.eval_every=0", "train.eval_episodes=1", "train.checkpoint_every=0", "train.progress=false",
-            "env.max_episode_steps=200", f"hydra.run.dir={tmp}/run",
-        ]
-        if pinned:
-            cmd = ["taskset", "-c", "0", *cmd]
-        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
-        rows = [json.loads(line) for line in open(Path(tmp) / "run" / "metrics.jsonl")]
+def command(world: int, precision: str, batch: int, compile: bool, steps: int, warmup: int, run_dir: str) -> list[str]:
+    return [
+        sys.executable, "-m", "spikerl.run", "env=halfcheetah", "device=cpu", f"dist.world_size={world}",
+        f"precision={precision}", f"train.batch_size={batch}", f"train.total_steps={steps}",
+        f"train.start_steps={warmup}", f"train.update_after={warmup}", f"train.log_every={warmup // 2}",
+        "train.eval_every=0", "train.eval_episodes=1", "train.checkpoint_every=0", "train.progress=false",
+        "env.max_episode_steps=200", f"compile={str(compile).lower()}", "energy=none", "logger=jsonl",
+        f"hydra.run.dir={run_dir}",
+    ]
+
+
+def rates(metrics: Path, steps: int, warmup: int) -> dict:
+    """Median global env steps/s and updates/s of the metrics windows after the warm-up (the first
+    window and the final one, which holds the evaluation, left out)."""
+    rows = [json.loads(line) for line in open(metrics)]
     windows = [r for r in rows if r["step"] > warmup + warmup // 2 and "eval/return_mean" not in r]
     if not windows:
         raise SystemExit(f"bench_scaling: no metrics window after the warm-up in {steps} steps; "
@@ -65,6 +72,26 @@ def run_variant(world: int, precision: str, batch: int, pinned: bool, steps: int
         "env_steps_per_second": statistics.median(r["time/env_steps_per_second"] for r in windows),
         "updates_per_second": statistics.median(r["time/updates_per_second"] for r in windows),
     }
+
+
+def run_variant(world: int, precision: str, batch: int, layout: str, compile: bool, steps: int, warmup: int) -> dict:
+    cores = {"free": [None], "core0": ["0"], "pair": ["0", "1"]}[layout]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for i, core in enumerate(cores):
+            cmd = command(world, precision, batch, compile, steps, warmup, f"{tmp}/run{i}")
+            cmd = ["taskset", "-c", core, *cmd] if core else cmd
+            procs.append((cmd, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                                env=env)))
+        for cmd, proc in procs:
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-2000:]}")
+        each = [rates(Path(tmp) / f"run{i}" / "metrics.jsonl", steps, warmup) for i in range(len(cores))]
+    # side by side, the jobs' throughputs add up; a job's updates/s stays per job
+    return {"env_steps_per_second": sum(r["env_steps_per_second"] for r in each),
+            "updates_per_second": statistics.mean(r["updates_per_second"] for r in each), "jobs": each}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,34 +103,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_scaling.json"))
     args = parser.parse_args(argv)
     variants = [v for v in VARIANTS if not args.only or v[0] in args.only]
-    if any(v[4] for v in variants) and not shutil.which("taskset"):
-        variants = [v for v in variants if not v[4]]
-        print("taskset not found: one-core variants skipped", file=sys.stderr)
+    if any(v[4] != "free" for v in variants) and not shutil.which("taskset"):
+        variants = [v for v in variants if v[4] == "free"]
+        print("taskset not found: pinned variants skipped", file=sys.stderr)
     samples: dict[str, list[dict]] = {v[0]: [] for v in variants}
     for round_ in range(args.rounds):
-        for name, world, precision, batch, pinned in variants:
+        for name, world, precision, batch, layout, compile in variants:
             t0 = time.perf_counter()
-            samples[name].append(run_variant(world, precision, batch, pinned, args.steps, args.warmup))
+            samples[name].append(run_variant(world, precision, batch, layout, compile, args.steps, args.warmup))
             print(f"round {round_ + 1}/{args.rounds} {name}: {samples[name][-1]['env_steps_per_second']:.1f} "
                   f"env steps/s ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     results = []
-    for name, world, precision, batch, pinned in variants:
+    for name, world, precision, batch, layout, compile in variants:
         results.append({
             "variant": name, "world_size": world, "precision": precision, "batch_size": batch,
-            "one_core": pinned,
+            "one_core": layout == "core0", "layout": layout, "compile": compile,
             "env_steps_per_second": statistics.median(s["env_steps_per_second"] for s in samples[name]),
             "updates_per_second": statistics.median(s["updates_per_second"] for s in samples[name]),
             "samples": samples[name],
         })
-    base = {(r["one_core"], r["precision"], r["batch_size"]): r["env_steps_per_second"]
-            for r in results if r["world_size"] == 1}
+    # the reference for a variant: one rank, same layout (a pair: one rank, free), precision, batch and compile
+    base = {(r["layout"], r["precision"], r["batch_size"], r["compile"]): r["env_steps_per_second"]
+            for r in results if r["world_size"] == 1 and r["layout"] != "pair"}
     print("\n| variant | ranks | precision | batch | env steps/s (global) | updates/s (per rank) | vs ws1 | vs fp32 |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        ws1 = base.get((r["one_core"], r["precision"], r["batch_size"]))
+        layout = "free" if r["layout"] == "pair" else r["layout"]
+        ws1 = base.get((layout, r["precision"], r["batch_size"], r["compile"]))
         fp32 = next((x["env_steps_per_second"] for x in results if x["world_size"] == r["world_size"]
-                     and x["one_core"] == r["one_core"] and x["batch_size"] == r["batch_size"]
-                     and x["precision"] == "fp32"), None)
+                     and x["layout"] == r["layout"] and x["batch_size"] == r["batch_size"]
+                     and x["compile"] == r["compile"] and x["precision"] == "fp32"), None)
         r["speedup_vs_world_size_1"] = r["env_steps_per_second"] / ws1 if ws1 else None
         r["speedup_vs_fp32"] = r["env_steps_per_second"] / fp32 if fp32 else None
         print(f"| {r['variant']} | {r['world_size']} | {r['precision']} | {r['batch_size']} | "

@@ -184,8 +184,11 @@ def scaling_table(report: dict) -> str:
     """bench_scaling.py: global env steps/s of `spikerl.run` by world size, precision and batch."""
     rows = []
     for r in report["results"]:
-        ranks = f"{r['world_size']}, one core (`taskset -c 0`)" if r.get("one_core") else str(r["world_size"])
-        vs_one = "" if r.get("one_core") else times(r.get("speedup_vs_world_size_1"))
+        layout = r.get("layout", "core0" if r.get("one_core") else "free")
+        ranks = {"core0": f"{r['world_size']}, one core (`taskset -c 0`)",
+                 "pair": "two 1-rank jobs, one per core (sum)"}.get(layout, str(r["world_size"]))
+        ranks += "" if r.get("compile", True) else ", eager"
+        vs_one = "" if layout == "core0" else times(r.get("speedup_vs_world_size_1"))
         passes = ", ".join(num(p["env_steps_per_second"], ".0f") for p in r.get("samples", []))
         rows.append([ranks, r["precision"], r["batch_size"], num(r["env_steps_per_second"], ".1f"), passes,
                      num(r["updates_per_second"], ".1f"), vs_one, times(r.get("speedup_vs_fp32"))])
