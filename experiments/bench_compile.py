@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import benchlib
+import readme_tables
 
 # Inductor's and dynamo's own timers, as compilation_time_metrics names them (torch 2.13)
 PHASES = {"dynamo trace": "bytecode_tracing", "AOT joint graph": "aot_trace_joint_graph",
@@ -105,25 +106,18 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child(*args.child, args.threads)))
         return
     jobs = [(p, q) for p in args.presets for q in (args.precisions if p == "popsan" else ["fp32"])]
-    results, rows = [], []
+    results = []
     for preset, precision in jobs:
         with tempfile.TemporaryDirectory(prefix="bench_compile_") as cache:
             for state in ("cold", "warm"):
-                run = measure(preset, precision, args, cache)
-                results.append({"preset": preset, "precision": precision, "cache": state, **run})
-                for graph, g in run["graphs"].items():
-                    rows.append([preset, precision, state, graph, benchlib.fmt(g["compile_seconds"], ".1f", " s"),
-                                 *(benchlib.fmt(g[name], ".1f") for name in PHASES), g["C++ files"],
-                                 f"{g['fxgraph_cache_hit']}/{g['fxgraph_cache_hit'] + g['fxgraph_cache_miss']}"])
-                total = sum(g["compile_seconds"] for g in run["graphs"].values())
-                rows.append([preset, precision, state, "**all**", benchlib.fmt(total, ".1f", " s"), *[""] * len(PHASES),
-                             "", benchlib.fmt(run["process_seconds"], ".0f", " s process")])
-    print(benchlib.markdown(["preset", "precision", "cache", "graph", "compile", *(f"{p} s" for p in PHASES),
-                             "C++ files", "cache hits"], rows))
+                results.append({"preset": preset, "precision": precision, "cache": state,
+                                **measure(preset, precision, args, cache)})
+                print(f"{preset} {precision} {state}: "
+                      f"{sum(g['compile_seconds'] for g in results[-1]['graphs'].values()):.1f} s", file=sys.stderr)
     settings = {"presets": args.presets, "precisions": args.precisions, "threads": args.threads,
                 "compile_threads": args.compile_threads, "phases": PHASES}
     benchlib.write_report(args.out, "bench_compile.py", argv, settings, results, [])
-
+    print(readme_tables.compile_table(json.loads(args.out.read_text())))
 
 if __name__ == "__main__":
     main()

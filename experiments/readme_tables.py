@@ -9,7 +9,8 @@ stem of a JSON report in experiments/results/ (`bench_update_1thread` for bench_
 block gets the machine the report was measured on (CPU model, torch's `cpu_capability`, threads, as the
 JSON records them), the command that made it, its settings, and the table. The kind of table follows
 the script named in the report's command (bench_update.py, bench_act.py, bench_train.py,
-profile_update.py, bench_scaling.py). Text outside the blocks is left alone. Standard library only.
+profile_update.py, bench_scaling.py, bench_compile.py). Text outside the blocks is left alone. Standard library
+only.
 """
 
 from __future__ import annotations
@@ -224,7 +225,25 @@ def actors_table(report: dict) -> str:
         "\n\n" + " ".join(notes) if notes else "")
 
 
+def compile_table(report: dict) -> str:
+    """bench_compile.py: compile seconds per graph, cold cache then warm, with Inductor's phase timers."""
+    phases = list(report["meta"]["settings"]["phases"])
+    rows = []
+    for r in report["results"]:
+        graphs = r["graphs"]
+        for graph, g in graphs.items():
+            hits = f"{g['fxgraph_cache_hit']}/{g['fxgraph_cache_hit'] + g['fxgraph_cache_miss']}"
+            rows.append([r["preset"], r["precision"], r["cache"], graph, num(g["compile_seconds"], ".1f"),
+                         *(num(g[p], ".1f") for p in phases), g["C++ files"], hits])
+        total = sum(g["compile_seconds"] for g in graphs.values())
+        rows.append([r["preset"], r["precision"], r["cache"], "**all graphs**", f"**{total:.1f}**", *[""] * len(phases),
+                     sum(g["C++ files"] for g in graphs.values()), f"process {r['process_seconds']:.0f} s"])
+    return markdown(["preset", "precision", "cache", "graph", "compile s", *(f"{p} s" for p in phases), "C++ files",
+                     "graphs from cache"], rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
     "profile_update": profile_table, "bench_scaling": scaling_table, "bench_gpu": gpu_table,
     "bench_actors": actors_table,
