@@ -3,6 +3,7 @@ by graph, from an empty compile cache and from a warm one, and where Inductor sp
 
     python experiments/bench_compile.py                                  # popsan fp32 and bf16, td3, ilcsan
     taskset -c 0 python experiments/bench_compile.py --threads 1 --compile-threads 1
+    python experiments/bench_compile.py --presets popsan --precisions fp32 --env TORCHINDUCTOR_CPP_WRAPPER=1
 
 A run compiles three graphs (spikerl.rl.learners.base): acting (the actor at batch 1, its batch dimension
 symbolic), the critic's step (forward and backward) and the actor's step (forward and backward); the
@@ -81,6 +82,7 @@ def measure(preset: str, precision: str, args: argparse.Namespace, cache: str) -
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
     if args.compile_threads:
         env["TORCHINDUCTOR_COMPILE_THREADS"] = str(args.compile_threads)
+    env.update(item.split("=", 1) for item in args.env)
     threads = ["--threads", str(args.threads)] if args.threads else []
     cmd = [sys.executable, __file__, "--child", preset, precision, *threads]
     start = time.perf_counter()
@@ -99,9 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compile-threads", type=int,
                         help="Inductor's parallel C++ builds (TORCHINDUCTOR_COMPILE_THREADS; default: torch's, "
                              "the usable cores)")
+    parser.add_argument("--env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="environment of the measuring processes, e.g. an Inductor setting "
+                             "(TORCHINDUCTOR_CPP_WRAPPER=1)")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_compile.json"))
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes NAME=VALUE")
     if args.child:
         print(json.dumps(child(*args.child, args.threads)))
         return
@@ -115,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{preset} {precision} {state}: "
                       f"{sum(g['compile_seconds'] for g in results[-1]['graphs'].values()):.1f} s", file=sys.stderr)
     settings = {"presets": args.presets, "precisions": args.precisions, "threads": args.threads,
-                "compile_threads": args.compile_threads, "phases": PHASES}
+                "compile_threads": args.compile_threads, "env": args.env,
+                "phases": PHASES}
     benchlib.write_report(args.out, "bench_compile.py", argv, settings, results, [])
     print(readme_tables.compile_table(json.loads(args.out.read_text())))
 
