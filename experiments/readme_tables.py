@@ -9,8 +9,8 @@ stem of a JSON report in experiments/results/ (`bench_update_1thread` for bench_
 block gets the machine the report was measured on (CPU model, torch's `cpu_capability`, threads, as the
 JSON records them), the command that made it, its settings, and the table. The kind of table follows
 the script named in the report's command (bench_update.py, bench_act.py, bench_train.py,
-profile_update.py, bench_scaling.py, bench_compile.py). Text outside the blocks is left alone. Standard library
-only.
+profile_update.py, bench_scaling.py, bench_compile.py, quantize_actors.py). Text outside the blocks is
+left alone. Standard library only.
 """
 
 from __future__ import annotations
@@ -242,7 +242,18 @@ def compile_table(report: dict) -> str:
                      "graphs from cache"], rows)
 
 
+def quantize_table(report: dict) -> str:
+    """quantize_actors.py: closed-loop return of each int8 actor beside its float one, by target."""
+    rows = [[r["method"], r["target"], num(r["float_return"], ",.0f"), num(r["quantized_return"], ",.0f"),
+             num(r["ratio"], ".3f"), f"{r['actions_equal_fraction']:.1%}",
+             f"{r['energy_uj_45nm_float']:.3f} -> {r['energy_uj_45nm_quantized']:.3f}",
+             f"{r['min_return_ratio']:g}: {'yes' if r['kept'] else '**no**'}"] for r in report["results"]]
+    return markdown(["actor", "target", "float return", "quantised return", "ratio", "equal actions",
+                     "45nm µJ/action, float -> quantised", "kept at"], rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    "quantize_actors": quantize_table,
     "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
     "profile_update": profile_table, "bench_scaling": scaling_table, "bench_gpu": gpu_table,
