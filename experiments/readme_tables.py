@@ -9,8 +9,8 @@ stem of a JSON report in experiments/results/ (`bench_update_1thread` for bench_
 block gets the machine the report was measured on (CPU model, torch's `cpu_capability`, threads, as the
 JSON records them), the command that made it, its settings, and the table. The kind of table follows
 the script named in the report's command (bench_update.py, bench_act.py, bench_train.py,
-profile_update.py, bench_scaling.py, bench_compile.py, quantize_actors.py). Text outside the blocks is
-left alone. Standard library only.
+profile_update.py, bench_scaling.py, bench_compile.py, bench_allreduce.py, quantize_actors.py). Text
+outside the blocks is left alone. Standard library only.
 """
 
 from __future__ import annotations
@@ -252,7 +252,15 @@ def quantize_table(report: dict) -> str:
                      "45nm µJ/action, float -> quantised", "kept at"], rows)
 
 
+def allreduce_table(report: dict) -> str:
+    """bench_allreduce.py: one gloo all-reduce between two ranks at the gradients' sizes."""
+    rows = [[r["gradients"], f"{r['elements']:,}", "one core each" if r["pinned"] else "unpinned",
+             ms(r["median_seconds"])] for r in report["results"]]
+    return markdown(["gradients", "floats", "ranks", "ms per all-reduce (median)"], rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    "bench_allreduce": allreduce_table,
     "quantize_actors": quantize_table,
     "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
