@@ -141,3 +141,18 @@ def test_bench_compile_times_each_graph_cold_then_loads_them_from_the_cache(tmp_
         assert warm["graphs"][graph]["fxgraph_cache_hit"] == 2 and warm["graphs"][graph]["C++ files"] == 0
     assert sum(g["compile_seconds"] for g in warm["graphs"].values()) < \
         sum(g["compile_seconds"] for g in cold["graphs"].values())
+
+
+@pytest.mark.slow
+def test_bench_allreduce_times_the_gradients_of_the_paper_networks(tmp_path):
+    out = tmp_path / "allreduce.json"
+    proc = subprocess.run([sys.executable, "experiments/bench_allreduce.py", "--calls", "5", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    actor, critic = benchlib.build_components(benchlib.paper_config(), benchlib.OBS_DIM, benchlib.ACT_DIM)
+    elements = {"critic": sum(p.numel() for p in critic.parameters()),
+                "actor": sum(p.numel() for p in actor.parameters() if p.requires_grad)}
+    assert [(r["gradients"], r["pinned"]) for r in results] == [
+        ("critic", False), ("critic", True), ("actor", False), ("actor", True)]
+    assert all(r["elements"] == elements[r["gradients"]] and r["median_seconds"] > 0 for r in results)
