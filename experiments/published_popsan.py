@@ -93,10 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, required=True, help="a checkout of combra-lab/pop-spiking-deep-rl")
     parser.add_argument("--env", default="Hopper-v4")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=100_000, help="a multiple of 10,000 (the loop's epoch)")
+    parser.add_argument("--steps", type=int, default=100_000, help="a multiple of --epoch-steps")
+    parser.add_argument("--epoch-steps", type=int, default=10_000,
+                        help="the loop's epoch: it evaluates (and saves) at the end of each")
+    parser.add_argument("--start-steps", type=int, default=10_000, help="random actions first (the loop's default)")
+    parser.add_argument("--update-after", type=int, default=1_000, help="no updates before (the loop's default)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.epoch_steps <= 0 or args.steps <= 0 or args.steps % args.epoch_steps:
+        parser.error(f"--steps {args.steps} is not a positive multiple of --epoch-steps {args.epoch_steps}")
     torch.set_num_threads(args.threads)
     install_shims()
     sys.path.insert(0, str(args.repo.resolve()))
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as work, contextlib.redirect_stdout(EvaluationTee(sys.stdout, out)):
         os.chdir(work)
         spike_td3(lambda: OldApiEnv(args.env), actor_critic=SpikeActorDeepCritic, ac_kwargs=ac_kwargs,
-                  popsan_lr=1e-4, gamma=0.99, seed=args.seed, epochs=args.steps // 10_000, steps_per_epoch=10_000,
+                  popsan_lr=1e-4, gamma=0.99, seed=args.seed, epochs=args.steps // args.epoch_steps,
+                  steps_per_epoch=args.epoch_steps, start_steps=args.start_steps, update_after=args.update_after,
                   norm_clip_limit=3.0, tb_comment=f"{args.env}-seed{args.seed}", model_idx=args.seed,
                   use_cuda=False)
         os.chdir(here)

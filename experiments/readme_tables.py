@@ -259,7 +259,29 @@ def allreduce_table(report: dict) -> str:
     return markdown(["gradients", "floats", "ranks", "ms per all-reduce (median)"], rows)
 
 
+LOOP_LABELS = {"published": "published PopSAN loop", "cold": "ours, compile=true, empty cache",
+               "warm": "ours, compile=true, warm cache", "eager": "ours, compile=false",
+               "default": "ours, compile=auto (default), empty cache"}
+
+
+def loop_table(report: dict) -> str:
+    """bench_loop.py: the whole run, process start to exit, against the published PopSAN loop."""
+    rows = []
+    for m in report["comparisons"]:
+        runs = [r for r in report["results"] if r["variant"] == m["variant"]]
+        first = runs[0]
+        compiled = "-" if first.get("compile") is None else \
+            f"{first['compile_seconds']:.1f}" if first["compile"] else "not compiled"
+        rows.append([LOOP_LABELS[m["variant"]], " / ".join(f"{r['wall_seconds']:.1f}" for r in runs),
+                     f"{m['cpu_seconds']:.1f}", compiled,
+                     num(first.get("steady_updates_per_second"), ".0f"),
+                     " / ".join(num(r.get("return"), ",.0f") for r in runs), times(m["speedup_vs_published"])])
+    return markdown(["variant", "wall s, each round", "CPU s (median)", "compile s (first round)",
+                     "steady updates/s", "final return", "vs published (median wall)"], rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    "bench_loop": loop_table,
     "bench_allreduce": allreduce_table,
     "quantize_actors": quantize_table,
     "bench_compile": compile_table,

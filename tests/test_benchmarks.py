@@ -156,3 +156,62 @@ def test_bench_allreduce_times_the_gradients_of_the_paper_networks(tmp_path):
     assert [(r["gradients"], r["pinned"]) for r in results] == [
         ("critic", False), ("critic", True), ("actor", False), ("actor", True)]
     assert all(r["elements"] == elements[r["gradients"]] and r["median_seconds"] > 0 for r in results)
+
+
+FAKE_PUBLISHED_LOOP = '''
+class SpikeActorDeepCritic:
+    pass
+
+
+def spike_td3(env_fn, steps_per_epoch, epochs, start_steps, update_after, **kwargs):
+    """Stands in for the published loop: steps its env and prints its evaluation line as the loop does."""
+    env = env_fn()
+    env.reset()
+    for _ in range(steps_per_epoch * epochs):
+        env.step(env.action_space.sample())
+    print(f"Steps: {steps_per_epoch * epochs} Mean Reward: {start_steps + update_after}")
+'''
+
+
+def fake_published_repo(root: Path) -> Path:
+    package = root / "popsan_drl" / "popsan_td3"
+    package.mkdir(parents=True)
+    (package / "td3_cuda_norm.py").write_text(FAKE_PUBLISHED_LOOP)
+    return root
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "100", "--start", "100"], "need 0 < --start < --steps"),
+    (["--variants", "warm"], "give cold too"),
+])
+def test_bench_loop_refuses_bad_options_in_one_line(tmp_path, args, message):
+    out = tmp_path / "loop.json"
+    proc = subprocess.run([sys.executable, "experiments/bench_loop.py", "--repo", str(fake_published_repo(tmp_path)),
+                           "--out", str(out), *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and not out.exists()
+    proc = subprocess.run([sys.executable, "experiments/bench_loop.py", "--repo", str(tmp_path / "none")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "not a checkout of pop-spiking-deep-rl" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_loop_times_whole_processes_against_the_published_loop(tmp_path):
+    out = tmp_path / "loop.json"
+    cmd = [sys.executable, "experiments/bench_loop.py", "--repo", str(fake_published_repo(tmp_path / "repo")),
+           "--steps", "300", "--start", "200", "--variants", "published", "eager", "default", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    published, eager, default = report["results"]
+    assert published["return"] == 400.0  # the fake loop's line, read from published_popsan.py's CSV
+    assert "compile" not in published  # no summary: only the process's times
+    # ours: its summary's split, and compile=auto runs eagerly for 100 updates on an empty record
+    assert (eager["compile"], default["compile"]) == (False, False)
+    assert default["compile_reason"].startswith("compile=auto: ")
+    assert eager["steady_updates_per_second"] > 0 and eager["eval_seconds"] > 0
+    for row in report["results"]:
+        assert row["wall_seconds"] > 0 and 0 < row["cpu_seconds"] < 2 * row["wall_seconds"]
+    speedups = {c["variant"]: c["speedup_vs_published"] for c in report["comparisons"]}
+    assert speedups["published"] == 1.0
+    assert speedups["eager"] == pytest.approx(published["wall_seconds"] / eager["wall_seconds"])
+    assert "| published PopSAN loop |" in proc.stdout and "| ours, compile=false |" in proc.stdout
