@@ -3,6 +3,7 @@ run folders; and the report a real (tiny) three-method multirun leaves in its sw
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -163,7 +164,14 @@ def test_a_multirun_over_the_algorithms_compares_them(tmp_path):
     out = sweep / "comparison"
     gps = {r["method"]: r for r in rows(out / "gpsup.csv")}
     assert set(gps) == {"popsan", "popsan-ddpg", "popsan-sac"} and "speedup" in gps["popsan-sac"]
-    assert {r["method"] for r in rows(out / "inference_energy.csv")} == set(gps)
+    inference = rows(out / "inference_energy.csv")
+    assert {r["method"] for r in inference} == set(gps)
+    # each run keeps its estimate: a report over the results without their checkpoints (as committed) has it too
+    for job in jobs:
+        assert (sweep / job / "inference_energy.json").is_file()
+        shutil.rmtree(sweep / job / "checkpoints")
+    write_report([sweep], tmp_path / "again", bootstrap_reps=0)
+    assert rows(tmp_path / "again" / "inference_energy.csv") == inference
 
 
 def test_a_failed_job_does_not_stop_the_sweep_or_its_report(tmp_path):

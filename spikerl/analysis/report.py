@@ -8,7 +8,8 @@ runs' `summary.json` files alone.
     profiles.{csv,png}        performance profiles; IQM against env steps and against training time
     learning_curves.{png,csv} evaluation return against env steps and training time, every seed and the mean
     time_to_return.{md,csv}   steps, training time and energy to reach a return threshold; GPS-UP at equal return
-    inference_energy.{md,csv} energy per action of each trained actor on neuromorphic-style hardware (estimate)
+    inference_energy.{md,csv} energy per action of each trained actor on neuromorphic-style hardware (estimate;
+                              each run's is kept in its folder as inference_energy.json)
     gpsup.{md,csv}            Speedup, Powerup, Greenup, reward and carbon differences against a baseline
     gpsup_quadrant.png        Speedup against Powerup; Greenup = Speedup / Powerup
     energy_carbon.{md,csv,png} energy, power and CO2eq per method with everyday equivalents
@@ -20,6 +21,7 @@ Runs without a summary (failed or unfinished) are skipped with a note, never an 
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -114,17 +116,40 @@ def energy_rows(gpsup_rows: list[dict]) -> list[dict]:
     return rows
 
 
+INFERENCE_FILE = "inference_energy.json"
+
+
+def run_inference_energy(summary: dict, episodes: int) -> dict:
+    """A run's inference estimate (spikerl.export.inference_energy), kept in its folder as INFERENCE_FILE:
+    results are committed without their checkpoints, and a later report over them reuses it. A kept one
+    for other episodes or another length of the run is estimated afresh (from the checkpoint)."""
+    from ..export import inference_energy
+
+    kept = Path(summary["run_dir"]) / INFERENCE_FILE
+    try:
+        result = json.loads(kept.read_text())
+        if result.get("episodes") == (episodes if result.get("kind") == "spiking" else 0) and \
+                result.get("env_steps") == summary.get("total_env_steps"):
+            return result
+    except (OSError, ValueError):
+        pass
+    result = inference_energy(summary["run_dir"], episodes=episodes)
+    try:
+        kept.write_text(json.dumps(result, indent=1) + "\n")
+    except OSError:  # a read-only results folder: the report still has the estimate
+        pass
+    return result
+
+
 def inference_rows(summaries: list[dict], episodes: int, notes: list[str]) -> list[dict]:
     """Energy per action of each run's trained actor on neuromorphic-style hardware (spikerl.export:
     synaptic operations x published per-operation energies; MACs for the ANN), from `episodes`
     evaluation episodes, means over seeds per (task, method). Runs whose actor cannot be estimated are
     left out with a note."""
-    from ..export import inference_energy
-
     per_run = []
     for s in summaries:
         try:
-            result = inference_energy(s["run_dir"], episodes=episodes)
+            result = run_inference_energy(s, episodes)
         except Exception as exc:  # no checkpoint, an actor the estimate does not cover
             notes.append(f"no inference energy for {s['run_dir']}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
             continue
