@@ -29,6 +29,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,14 +79,13 @@ def one_round(args: argparse.Namespace, env: dict, index: int) -> list[dict]:
                 shutil.rmtree(cache, ignore_errors=True)
             wall, cpu = timed(command(variant, args, work, cache), env)
             row = {"round": index, "variant": variant, "wall_seconds": wall, "cpu_seconds": cpu}
-            summary = work / variant / "summary.json"
-            if summary.is_file():
-                found = json.loads(summary.read_text())
-                row.update({key: found.get(key) for key in SPLIT})
-                row["return"] = found.get("eval_return_mean")
-            else:
+            if variant == "published":  # its evaluation returns, as published_popsan.py writes them
                 lines = (work / "published.csv").read_text().splitlines()[1:]
                 row["return"] = float(lines[-1].split(",")[1]) if lines else None
+            else:
+                found = json.loads((work / variant / "summary.json").read_text())
+                row.update({key: found.get(key) for key in SPLIT})
+                row["return"] = found.get("eval_return_mean")
             rows.append(row)
             print(f"round {index} {variant}: {wall:.1f} s wall, {cpu:.1f} s CPU", file=sys.stderr)
     return rows
@@ -93,8 +93,6 @@ def one_round(args: argparse.Namespace, env: dict, index: int) -> list[dict]:
 
 def summarize(rows: list[dict]) -> list[dict]:
     """Per variant: the median wall and CPU seconds over rounds, and the published loop's time over it."""
-    import statistics
-
     medians = {}
     for variant in dict.fromkeys(r["variant"] for r in rows):
         mine = [r for r in rows if r["variant"] == variant]
