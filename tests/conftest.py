@@ -1,4 +1,31 @@
+import os
+import shutil
+import tempfile
+
 import pytest
+
+
+def pytest_configure(config):
+    """Runs compile into a cache folder of the session's, not the user's (`SPIKERL_COMPILE_CACHE`):
+    their compiled graphs and the speed records of `compile=auto` would otherwise steer the user's
+    own runs. The workers of pytest-xdist inherit it from the controller and share it.
+
+    Under pytest-xdist (`make test` runs `-n auto`), pin each worker to a core of its own, as the
+    project runs its jobs: the worker's torch and every run it starts then take one thread
+    (`distributed.available_cores` reads the affinity). Two-thread processes beside a busy core spin
+    in OpenMP's barriers: a run measured 8-20x slower so."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:  # the controller, or a session without xdist
+        cache = tempfile.mkdtemp(prefix="spikerl-tests-")
+        os.environ["SPIKERL_COMPILE_CACHE"] = cache
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[int(worker[2:]) % len(cores)]})
+        import torch
+
+        torch.set_num_threads(1)
+
 
 # A run small enough for a unit test: a few hundred env steps, tiny networks, short episodes.
 TINY = [

@@ -77,10 +77,17 @@ def test_backend_choice():
             distributed.resolve_backend("mpi")
 
 
-def test_threads_per_rank_share_the_cores():
+def test_threads_per_rank_share_the_cores_up_to_omp_num_threads(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cores = len(os.sched_getaffinity(0))
     assert distributed.threads_per_rank(1) == cores
     assert distributed.threads_per_rank(cores * 4) == 1
+    monkeypatch.setattr(distributed, "available_cores", lambda: 8)
+    assert distributed.threads_per_rank(2) == 4
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's cap
+    assert distributed.threads_per_rank(1) == 3 and distributed.threads_per_rank(4) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "")  # unset in all but name: no cap
+    assert distributed.threads_per_rank(1) == 8
 
 
 def test_world_size_two_from_the_command_line_writes_one_summary(tmp_path):

@@ -66,7 +66,8 @@ def test_launcher_resources_follow_dist():
     assert launchers.launcher_of(basic)[0] == "basic" and basic.hydra.sweeper.max_batch_size is None
 
 
-def test_jobs_side_by_side_share_the_cores():
+def test_jobs_side_by_side_share_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     cores = distributed.available_cores()
     assert distributed.threads_per_rank(1) == cores
     assert distributed.threads_per_rank(1, jobs_at_once=cores) == 1

@@ -107,8 +107,11 @@ def available_cores() -> int:
 def threads_per_rank(ranks_sharing: int, jobs_at_once: int = 1) -> int:
     """This rank's share of the cores that `ranks_sharing` ranks of this job share, with `jobs_at_once`
     such jobs side by side on the machine (a parallel sweep). Oversubscribed ranks get one thread each:
-    a DDP step with two threads per rank at four ranks on two cores was measured 70x slower."""
-    return max(1, available_cores() // (max(1, ranks_sharing) * max(1, jobs_at_once)))
+    a DDP step with two threads per rank at four ranks on two cores was measured 70x slower. An
+    `OMP_NUM_THREADS` the user set caps it, as it caps torch's own default."""
+    share = max(1, available_cores() // (max(1, ranks_sharing) * max(1, jobs_at_once)))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share
 
 
 class RendezvousError(RuntimeError):
