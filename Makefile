@@ -16,10 +16,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 test:
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
 test-slow:
-	$(BIN)/python -m pytest -q -n auto -m slow
+	$(BIN)/python -m pytest -q -m slow
 
 # CUDA paths (NCCL DDP, autocast and the scaler, compile, NVML energy) on a machine with a GPU and a CUDA
 # build of torch in the venv; every test is skipped where no GPU is visible. CI does not run them.

@@ -280,7 +280,20 @@ def loop_table(report: dict) -> str:
                      "steady updates/s", "final return", "vs published (median wall)"], rows)
 
 
+def first_run_table(report: dict) -> str:
+    """bench_first_run.py: the README's first command over an empty compile cache, then a warm one."""
+    rows = []
+    for r in report["results"]:
+        compiled = "not compiled" if r.get("compile") is False else num(r.get("compile_seconds"), ".1f")
+        rows.append([r["variant"], f"{r['wall_seconds']:.1f}", f"{r['cpu_seconds']:.1f}", str(r.get("threads", "-")),
+                     compiled, num(r.get("probe_seconds"), ".1f"), num(r.get("steady_updates_per_second"), ".0f"),
+                     num(r.get("return"), ",.0f"), r.get("compile_reason") or "-"])
+    return markdown(["run", "wall s", "CPU s", "threads", "compile s", "probe s", "steady updates/s", "final return",
+                     "why it compiled or not"], rows)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
+    "bench_first_run": first_run_table,
     "bench_loop": loop_table,
     "bench_allreduce": allreduce_table,
     "quantize_actors": quantize_table,

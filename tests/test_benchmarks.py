@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY
 from spikerl.rl.networks import QEnsemble
 from spikerl.snn.actors import PopSpikingActor
 from spikerl.snn.encoders import PopulationEncoder
@@ -215,3 +216,24 @@ def test_bench_loop_times_whole_processes_against_the_published_loop(tmp_path):
     assert speedups["published"] == 1.0
     assert speedups["eager"] == pytest.approx(published["wall_seconds"] / eager["wall_seconds"])
     assert "| published PopSAN loop |" in proc.stdout and "| ours, compile=false |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_bench_first_run_times_the_default_command_over_an_empty_then_a_warm_cache(tmp_path):
+    out = tmp_path / "first.json"
+    proc = subprocess.run([sys.executable, "experiments/bench_first_run.py", "--out", str(out), "--", *TINY],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [r["variant"] for r in report["results"]] == ["empty cache", "warm cache"]
+    for row in report["results"]:  # the run's own split beside the process's times
+        assert row["env_steps"] == 600 and row["compile"] is False and row["steady_updates_per_second"] > 0
+        assert row["wall_seconds"] > row["eval_seconds"] > 0
+    assert report["meta"]["settings"]["overrides"] == TINY and "| empty cache |" in proc.stdout
+
+
+def test_bench_first_run_refuses_bad_options_in_one_line(tmp_path):
+    out = tmp_path / "first.json"
+    proc = subprocess.run([sys.executable, "experiments/bench_first_run.py", "--rounds", "0", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--rounds must be at least 1" in proc.stderr and not out.exists()
