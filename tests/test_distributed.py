@@ -84,6 +84,7 @@ def test_threads_per_rank_share_the_cores_up_to_omp_num_threads(monkeypatch):
     assert distributed.threads_per_rank(cores * 4) == 1
     monkeypatch.setattr(distributed, "available_cores", lambda: 8)
     assert distributed.threads_per_rank(2) == 4
+    assert distributed.threads_per_rank(1, jobs_at_once=8) == 1 and distributed.threads_per_rank(2, jobs_at_once=2) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's cap
     assert distributed.threads_per_rank(1) == 3 and distributed.threads_per_rank(4) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "")  # unset in all but name: no cap

