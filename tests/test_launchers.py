@@ -66,7 +66,7 @@ def test_launcher_resources_follow_dist():
     assert launchers.launcher_of(basic)[0] == "basic" and basic.hydra.sweeper.max_batch_size is None
 
 
-def test_a_sweep_knows_how_many_jobs_run_side_by_side():  # and threads_per_rank shares the cores among them
+def test_a_sweep_knows_how_many_jobs_run_side_by_side():  # (how they share the cores: test_distributed)
     joblib = launchers.master_config(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=3"]).hydra
     assert launchers.jobs_beside(joblib) == 3
     assert launchers.jobs_beside(launchers.master_config(["-m", "hydra/launcher=slurm"]).hydra) == 1
