@@ -10,7 +10,6 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +58,11 @@ def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.n
 
 
 def build_learner(rc: RunConfig, actor: torch.nn.Module, critic: torch.nn.Module, obs_dim: int, act_dim: int,
-                  precision: Precision | None = None, wrap=None) -> Learner:
+                  precision: Precision | None = None, wrap=None, sync=None) -> Learner:
     """The `algo` spec's learner over these networks, with the run's precision, compile settings and
     (in a distributed job) DDP wrapping."""
     return _instantiate("algo", rc.algo, actor=actor, critic=critic, obs_dim=obs_dim, act_dim=act_dim,
-                        precision=precision, wrap=wrap, compile=rc.compile, compile_mode=rc.compile_mode)
+                        precision=precision, wrap=wrap, sync=sync, compile=rc.compile, compile_mode=rc.compile_mode)
 
 
 def env_dims(env_id: str) -> tuple[int, int]:
@@ -196,7 +195,7 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     probe_seconds = time.perf_counter() - probing  # precision=auto times the run's update in both precisions
     learner = build_learner(rc, actor.to(device), critic.to(device), obs_dim, act_dim,
                             Precision(precision.mode, device),
-                            partial(distributed.wrap_ddp, device=device) if info.enabled else None)
+                            sync=distributed.GradientMean() if info.enabled else None)
     rank_seed = rc.seed + info.rank * rc.env.num_envs  # env copy i of this rank: rank_seed + i
     normalizer = ObsNormalizer(obs_dim, rc.normalizer.kind, rc.normalizer.clip)
     replay = ReplayBuffer(obs_dim, act_dim, rc.replay.size, device=device)

@@ -18,8 +18,8 @@ from spikerl.runtime import distributed
 UPDATES = 4
 
 
-def build_learner(algo="td3", wrap=None):
-    return make_learner(spiking=True, algo=algo, wrap=wrap)
+def build_learner(algo="td3", sync=None):
+    return make_learner(spiking=True, algo=algo, sync=sync)
 
 
 def rank_batches(rank):
@@ -30,7 +30,7 @@ def _worker(rank, world, port, out_dir, algo):
     torch.set_num_threads(1)
     info = distributed.init(distributed.DistInfo(rank, world, rank, world), "gloo", "127.0.0.1", port, 60)
     torch.manual_seed(rank)  # different target noise per rank, as in a real job
-    learner = build_learner(algo, wrap=lambda m: distributed.wrap_ddp(m, torch.device("cpu")))
+    learner = build_learner(algo, sync=distributed.GradientMean())
     for batch in rank_batches(info.rank):
         learner.update(batch)
     torch.save({name: net.state_dict() for name, net in learner.networks().items()},
@@ -40,8 +40,8 @@ def _worker(rank, world, port, out_dir, algo):
 
 @pytest.mark.parametrize("algo", ["td3", "sac"])
 def test_two_gloo_ranks_hold_identical_weights_that_differ_from_one_rank_alone(tmp_path, algo):
-    """DDP averages the gradients of every network a loss trains (SAC's log-std network too, which runs
-    in the actor step's wrapped forward): the ranks stay equal, and differ from a rank alone."""
+    """The ranks average the gradients of every network a loss trains (SAC's log-std network too, which
+    the actor's optimizer steps): they stay equal, and differ from a rank alone."""
     mp.start_processes(_worker, args=(2, distributed.free_port(), str(tmp_path), algo), nprocs=2, join=True,
                        start_method="spawn")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
@@ -63,6 +63,42 @@ def test_two_gloo_ranks_hold_identical_weights_that_differ_from_one_rank_alone(t
         if part in ("actor", "log_std"):
             assert [k for k, v in net.state_dict().items() if not torch.allclose(v, r0[part][k], atol=1e-7)], part
     assert not dist.is_initialized()
+
+
+def _mean_worker(rank, world, port, out_dir):
+    torch.set_num_threads(1)
+    distributed.init(distributed.DistInfo(rank, world, rank, world), "gloo", "127.0.0.1", port, 60)
+    torch.manual_seed(rank)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    sync = distributed.GradientMean()
+    sync.broadcast(net)
+    weights = [p.detach().clone() for p in net.parameters()]
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for p, value in zip(net.parameters(), (1.0, 2.0, 3.0)):  # the last layer's bias keeps no gradient
+        p.grad = torch.full_like(p, value * (rank + 1))
+    sync(opt)
+    grads = [None if p.grad is None else p.grad.clone() for p in net.parameters()]
+    # a non-finite gradient on one rank only: after averaging, every rank sees it and skips the step
+    from spikerl.runtime.precision import Precision
+    loss = net(torch.ones(1, 3)).sum() * (float("inf") if rank == 1 else 1.0)
+    skipped = Precision("fp32").step(loss, opt, sync)
+    torch.save({"weights": weights, "grads": grads, "skipped": skipped.item(),
+                "after": [p.detach().clone() for p in net.parameters()]}, os.path.join(out_dir, f"rank{rank}.pt"))
+    distributed.shutdown()
+
+
+def test_gradient_mean_averages_each_gradient_over_the_ranks_and_broadcasts_rank_0s_weights(tmp_path):
+    mp.start_processes(_mean_worker, args=(2, distributed.free_port(), str(tmp_path)), nprocs=2, join=True,
+                       start_method="spawn")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    torch.manual_seed(0)
+    rank0_net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    for w0, w1, own in zip(r0["weights"], r1["weights"], rank0_net.parameters()):
+        assert torch.equal(w0, own) and torch.equal(w1, own)  # rank 1 seeded 1 now holds rank 0's weights
+    for rank in (r0, r1):
+        assert [None if g is None else g.unique().tolist() for g in rank["grads"]] == [[1.5], [3.0], [4.5], None]
+        assert rank["skipped"] == 1.0  # rank 0's own gradients were finite
+        assert all(torch.equal(a, w) for a, w in zip(rank["after"], r0["weights"]))
 
 
 def test_backend_choice():

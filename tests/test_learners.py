@@ -53,8 +53,8 @@ def step_gradients(learner, monkeypatch):
     seen = []
     real = learner.precision.step
 
-    def step(loss, optimizer):
-        found = real(loss, optimizer)
+    def step(loss, optimizer, sync=None):
+        found = real(loss, optimizer, sync)
         seen.append({name: None if p.grad is None else p.grad.clone() for name, p in named(learner).items()})
         return found
 

@@ -160,6 +160,41 @@ def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return tensor
 
 
+class GradientMean:
+    """Data parallelism's one collective per optimizer step: every rank's gradients of that optimizer's
+    parameters, flattened into one buffer, all-reduced and divided by the world size. It runs after
+    backward, outside the compiled losses, so each loss stays one whole graph (DDP's forward and
+    backward hooks, which dynamo cannot trace, broke them); the networks here are too small for DDP's
+    overlap of buckets with backward to repay its hooks. Ranks hold the same parameters (`broadcast`)
+    and run the same graphs, so the same parameters have gradients on every rank."""
+
+    def __init__(self) -> None:
+        self.world_size = dist.get_world_size()
+
+    @staticmethod
+    @torch.no_grad()
+    def broadcast(module: torch.nn.Module) -> None:
+        """Rank 0's parameters to every rank, in one collective (buffers are neuron constants, equal)."""
+        params = list(module.parameters())
+        flat = torch.nn.utils.parameters_to_vector(params)
+        dist.broadcast(flat, 0)
+        _unflatten_into(flat, params)
+
+    @torch.no_grad()
+    def __call__(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)  # on the networks' device: NCCL's CUDA tensors, gloo's CPU ones
+        flat.div_(self.world_size)
+        _unflatten_into(flat, grads)
+
+
+def _unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
+    """Copy consecutive pieces of `flat` into `tensors`, in order."""
+    pieces = flat.split([t.numel() for t in tensors])
+    torch._foreach_copy_(tensors, [piece.view_as(t) for piece, t in zip(pieces, tensors)])
+
+
 def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """DDP over `module` when a group is up (it broadcasts rank 0's weights); else the module."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):

@@ -143,11 +143,13 @@ class Precision:
         dtype = torch.bfloat16 if self.mode == "bf16" else torch.float16
         return torch.autocast(self.device_type, dtype=dtype)
 
-    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    def step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+             sync: Callable[[torch.optim.Optimizer], None] | None = None) -> torch.Tensor:
         """Backward `loss` (fp32) and step `optimizer`, through the scaler when there is one. A
         non-finite gradient skips the step. Returns 1.0 if the step was skipped, else 0.0, as a tensor
-        on the device: nothing here waits for the device. Gradients are checked after backward, when
-        DDP has averaged them, so every rank takes the same decision."""
+        on the device: nothing here waits for the device. `sync` (a distributed job's GradientMean)
+        averages the gradients across ranks right after backward; they are checked after it, so every
+        rank takes the same decision."""
         optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             # The scale only changes in scaler.update() (end_iteration), so comparing it around
@@ -155,11 +157,15 @@ class Precision:
             # gradients ourselves, the test unscale_ records for scaler.step: no reliance on the
             # scaler's private per-optimizer state.
             self.scaler.scale(loss).backward()
+            if sync is not None:
+                sync(optimizer)  # scaled gradients average as the true ones do; an inf stays an inf
             self.scaler.unscale_(optimizer)
             found = nonfinite_flag(optimizer)
             self.scaler.step(optimizer)  # skips on the check unscale_ recorded, the same test as ours
             return found
         loss.backward()
+        if sync is not None:
+            sync(optimizer)
         found = nonfinite_flag(optimizer)
         step_unless(found, optimizer)
         return found

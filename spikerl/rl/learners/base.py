@@ -114,7 +114,7 @@ class Learner:
     def __init__(self, actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, *, gamma: float,
                  polyak: float, actor_lr: float, critic_lr: float, policy_delay: int = 1,
                  policy: nn.Module | None = None, policy_extras: dict[str, tuple[nn.Module, float]] | None = None,
-                 precision: Precision | None = None, wrap=None, compile: bool = False,
+                 precision: Precision | None = None, wrap=None, sync=None, compile: bool = False,
                  compile_mode: str = "default"):
         """Every learner takes the task's `obs_dim` and `act_dim` (SAC builds its log-std network from
         them). `policy` is the module the actor step runs (the actor itself unless the algorithm puts
@@ -135,6 +135,10 @@ class Learner:
         self.actor, self.critic, self.policy = actor, critic, policy or actor
         self.policy_train, self.critic_train = wrap(self.policy), wrap(critic)
         self.extra_networks = {name: module for name, (module, _) in policy_extras.items()}
+        self.sync = sync
+        if sync is not None:  # every rank starts from rank 0's weights, so the targets below do too
+            for module in (actor, critic, *self.extra_networks.values()):
+                sync.broadcast(module)
         self.critic_target = frozen_copy(critic)
         self.actor_target = frozen_copy(actor) if self.uses_actor_target else None
         self.actor_opt = adam([(actor, actor_lr), *policy_extras.values()])
@@ -202,7 +206,7 @@ class Learner:
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last one's graph outputs are free
         loss_q, info = self.critic_objective(*self.critic_inputs(batch))
-        skipped = self.precision.step(loss_q, self.critic_opt)
+        skipped = self.precision.step(loss_q, self.critic_opt, self.sync)
         # copies: a CUDA graph's outputs are overwritten by its next replay
         metrics = {"loss/critic": loss_q.detach().clone(), **{k: v.clone() for k, v in info.items()}}
         self.updates += 1
@@ -210,7 +214,7 @@ class Learner:
             # the critic is called unwrapped: DDP would expect gradients for its frozen parameters
             with frozen(self.critic):
                 loss_pi, info = self.actor_objective(*self.actor_inputs(batch))
-            skipped = torch.maximum(skipped, self.precision.step(loss_pi, self.actor_opt))
+            skipped = torch.maximum(skipped, self.precision.step(loss_pi, self.actor_opt, self.sync))
             self.soft_update()
             metrics.update({"loss/actor": loss_pi.detach().clone(), **{k: v.clone() for k, v in info.items()}})
         self.precision.end_iteration()

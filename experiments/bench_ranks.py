@@ -1,0 +1,104 @@
+"""Where two data-parallel ranks lose their time: the compiled TD3 update (plus the action a rank takes
+per update) at the paper's sizes, one thread per process, timed in each of two processes at once.
+
+    python experiments/bench_ranks.py [--updates 200] [--rounds 2] [--out experiments/results/bench_ranks.json]
+
+Variants (each in fresh processes, the rounds interleaved):
+- `solo`: one process, the other core idle: a rank's update with the machine to itself.
+- `alone`: two processes, each training alone (no collective): what the machine takes when both cores
+  work (memory bandwidth, shared caches, the scheduler).
+- `flat`: two ranks of one job, gradients averaged as `spikerl.run` does (GradientMean: one all-reduce
+  of each optimizer's gradients after backward).
+- `ddp`: the same with torch's DistributedDataParallel around the trained networks.
+Each is run with the processes unpinned (as `spikerl.run` leaves ranks) and pinned to a core each.
+`alone` against `solo` is the machine's share of the loss; `flat` and `ddp` against `alone`, the
+synchronisation's (the collective, and each rank waiting for the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import benchlib
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from spikerl import job
+from spikerl.runtime import distributed
+from spikerl.runtime.precision import Precision
+
+VARIANTS = ("solo", "alone", "flat", "ddp")
+
+
+def _rank(rank: int, world: int, port: int, variant: str, pinned: bool, updates: int, out: mp.SimpleQueue) -> None:
+    if pinned:
+        os.sched_setaffinity(0, {rank % (os.cpu_count() or 1)})
+    torch.set_num_threads(1)
+    distributed.init(distributed.DistInfo(rank, world, rank, world), "gloo", "127.0.0.1", port, 120)
+    torch.manual_seed(rank)
+    rc = benchlib.paper_config(compiled=True)
+    actor, critic = job.build_components(rc, benchlib.OBS_DIM, benchlib.ACT_DIM)
+    sync = distributed.GradientMean() if variant == "flat" else None
+    wrap = (lambda m: distributed.wrap_ddp(m, torch.device("cpu"))) if variant == "ddp" else None
+    learner = job.build_learner(rc, actor, critic, benchlib.OBS_DIM, benchlib.ACT_DIM, Precision("fp32"),
+                                wrap=wrap, sync=sync)
+    gen = torch.Generator().manual_seed(rank)
+    batches = [benchlib.random_batch(100, gen) for _ in range(8)]
+    one = benchlib.random_obs(1, gen)
+
+    def iteration(i: int) -> None:
+        learner.update(batches[i % len(batches)])
+        learner.explore(one)
+
+    for i in range(20):  # compiling (or loading the compiled graphs) and oneDNN's first calls
+        iteration(i)
+    windows = []
+    for _ in range(5):
+        dist.barrier()  # both ranks start each window together
+        start = time.perf_counter()
+        for i in range(updates // 5):
+            iteration(i)
+        windows.append((time.perf_counter() - start) / (updates // 5))
+    out.put((rank, statistics.median(windows)))
+    distributed.shutdown()
+
+
+def measure(variant: str, pinned: bool, updates: int) -> list[float]:
+    """Median seconds per iteration of each rank."""
+    world = 1 if variant == "solo" else 2
+    out = mp.get_context("spawn").SimpleQueue()
+    mp.start_processes(_rank, args=(world, distributed.free_port(), variant, pinned, updates, out), nprocs=world,
+                       start_method="spawn")
+    return [seconds for _, seconds in sorted(out.get() for _ in range(world))]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=200, help="timed iterations per process and round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_ranks.json"))
+    args = parser.parse_args(argv)
+    samples: dict[tuple[str, bool], list[float]] = {}
+    for round_ in range(args.rounds):
+        for variant in args.only:
+            for pinned in (False, True):
+                per_rank = measure(variant, pinned, args.updates)
+                samples.setdefault((variant, pinned), []).append(max(per_rank))  # the job waits for the slower
+                print(f"round {round_ + 1}: {variant:5s} {'pinned' if pinned else 'unpinned':8s} "
+                      + " ".join(f"{s * 1e3:.2f}" for s in per_rank) + " ms per iteration", file=sys.stderr)
+    results = [{"variant": v, "pinned": p, "seconds": s, "median_seconds": statistics.median(s)}
+               for (v, p), s in samples.items()]
+    benchlib.write_report(args.out, "bench_ranks.py", argv,
+                          {"updates": args.updates, "rounds": args.rounds, "backend": "gloo", "threads": 1,
+                           "algo": "td3", "batch": 100, "precision": "fp32", "compile": True}, results, [])
+
+
+if __name__ == "__main__":
+    main()
