@@ -10,7 +10,7 @@ warm-up (the first window and the final one, which holds the evaluation, are lef
 variants (`taskset -c 0`, world size 1) are the stable reference on a noisy machine. The `pair` variant
 runs two separate one-rank jobs at once, one per core: what the cores give when nothing is shared but
 the machine, the ceiling that two ranks of one job could reach. `-eager` variants run `compile=false`
-(DDP breaks a compiled step into pieces around its calls; eager has no graphs to break).
+(against the compiled update: what compiling gives a rank of a distributed job).
 """
 
 from __future__ import annotations

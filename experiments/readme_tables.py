@@ -9,7 +9,7 @@ stem of a JSON report in experiments/results/ (`bench_update_1thread` for bench_
 block gets the machine the report was measured on (CPU model, torch's `cpu_capability`, threads, as the
 JSON records them), the command that made it, its settings, and the table. The kind of table follows
 the script named in the report's command (bench_update.py, bench_act.py, bench_train.py,
-profile_update.py, bench_scaling.py, bench_compile.py, bench_allreduce.py, quantize_actors.py). Text
+profile_update.py, bench_scaling.py, bench_compile.py, bench_allreduce.py, bench_ranks.py, quantize_actors.py). Text
 outside the blocks is left alone. Standard library only.
 """
 
@@ -259,6 +259,21 @@ def allreduce_table(report: dict) -> str:
     return markdown(["gradients", "floats", "ranks", "ms per all-reduce (median)"], rows)
 
 
+RANKS_LABELS = {"solo": "one process, the other core idle", "alone": "two processes, each training alone",
+                "flat": "two ranks, GradientMean (one flat all-reduce)", "ddp": "two ranks, DDP"}
+
+
+def ranks_table(report: dict) -> str:
+    """bench_ranks.py: a TD3 update (and an action) per iteration, in one or two processes at once."""
+    solo = {r["pinned"]: r["median_seconds"] for r in report["results"] if r["variant"] == "solo"}
+    rows = [[RANKS_LABELS[r["variant"]], "one core each" if r["pinned"] else "unpinned",
+             ms(r["median_seconds"]), ", ".join(ms(s) for s in r["seconds"]), ms(r.get("median_sync_seconds")),
+             times(solo[r["pinned"]] / r["median_seconds"] if r["pinned"] in solo else None)]
+            for r in report["results"]]
+    return markdown(["processes", "placement", "ms per iteration (median)", "rounds", "of it in GradientMean",
+                     "per-process speed vs one"], rows)
+
+
 LOOP_LABELS = {"published": "published PopSAN loop", "cold": "ours, compile=true, empty cache",
                "warm": "ours, compile=true, warm cache", "eager": "ours, compile=false",
                "default": "ours, compile=auto (default), empty cache"}
@@ -296,6 +311,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_first_run": first_run_table,
     "bench_loop": loop_table,
     "bench_allreduce": allreduce_table,
+    "bench_ranks": ranks_table,
     "quantize_actors": quantize_table,
     "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,

@@ -58,11 +58,11 @@ def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.n
 
 
 def build_learner(rc: RunConfig, actor: torch.nn.Module, critic: torch.nn.Module, obs_dim: int, act_dim: int,
-                  precision: Precision | None = None, wrap=None, sync=None) -> Learner:
+                  precision: Precision | None = None, sync: distributed.GradientMean | None = None) -> Learner:
     """The `algo` spec's learner over these networks, with the run's precision, compile settings and
-    (in a distributed job) DDP wrapping."""
+    (in a distributed job) the ranks' gradient averaging."""
     return _instantiate("algo", rc.algo, actor=actor, critic=critic, obs_dim=obs_dim, act_dim=act_dim,
-                        precision=precision, wrap=wrap, sync=sync, compile=rc.compile, compile_mode=rc.compile_mode)
+                        precision=precision, sync=sync, compile=rc.compile, compile_mode=rc.compile_mode)
 
 
 def env_dims(env_id: str) -> tuple[int, int]:
@@ -174,14 +174,14 @@ def plan_compile(rc: RunConfig, world_size: int) -> tuple[RunConfig, str, str]:
 def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: DistInfo | None = None,
                writers: MetricWriter | None = None, actor: torch.nn.Module | None = None) -> TrainingLoop:
     """This rank's training loop, built from a checked config: networks on the rank's device, the
-    learner (DDP-wrapped in a distributed job), replay, normaliser, collector, update schedule,
+    learner (averaging gradients over the ranks in a distributed job), replay, normaliser, collector, update schedule,
     evaluator and run state. `actor` replaces the config's actor (benchmarks time other actors in
     the same loop)."""
     info = info or DistInfo()
     if rc.compile == "auto":  # a loop built outside train_run decides here
         rc = plan_compile(rc, info.world_size)[0]
     device = rank_device(rc.device, info.local_rank)  # decided here, once
-    seed_everything(rc.seed + info.rank)  # DDP then broadcasts rank 0's initial weights
+    seed_everything(rc.seed + info.rank)  # the learner then broadcasts rank 0's initial weights
     obs_dim, act_dim = env_dims(rc.env.id)
     built_actor, critic = build_components(rc, obs_dim, act_dim)
     actor = actor or built_actor

@@ -30,12 +30,12 @@ def gpu_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def learner(device, precision="fp32", compile=False, wrap=None, compile_mode="default") -> TD3:
+def learner(device, precision="fp32", compile=False, sync=None, compile_mode="default") -> TD3:
     torch.manual_seed(0)
     actor = PopSpikingActor(OBS, ACT, encoder=PopulationEncoder, hidden_sizes=(32, 32), compile=compile).to(device)
     critic = QEnsemble(OBS, ACT, hidden_sizes=(32, 32)).to(device)
     return TD3(actor, critic, OBS, ACT, act_noise=0.1, actor_lr=1e-3, critic_lr=1e-3, gamma=0.99, polyak=0.995,
-               policy_delay=2, target_noise=0.2, noise_clip=0.5, precision=Precision(precision, device), wrap=wrap,
+               policy_delay=2, target_noise=0.2, noise_clip=0.5, precision=Precision(precision, device), sync=sync,
                compile=compile, compile_mode=compile_mode)
 
 
@@ -75,15 +75,13 @@ def test_a_gpu_run_keeps_every_tensor_on_the_ranks_device(tmp_path):
 
 
 def test_nccl_group_of_one_reduces_and_trains_on_its_gpu():
-    from torch.nn.parallel import DistributedDataParallel
-
     info = distributed.init(distributed.DistInfo(0, 1, 0, 1), "nccl", "127.0.0.1", distributed.free_port(), 60)
     try:
         assert info.backend == "nccl"
         values = torch.tensor([1.5, -2.0])
         assert torch.equal(distributed.all_reduce_(values.clone()), values) and values.device.type == "cpu"
         device = torch.device("cuda", 0)
-        td3 = learner(device, wrap=lambda m: DistributedDataParallel(m, device_ids=[0]))
+        td3 = learner(device, sync=distributed.GradientMean())
         for i in range(4):
             td3.update(batch(device, seed=i))
         assert {t.device for t in tensors_of(td3)} == {device} and td3.skipped == 0

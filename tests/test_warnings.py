@@ -1,16 +1,10 @@
 """Notices that used to repeat once per env copy, rank and job (drowning the progress bar) come once per
-process and once per sweep, and our own DDP call uses no deprecated torch argument."""
+process and once per sweep."""
 
-import json
 import os
 import subprocess
 import sys
 import warnings
-
-import torch
-import torch.multiprocessing as mp
-
-from spikerl.runtime import distributed
 
 # One process as a rank sees it: the task checked with gym.make (spikerl.job.env_dims), the collection
 # vector env of 2 copies, the warning filters changed in between (as importing torch's dependencies
@@ -75,30 +69,3 @@ def test_quiet_repeats_is_idempotent():
         before = list(warnings.filters)
         envs._quiet_repeats()
         assert warnings.filters == before
-
-
-def _ddp_worker(rank, world, port, out_dir):
-    from spikerl.snn.actors import PopSpikingActor
-    from spikerl.snn.encoders import PopulationEncoder
-
-    torch.set_num_threads(1)
-    distributed.init(distributed.DistInfo(rank, world, rank, world), "gloo", "127.0.0.1", port, 60)
-    actor = PopSpikingActor(5, 2, encoder=PopulationEncoder, hidden_sizes=(8, 8))  # has neuron buffers
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        wrapped = distributed.wrap_ddp(actor, torch.device("cpu"))
-    report = {"wrapped": type(wrapped).__name__, "forward_sync": bool(wrapped.broadcast_buffers),
-              "warnings": [f"{w.category.__name__}: {w.message}" for w in caught]}
-    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
-        json.dump(report, f)
-    distributed.shutdown()
-
-
-def test_wrap_ddp_emits_no_deprecation_and_does_not_sync_buffers_every_forward(tmp_path):
-    mp.start_processes(_ddp_worker, args=(2, distributed.free_port(), str(tmp_path)), nprocs=2, join=True,
-                       start_method="spawn")
-    for rank in (0, 1):
-        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
-        assert report["wrapped"] == "DistributedDataParallel"
-        assert report["forward_sync"] is False
-        assert not [w for w in report["warnings"] if w.startswith(("FutureWarning", "DeprecationWarning"))], report

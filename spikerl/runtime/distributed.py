@@ -1,8 +1,9 @@
 """Data-parallel training: process-group set-up, rank launch, and the few collectives the loop needs.
 
 A job of `world_size` ranks runs one training loop per rank. Each rank steps its own environment
-copies (seeded `seed + rank`) into its own replay buffer; DDP averages the gradients of the online
-actor and critics, so every rank holds the same weights after every update. Targets are never wrapped.
+copies (seeded `seed + rank`) into its own replay buffer; GradientMean averages the gradients of the
+online actor and critics, so every rank holds the same weights after every update. Targets are copies
+of the online networks' rank-0 start, updated alike on every rank.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ def available_cores() -> int:
 def threads_per_rank(ranks_sharing: int, jobs_at_once: int = 1) -> int:
     """This rank's share of the cores that `ranks_sharing` ranks of this job share, with `jobs_at_once`
     such jobs side by side on the machine (a parallel sweep). Oversubscribed ranks get one thread each:
-    a DDP step with two threads per rank at four ranks on two cores was measured 70x slower. An
+    a data-parallel step with two threads per rank at four ranks on two cores was measured 70x slower. An
     `OMP_NUM_THREADS` the user set caps it, as it caps torch's own default."""
     share = max(1, available_cores() // (max(1, ranks_sharing) * max(1, jobs_at_once)))
     cap = os.environ.get("OMP_NUM_THREADS", "")
@@ -193,21 +194,3 @@ def _unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
     """Copy consecutive pieces of `flat` into `tensors`, in order."""
     pieces = flat.split([t.numel() for t in tensors])
     torch._foreach_copy_(tensors, [piece.view_as(t) for piece, t in zip(pieces, tensors)])
-
-
-def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DDP over `module` when a group is up (it broadcasts rank 0's weights); else the module."""
-    if not (dist.is_initialized() and dist.get_world_size() > 1):
-        return module
-    # Buffers are neuron constants (and snnTorch's empty scratch state), the same on every rank: nothing
-    # to broadcast every forward. torch 2.13 deprecates `broadcast_buffers` for `forward_sync_buffers`,
-    # which still copies rank 0's buffers once here (that changes no value); older torch has only the first.
-    import inspect
-
-    from torch.nn.parallel import DistributedDataParallel
-
-    no_forward_sync = ({"forward_sync_buffers": False}
-                       if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
-                       else {"broadcast_buffers": False})
-    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
-                                   gradient_as_bucket_view=True, **no_forward_sync)

@@ -1,7 +1,7 @@
 """The learner shell every off-policy algorithm shares; an algorithm supplies pure loss functions and
 says what they take.
 
-What lives here, once for every algorithm: the DDP train/plain split, compiling the two objectives
+What lives here, once for every algorithm: averaging gradients across ranks, compiling the two objectives
 and acting (with the way back to eager), mixed precision and the skip counters, fused Adam, soft
 target updates, the state a checkpoint saves, and the `precision=auto` probe. Actions are in [-1, 1]
 throughout; noise scales are fractions of that range.
@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ...runtime.compiler import CUDA_GRAPH_MODES, CompiledOrEager
+from ...runtime.distributed import GradientMean
 from ...runtime.precision import Precision, Probe
 from ..replay import Batch
 
@@ -114,7 +115,7 @@ class Learner:
     def __init__(self, actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, *, gamma: float,
                  polyak: float, actor_lr: float, critic_lr: float, policy_delay: int = 1,
                  policy: nn.Module | None = None, policy_extras: dict[str, tuple[nn.Module, float]] | None = None,
-                 precision: Precision | None = None, wrap=None, sync=None, compile: bool = False,
+                 precision: Precision | None = None, sync: GradientMean | None = None, compile: bool = False,
                  compile_mode: str = "default"):
         """Every learner takes the task's `obs_dim` and `act_dim` (SAC builds its log-std network from
         them). `policy` is the module the actor step runs (the actor itself unless the algorithm puts
@@ -127,15 +128,9 @@ class Learner:
             raise HyperparameterError("critic", f"has {critic.n} Q-networks; {self.name} uses {self.num_q}")
         self.gamma, self.polyak, self.policy_delay = gamma, polyak, policy_delay
         policy_extras = policy_extras or {}
-        # `wrap` (DDP in a distributed job) is applied first: it broadcasts rank 0's weights, so the
-        # targets copied below start equal on every rank. Losses that must sync gradients run through
-        # the wrapped modules' forward; acting, targets and checkpoints use the plain ones.
-        distributed = wrap is not None
-        wrap = wrap or (lambda module: module)
         self.actor, self.critic, self.policy = actor, critic, policy or actor
-        self.policy_train, self.critic_train = wrap(self.policy), wrap(critic)
         self.extra_networks = {name: module for name, (module, _) in policy_extras.items()}
-        self.sync = sync
+        self.sync = sync  # a distributed job's: every optimizer step averages its gradients over the ranks
         if sync is not None:  # every rank starts from rank 0's weights, so the targets below do too
             for module in (actor, critic, *self.extra_networks.values()):
                 sync.broadcast(module)
@@ -145,10 +140,10 @@ class Learner:
         self.critic_opt = adam([(critic, critic_lr)])
         self.precision = precision or Precision("fp32")
         # `compile`: each step's forward is one graph (the neuron kernels traced into it) and so is its
-        # backward. Under DDP, whose forward dynamo cannot trace, the graphs break around its calls.
+        # backward; the gradients are averaged after it, outside the graphs.
         losses = (type(self).critic_loss, type(self).actor_loss)
         if compile:
-            losses = tuple(CompiledOrEager(fn, fullgraph=not distributed, mode=compile_mode) for fn in losses)
+            losses = tuple(CompiledOrEager(fn, fullgraph=True, mode=compile_mode) for fn in losses)
         self.critic_objective, self.actor_objective = losses
         # Acting: one graph over the whole actor (about 20 small operations at batch 1, whose dispatch
         # costs far more than their arithmetic), its batch dimension symbolic so that one env (batch 1)
@@ -211,7 +206,6 @@ class Learner:
         metrics = {"loss/critic": loss_q.detach().clone(), **{k: v.clone() for k, v in info.items()}}
         self.updates += 1
         if self.updates % self.policy_delay == 0:
-            # the critic is called unwrapped: DDP would expect gradients for its frozen parameters
             with frozen(self.critic):
                 loss_pi, info = self.actor_objective(*self.actor_inputs(batch))
             skipped = torch.maximum(skipped, self.precision.step(loss_pi, self.actor_opt, self.sync))

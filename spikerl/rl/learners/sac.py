@@ -27,7 +27,7 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 class GaussianPolicy(nn.Module):
     """The actor's output before its tanh (the mean) and the log-std network's output, from the same
-    normalised observation: one module, so that DDP syncs both through its forward."""
+    normalised observation, as one module."""
 
     def __init__(self, actor: nn.Module, log_std_net: nn.Module):
         super().__init__()
@@ -104,12 +104,12 @@ class SAC(Learner):
 
     def critic_inputs(self, batch: Batch) -> tuple:
         eps = torch.randn_like(batch.act)
-        return (self.critic_train, self.policy, self.critic_target, batch, eps, self.gamma, self.alpha,
+        return (self.critic, self.policy, self.critic_target, batch, eps, self.gamma, self.alpha,
                 self.precision, *self.log_std_bounds)
 
     def actor_inputs(self, batch: Batch) -> tuple:
         eps = torch.randn_like(batch.act)
-        return self.policy_train, self.critic, batch.obs, eps, self.alpha, self.precision, *self.log_std_bounds
+        return self.policy, self.critic, batch.obs, eps, self.alpha, self.precision, *self.log_std_bounds
 
     @torch.no_grad()
     def explore(self, obs: torch.Tensor) -> torch.Tensor:

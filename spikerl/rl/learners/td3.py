@@ -66,8 +66,8 @@ class TD3(Learner):
         draw = torch.randn((1, 1), device=act.device, dtype=act.dtype).expand_as(act) if self.shared_noise \
             else torch.randn_like(act)
         noise = draw * self.target_noise if self.target_noise else torch.zeros_like(act)
-        return (self.critic_train, self.actor_target, self.critic_target, batch, noise, self.gamma, self.noise_clip,
+        return (self.critic, self.actor_target, self.critic_target, batch, noise, self.gamma, self.noise_clip,
                 self.precision)
 
     def actor_inputs(self, batch: Batch) -> tuple:
-        return self.policy_train, self.critic, batch.obs, self.precision
+        return self.policy, self.critic, batch.obs, self.precision
