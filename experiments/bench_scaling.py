@@ -28,6 +28,8 @@ from pathlib import Path
 
 import benchlib
 
+from spikerl.telemetry.provenance import code_version
+
 # name, world size, precision, batch, layout, compile. Layouts: `free` (the ranks go where the OS puts them),
 # `core0` (pinned to core 0), `pair` (two separate one-rank runs side by side, one on each of cores 0 and 1:
 # what the machine's two cores give two jobs that never talk; their env steps/s add up).
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": "python experiments/bench_scaling.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": benchlib.machine(),
+        "code": code_version(), "machine": benchlib.machine(),
         "task": "HalfCheetah-v4, PopSAN actor 256x256 T=5, critic 256x256, 50 updates / 50 steps per rank",
         "date": time.strftime("%Y-%m-%d"),
     }
