@@ -1,7 +1,7 @@
 """Where two data-parallel ranks lose their time: the compiled TD3 update (plus the action a rank takes
 per update) at the paper's sizes, one thread per process, timed in each of two processes at once.
 
-    python experiments/bench_ranks.py [--updates 200] [--rounds 2] [--out experiments/results/bench_ranks.json]
+    python experiments/bench_ranks.py [--updates 200] [--rounds 2] [--eager] [--out PATH]
 
 Variants (each in fresh processes, the rounds interleaved):
 - `solo`: one process, the other core idle: a rank's update with the machine to itself.
@@ -52,13 +52,14 @@ class TimedMean(distributed.GradientMean):
         self.seconds += time.perf_counter() - start
 
 
-def _rank(rank: int, world: int, port: int, variant: str, pinned: bool, updates: int, out: mp.SimpleQueue) -> None:
+def _rank(rank: int, world: int, port: int, variant: str, pinned: bool, updates: int, compiled: bool,
+          out: mp.SimpleQueue) -> None:
     if pinned:
         os.sched_setaffinity(0, {rank % (os.cpu_count() or 1)})
     torch.set_num_threads(1)
     distributed.init(distributed.DistInfo(rank, world, rank, world), "gloo", "127.0.0.1", port, 120)
     torch.manual_seed(rank)
-    rc = benchlib.paper_config(compiled=True)
+    rc = benchlib.paper_config(compiled=compiled)
     actor, critic = job.build_components(rc, benchlib.OBS_DIM, benchlib.ACT_DIM)
     sync = TimedMean() if variant == "flat" else None
     learner = job.build_learner(rc, actor, critic, benchlib.OBS_DIM, benchlib.ACT_DIM, Precision("fp32"), sync=sync)
@@ -84,12 +85,12 @@ def _rank(rank: int, world: int, port: int, variant: str, pinned: bool, updates:
     distributed.shutdown()
 
 
-def measure(variant: str, pinned: bool, updates: int) -> list[tuple[float, float]]:
+def measure(variant: str, pinned: bool, updates: int, compiled: bool) -> list[tuple[float, float]]:
     """Each rank's median seconds per iteration, and of it in GradientMean."""
     world = 1 if variant == "solo" else 2
     out = mp.get_context("spawn").SimpleQueue()
-    mp.start_processes(_rank, args=(world, distributed.free_port(), variant, pinned, updates, out), nprocs=world,
-                       start_method="spawn")
+    mp.start_processes(_rank, args=(world, distributed.free_port(), variant, pinned, updates, compiled, out),
+                       nprocs=world, start_method="spawn")
     return [(seconds, syncing) for _, seconds, syncing in sorted(out.get() for _ in range(world))]
 
 
@@ -98,13 +99,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--updates", type=int, default=200, help="timed iterations per process and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--eager", action="store_true", help="time the eager update instead of the compiled one")
     parser.add_argument("--out", type=Path, default=Path("experiments/results/bench_ranks.json"))
     args = parser.parse_args(argv)
+    if args.updates < 5 or args.rounds < 1:
+        parser.error("need --updates of at least 5 (five timed windows) and --rounds of at least 1")
     samples: dict[tuple[str, bool], list[tuple[float, float]]] = {}
     for round_ in range(args.rounds):
         for variant in args.only:
             for pinned in (False, True):
-                per_rank = measure(variant, pinned, args.updates)
+                per_rank = measure(variant, pinned, args.updates, not args.eager)
                 samples.setdefault((variant, pinned), []).append(max(per_rank))  # the job waits for the slower
                 print(f"round {round_ + 1}: {variant:5s} {'pinned' if pinned else 'unpinned':8s} "
                       + " ".join(f"{s * 1e3:.2f} ({sync * 1e3:.2f} syncing)" for s, sync in per_rank)
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                for (v, p), runs in samples.items()]
     benchlib.write_report(args.out, "bench_ranks.py", argv,
                           {"updates": args.updates, "rounds": args.rounds, "backend": "gloo", "threads": 1,
-                           "algo": "td3", "batch": 100, "precision": "fp32", "compile": True}, results, [])
+                           "algo": "td3", "batch": 100, "precision": "fp32", "compile": not args.eager}, results, [])
 
 
 if __name__ == "__main__":

@@ -159,6 +159,32 @@ def test_bench_allreduce_times_the_gradients_of_the_paper_networks(tmp_path):
     assert all(r["elements"] == elements[r["gradients"]] and r["median_seconds"] > 0 for r in results)
 
 
+@pytest.mark.slow
+def test_bench_ranks_splits_two_ranks_time_into_the_update_and_gradient_mean(tmp_path):
+    out = tmp_path / "ranks.json"
+    proc = subprocess.run([sys.executable, "experiments/bench_ranks.py", "--updates", "5", "--rounds", "1", "--eager",
+                           "--only", "solo", "flat", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["meta"]["settings"]["compile"] is False
+    results = {(r["variant"], r["pinned"]): r for r in report["results"]}
+    assert set(results) == {("solo", False), ("solo", True), ("flat", False), ("flat", True)}
+    for (variant, _), r in results.items():
+        assert r["median_seconds"] > 0
+        if variant == "flat":  # the ranks did all-reduce, and that took part of each iteration
+            assert 0 < r["median_sync_seconds"] < r["median_seconds"]
+        else:
+            assert r["median_sync_seconds"] is None
+
+
+def test_bench_ranks_refuses_too_few_updates_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "experiments/bench_ranks.py", "--updates", "4",
+                           "--out", str(tmp_path / "r.json")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "need --updates of at least 5" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "r.json").exists()
+
+
 FAKE_PUBLISHED_LOOP = '''
 class SpikeActorDeepCritic:
     pass
