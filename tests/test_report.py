@@ -112,6 +112,7 @@ def test_report_of_no_finished_runs_writes_nothing(tmp_path):
     assert report.files == [] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # three jobs with CodeCarbon and W&B, among make test's longest; CI runs it in test-slow
 def test_three_method_multirun_leaves_its_comparison_in_the_sweep_folder(tmp_path):
     """The README's small sweep, at unit-test size: popsan, dsrl and spikerl with energy and W&B."""
     proc = subprocess.run(
