@@ -177,17 +177,22 @@ class GradientMean:
     def broadcast(module: torch.nn.Module) -> None:
         """Rank 0's parameters to every rank, in one collective (buffers are neuron constants, equal)."""
         params = list(module.parameters())
-        flat = torch.nn.utils.parameters_to_vector(params)
+        flat = _flatten(params)
         dist.broadcast(flat, 0)
         _unflatten_into(flat, params)
 
     @torch.no_grad()
     def __call__(self, optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        flat = torch.cat([g.reshape(-1) for g in grads])
+        flat = _flatten(grads)
         dist.all_reduce(flat)  # on the networks' device: NCCL's CUDA tensors, gloo's CPU ones
         flat.div_(self.world_size)
         _unflatten_into(flat, grads)
+
+
+def _flatten(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """`tensors` end to end in one new 1-D buffer (what `_unflatten_into` takes apart)."""
+    return torch.cat([t.reshape(-1) for t in tensors])
 
 
 def _unflatten_into(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
