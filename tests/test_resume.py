@@ -22,8 +22,10 @@ def train(run_dir, *overrides):
     return train_run(rc, run_dir, "popsan")
 
 
+# SAC's variant is among make test's longest tests; CI runs it in make test-slow
 @pytest.mark.parametrize("algo,parts", [("td3", ("actor", "critic", "actor_target", "critic_target")),
-                                        ("sac", ("actor", "critic", "log_std", "critic_target"))])
+                                        pytest.param("sac", ("actor", "critic", "log_std", "critic_target"),
+                                                     marks=pytest.mark.slow)])
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, algo, parts):
     whole = train(tmp_path / "whole", f"algo={algo}")
     train(tmp_path / "split", f"algo={algo}", "train.total_steps=300")  # stops (and checkpoints) half way
@@ -40,10 +42,11 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, algo, parts):
     assert a["learner"]["updates"] == b["learner"]["updates"] == 80
 
 
-@pytest.mark.parametrize("preset,extra", [
+@pytest.mark.parametrize("preset,extra", [  # CaRe-BN's, among make test's longest: make test-slow
     ("ilcsan", []),
-    ("carebn", ["train.batch_size=64", "actor.normalization.recalibrate_every=250",
-                "actor.normalization.recalibration_batches=2", "actor.normalization.recalibration_batch_size=16"]),
+    pytest.param("carebn", ["train.batch_size=64", "actor.normalization.recalibrate_every=250",
+                            "actor.normalization.recalibration_batches=2",
+                            "actor.normalization.recalibration_batch_size=16"], marks=pytest.mark.slow),
 ])
 def test_the_spiking_actor_presets_resume_exactly(tmp_path, preset, extra):
     """ILC-SAN's connections and decoder, CaRe-BN's moving statistics, Kalman errors and recalibrations
@@ -202,7 +205,7 @@ def wait_for_step(tmp_path, step, proc, timeout=120):
     raise AssertionError(f"no metrics row for step {step} within {timeout} s")
 
 
-@pytest.mark.parametrize("world_size", [1, 2])
+@pytest.mark.parametrize("world_size", [1, pytest.param(2, marks=pytest.mark.slow)])  # two ranks: make test-slow
 def test_sigterm_checkpoints_exits_143_and_resume_auto_finishes(tmp_path, world_size):
     proc = start_cli(tmp_path, f"dist.world_size={world_size}")
     wait_for_step(tmp_path, 400, proc)
