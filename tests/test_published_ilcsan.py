@@ -326,7 +326,9 @@ def test_every_published_encoder_option(reference, encode):
 
 
 @pytest.mark.parametrize("reference", REFERENCES)
-@pytest.mark.parametrize("backend", ["bptt", "fused", "snntorch", "bptt-compiled"])
+# compiling the dynamic neurons' forward and backward takes about two minutes on an AVX2 core: make test-slow
+@pytest.mark.parametrize("backend", ["bptt", "fused", "snntorch",
+                                     pytest.param("bptt-compiled", marks=pytest.mark.slow)])
 def test_the_mdcsan_preset_computes_the_published_dynamic_neurons(reference, backend):
     """MDC-SAN as its README trains it: --encode pop --decode fr-mlp --neurons DN --connections none."""
     name, _, compiled = backend.partition("-")
