@@ -66,6 +66,15 @@ def test_the_aggregate_divides_by_the_baselines_mean_and_leaves_out_tasks_it_can
     assert [r["x"] for r in steps] == [5000.0, 10000.0] and steps[-1]["iqm"] == pytest.approx(1.25)
 
 
+def test_a_method_missing_a_task_is_aggregated_over_its_tasks_and_the_report_says_so():
+    summaries = (runs("popsan", "A", [100, 100, 100]) + runs("popsan", "B", [10, 10, 10])
+                 + runs("x", "A", [50, 50, 50]) + runs("x", "B", [20, 20, 20]) + runs("y", "A", [200, 200, 200]))
+    out = interval_estimates(summaries, "popsan", reps=300)
+    assert row(out["intervals"], ALL_TASKS, "y")["mean"] == pytest.approx(2.0)  # A only
+    assert [n for n in out["notes"] if "no runs on" in n] == [
+        "y: no runs on B, so its aggregate covers A only and is not comparable with the others'"]
+
+
 def test_without_the_baseline_there_is_no_aggregate_and_the_report_says_so():
     out = interval_estimates(runs("x", "A", [1, 2, 3]), "popsan", reps=200)
     assert [r["env_id"] for r in out["intervals"]] == ["A", "A"] and not out["profile"]

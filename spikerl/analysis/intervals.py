@@ -155,6 +155,9 @@ def _interval_estimates(summaries: list[dict], baseline: str, reps: int, seed: i
         tasks = sorted(t for t in by_task if t in usable)
         if not tasks:
             continue
+        if len(tasks) < len(usable):  # its aggregate, profile and curves then pool other tasks than the rest's
+            notes.append(f"{method}: no runs on {', '.join(sorted(set(usable) - set(tasks)))}, so its aggregate "
+                         f"covers {', '.join(tasks)} only and is not comparable with the others'")
         matrix = _matrix(by_task, tasks) / np.array([usable[t] for t in tasks])
         if matrix.shape[0] < max(len(by_task[t]) for t in tasks):
             notes.append(f"{method}: the aggregate uses the first {matrix.shape[0]} runs of each task")
