@@ -276,8 +276,11 @@ def learner_pair(algo, actor, **overrides):
             for compiled in (False, True)]
 
 
-@pytest.mark.parametrize("algo,actor", [("td3", "popsan"), ("td3", "dsrl"), ("td3", "mlp"), ("sac", "popsan"),
-                                        ("ddpg", "mlp")])
+# Each spiking actor's update compiles for about a minute on one AVX2 core: make test keeps PopSAN with TD3
+# and every learner with the MLP (seconds each); the other spiking pairs run in make test-slow (CI runs both).
+@pytest.mark.parametrize("algo,actor", [("td3", "popsan"), ("td3", "mlp"), ("sac", "mlp"), ("ddpg", "mlp"),
+                                        pytest.param("td3", "dsrl", marks=pytest.mark.slow),
+                                        pytest.param("sac", "popsan", marks=pytest.mark.slow)])
 def test_compiled_update_equals_the_eager_one(algo, actor):
     """The whole update compiled (both steps' forward and backward graphs, the bptt kernels traced
     into them) computes what the eager update computes: same losses, same weights after a critic-only
