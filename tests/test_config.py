@@ -68,6 +68,24 @@ def test_published_per_task_values_live_with_the_method_and_the_command_line_win
     assert env_keys == {"name", "id", "num_envs", "max_episode_steps"}
 
 
+@pytest.mark.parametrize("env", ["hopper", "walker2d", "halfcheetah"])
+def test_a_preset_derived_from_another_takes_its_per_task_values(env):
+    """Per-task values follow `published_as`, not the preset's name: popsan_sac is popsan with SAC for TD3
+    and nothing else, on every task (it took the regular encoder on Hopper while popsan took Poisson);
+    spikerl shares PopSAN's values; ILC-SAN and MDC-SAN, derived from popsan, keep their own encoding."""
+    def plain(rc):
+        return {k: v for k, v in vars(rc).items() if k not in ("algo", "algo_name", "method")}
+
+    popsan = validate(compose(["experiment=popsan", f"env={env}"]))
+    assert plain(validate(compose(["experiment=popsan_sac", f"env={env}"]))) == plain(
+        validate(compose(["experiment=popsan", "algo=sac", f"env={env}"])))
+    assert validate(compose(["experiment=popsan_sac", f"env={env}"])).encoder == popsan.encoder
+    assert validate(compose(["experiment=spikerl", f"env={env}"])).encoder == popsan.encoder
+    assert validate(compose(["experiment=ilcsan", f"env={env}"])).encoder["spikes"] == "regular"
+    assert validate(compose(["experiment=mdcsan", f"env={env}"])).encoder["spikes"] == "real"
+    assert popsan.encoder["spikes"] == ("regular" if env == "halfcheetah" else "poisson")
+
+
 def test_allowed_values_are_read_from_the_modules_that_own_them():
     from spikerl.config import SCHEMAS
     from spikerl.rl import normalizer
