@@ -217,7 +217,8 @@ def test_popsan_at_halfcheetah_sizes_round_trips_exactly(tmp_path, capsys):
     lagged = simulate(bundle.graph, enc, order="euler")["output"]
     assert not torch.equal(lagged, spikes)
     # the host's action scaling is the env's
-    assert np.array_equal(bundle.host.low, -np.ones(ACT)) and np.array_equal(bundle.host.high, np.ones(ACT))
+    scaler = bundle.host.action
+    assert np.array_equal(scaler.low, -np.ones(ACT)) and np.array_equal(scaler.high, np.ones(ACT))
 
 
 def test_poisson_round_trip_given_the_same_encoder_spikes(tmp_path):

@@ -1,8 +1,9 @@
 """Neuromorphic export: a trained spiking actor as a NIR graph plus its host side, a NIR simulator to
 check the round trip, and the inference energy per action (`python -m spikerl.export`).
 
-    nir_graph   actor -> NIR graph (Affine/Linear + CubaLIF or LIF, a CubaLI, LI or I readout), host side;
-                writing and reading a bundle folder; the round-trip check against the trained actor
+    nir_graph   actor -> NIR graph (Affine/Linear + CubaLIF or LIF, a CubaLI, LI or I readout) from its
+                `chip_layers`; writing and reading a bundle folder; the round-trip check against the actor
+    host        the host side: the actor's own normaliser, encoder, decoder host part and action scaling
     simulate    a small NIR simulator written from the NIR node definitions
     energy      synaptic-op, MAC and neuron-update counts from evaluation episodes; energy per action
                 from cited per-operation figures (`inference_energy`)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..rl.evaluation import evaluate_policy, trained_actor
-from .nir_graph import NEURON_NODES, SPIKING_NODES, Bundle, ExportError, actor_kind, build_bundle
+from .nir_graph import NEURON_NODES, SPIKING_NODES, Bundle, build_bundle
 from .simulate import node_order, predecessors
 
 # (float mults, float adds) of one neuron's update at one timestep, by NIR node
@@ -167,33 +167,11 @@ class OpCounter:
                 "chip_pj": {"45nm": e45, "loihi": eloihi}}
 
 
-def host_ops(host, obs_dim: int, act_dim: int) -> dict:
-    """Float operations of the host side per action (analytic): the normaliser, the encoder, the
-    decoder. exp, tanh and random numbers are counted but not priced."""
-    T = host.timesteps
-    adds = mults = exps = randoms = 0
-    if host.norm_kind != "none":
-        adds, mults = obs_dim, obs_dim  # subtract the shift, divide by the scale (counted as a mult)
-    if host.encoder_kind == "population":
-        cells = obs_dim * host.mean.shape[-1]
-        adds += cells  # o - mean
-        mults += 3 * cells  # square, x -0.5, / std^2
-        exps += cells
-        if host.spikes == "regular":
-            adds += 3 * cells * T  # integrate, compare, subtract the threshold
-            mults += cells * T  # spike x threshold
-        else:
-            adds += cells * T  # compare with a random number
-            randoms += cells * T
-    else:
-        adds += 2 * obs_dim  # the positive and negative parts
-    if host.decoder_kind == "population_rate":
-        cells = act_dim * host.pop_dim
-        adds += cells * T + cells + act_dim  # rate sums, grouped weights, bias
-        mults += cells + cells  # mean's division, grouped weights
-    tanhs = act_dim
-    return {"adds": adds, "mults": mults, "exps": exps, "tanhs": tanhs, "randoms": randoms,
-            "energy_pj_45nm": adds * _pj("fp32_add") + mults * _pj("fp32_mult")}
+def host_ops(host) -> dict:
+    """Float operations of the host side per action (each part counts its own: spikerl/export/host.py),
+    priced at 45 nm; exp, tanh and random numbers are counted but not priced."""
+    ops = host.ops()
+    return {**ops, "energy_pj_45nm": ops["adds"] * _pj("fp32_add") + ops["mults"] * _pj("fp32_mult")}
 
 
 def ann_energy(actor, obs_dim: int) -> dict:
@@ -253,7 +231,7 @@ def spiking_energy(state: dict, bundle: Bundle, episodes: int = 2, seed: int | N
     steps = meta.get("max_episode_steps") if max_episode_steps is None else max_episode_steps
     returns, recorded = run_counted_episodes(bundle, counter, meta["env_id"], episodes, seed, steps, generator)
     counts = counter.result()
-    host = host_ops(bundle.host, meta["obs_dim"], meta["act_dim"])
+    host = host_ops(bundle.host)
     energy = {**counts.pop("chip_pj"), "host_45nm": host["energy_pj_45nm"]}
     result = {**_describe(source, state), "kind": "spiking", "episodes": episodes, "seed": seed,
               "return_mean": float(np.mean(returns)), "returns": [float(r) for r in returns],
@@ -281,16 +259,13 @@ def inference_energy(source, episodes: int = 2, seed: int | None = None,
     state = source if isinstance(source, dict) else checkpoint.load(source)
     meta = state["meta"]
     actor, normalizer = trained_actor(state)
-    kind = actor_kind(actor)
-    if kind == "ann":
+    if getattr(actor, "spiking", None) is False:  # an ANN: dense MACs from its shapes
         counts = ann_energy(actor, meta["obs_dim"])
         host = {"adds": meta["obs_dim"], "mults": meta["obs_dim"], "exps": 0, "tanhs": meta["act_dim"], "randoms": 0}
         host["energy_pj_45nm"] = host["adds"] * _pj("fp32_add") + host["mults"] * _pj("fp32_mult")
         energy = {**counts.pop("chip_pj"), "host_45nm": host["energy_pj_45nm"]}
         return {**_describe(source, state), "kind": "ann", "episodes": 0, "actions": None, "return_mean": None,
                 "timesteps": 1, "dt": None, **counts, "host": host, "energy_pj": energy, "energy_uj": _megas(energy)}
-    if kind == "other":
-        raise ExportError(f"{type(actor).__name__} is neither a spiking actor nor the MLP actor: no energy estimate")
     bundle = build_bundle(state, _describe(source, state)["source"], actor, normalizer)
     return spiking_energy(state, bundle, episodes, seed, max_episode_steps, source)[0]
 

@@ -4,9 +4,10 @@ On the chip: the layers of current-based LIF neurons, each an Affine (Linear whe
 feeding a CubaLIF node; a layer without a synaptic current (current decay 0: DSRL's first layer) is a
 LIF node; a non-spiking readout is a CubaLI (LI) node whose membrane is the output, or an I node
 (an integrator) where it does not leak either (DSRL's).
-On the host: the observation normaliser, the encoder (NIR has no node for the regular population
-encoder's subtract reset, nor for DSRL's two-neuron split), the decoder (PopSAN's grouped rate
-read-out and tanh; NIR has no tanh) and the action scaling, as PopSAN kept them on Loihi.
+On the host (spikerl/export/host.py, the actor's own parts): the observation normaliser, the encoder
+(NIR has no node for the regular population encoder's subtract reset, nor for DSRL's two-neuron
+split), the decoder (PopSAN's grouped rate read-out and tanh; NIR has no tanh) and the action scaling,
+as PopSAN kept them on Loihi.
 
 snnTorch `Synaptic` -> CubaLIF, with one actor timestep = `DT` seconds (snnTorch's own exporter's
 convention): tau_syn = DT / (1 - alpha), tau_mem = DT / (1 - beta), w_in = tau_syn / DT,
@@ -32,15 +33,14 @@ import numpy as np
 import torch
 
 from ..rl.evaluation import trained_actor
-from ..snn.decoders import read_membrane
-from ..snn.encoders import split_sign
+from .host import Host, HostError
 from .quantize import QuantizedGraph, QuantizeError, from_written, quantize
 from .simulate import simulate
 from .snntorch_reader import check_with_snntorch
 
 DT = 1e-4  # seconds per actor timestep in the NIR graph
 UPDATE_ORDER = "current-first"  # the membrane integrates this step's synaptic current (snnTorch, Loihi)
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # 2: the host's parts named by class (spikerl/export/host.py); 1 named them by kind
 GRAPH_FILE, HOST_FILE, INFO_FILE = "actor.nir", "host.npz", "bundle.json"
 
 
@@ -48,131 +48,82 @@ class ExportError(Exception):
     """An actor or bundle that cannot be exported or read; the message is one line for the user."""
 
 
-def actor_kind(actor) -> str:
-    """'popsan' (population decoder), 'dsrl' (non-spiking readout), 'ann' (MLP) or 'other'."""
-    from ..rl.networks import MLPActor
-    from ..snn.actors import DSRLSpikingActor, PopSpikingActor
-
-    if isinstance(actor, PopSpikingActor):
-        return "popsan"
-    if isinstance(actor, DSRLSpikingActor):
-        return "dsrl"
-    if isinstance(actor, MLPActor):
-        return "ann"
-    return "other"
-
-
-def refuse_unexportable(actor) -> str:
-    kind = actor_kind(actor)
-    if kind == "ann":
-        raise ExportError("the MLP (ANN) actor has no spiking part to export to NIR "
+def refuse_unexportable(actor) -> None:
+    """ExportError (one line) for an actor NIR cannot express: an ANN, an actor that is not a SpikeRL
+    spiking actor, a decoder without a host side, layers without a chip form."""
+    spiking = getattr(actor, "spiking", None)
+    if spiking is False:
+        raise ExportError(f"the {type(actor).__name__} actor (an ANN) has no spiking part to export to NIR "
                           "(use --energy-only for its MACs per action)")
-    if kind == "other":
+    if spiking is not True:
         raise ExportError(f"{type(actor).__name__} is not a spiking actor SpikeRL can export to NIR")
-    from ..snn.decoders import MembraneDecoder, PopulationDecoder
-    from ..snn.neurons import LIFSpec
-
     decoder = getattr(actor, "decoder", None)
-    if kind == "popsan" and type(decoder) not in (PopulationDecoder, MembraneDecoder):
-        raise ExportError(f"the NIR export does not know the decoder {type(decoder).__name__}: teach "
-                          f"spikerl/export/nir_graph.py its nodes or host side first")
-    if getattr(actor.snn, "norms", None) is not None:
-        raise ExportError(f"the NIR export does not write normalisation layers ({type(actor.snn.norms[0]).__name__}, "
-                          f"CaRe-BN): fold them into the synapses first")
-    other = next((spec for spec in actor.snn.specs if not isinstance(spec, LIFSpec)), None)
-    if other is not None:
-        raise ExportError(f"NIR has no node for {other.name}, so this actor cannot be exported to NIR, nor its "
-                          f"energy per action estimated")
-    return kind
+    if decoder is not None and not all(hasattr(decoder, m) for m in ("chip_layers", "chip_output", "host_part")):
+        raise ExportError(f"the NIR export does not know the decoder {type(decoder).__name__}: give it chip_layers, "
+                          f"chip_output and host_part (spikerl/snn/decoders.py)")
+    try:
+        actor.chip_layers()
+    except ValueError as exc:
+        raise ExportError(f"{exc}: this actor cannot be exported to NIR, nor its energy per action estimated") from None
 
 
 SPIKING_NODES = (nir.CubaLIF, nir.LIF)
 NEURON_NODES = (*SPIKING_NODES, nir.CubaLI, nir.LI, nir.I)
 
 
-def neuron_node(spec, neuron_module, n: int, dt: float = DT):
-    """A layer of snnTorch `Synaptic` neurons (read through its LIFSpec) as a NIR neuron node: CubaLIF
+def neuron_node(layer, n: int, dt: float = DT):
+    """A layer's neurons (a ChipLayer: snnTorch `Synaptic` constants) as a NIR neuron node: CubaLIF
     (CubaLI for a non-spiking readout); LIF (LI) where the layer has no synaptic current (alpha = 0);
     I for a readout that neither has a current nor leaks (alpha = 0, beta = 1)."""
-    alpha, beta = spec.alpha, spec.beta
-    integrator = alpha == 0.0 and beta == 1.0 and not spec.spiking
+    alpha, beta, spiking = layer.alpha, layer.beta, layer.threshold is not None
+    integrator = alpha == 0.0 and beta == 1.0 and not spiking
     if not (0.0 <= alpha < 1.0 and (0.0 <= beta < 1.0 or integrator)):
         raise ExportError(f"NIR's neuron nodes need decaying current and voltage (0 <= alpha, beta < 1), or neither "
                           f"for a readout; got alpha={alpha}, beta={beta}")
-    graded = float(getattr(neuron_module, "graded_spikes_factor", 1.0))
-    if graded != 1.0:
-        raise ExportError(f"NIR spikes are 0/1; this layer's snnTorch graded_spikes_factor is {graded}")
+    if layer.graded != 1.0:
+        raise ExportError(f"NIR spikes are 0/1; this layer's snnTorch graded_spikes_factor is {layer.graded}")
     full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
     if integrator:
         return nir.I(r=full(1.0 / dt))
     tau_mem = dt / (1.0 - beta)
     membrane = {"r": full(tau_mem / dt), "v_leak": full(0.0)}
-    spiking = {"v_threshold": full(spec.threshold), "v_reset": full(0.0)} if spec.spiking else {}
+    threshold = {"v_threshold": full(layer.threshold), "v_reset": full(0.0)} if spiking else {}
     if alpha == 0.0:
-        return (nir.LIF if spec.spiking else nir.LI)(tau=full(tau_mem), **membrane, **spiking)
+        return (nir.LIF if spiking else nir.LI)(tau=full(tau_mem), **membrane, **threshold)
     tau_syn = dt / (1.0 - alpha)
     common = {"tau_syn": full(tau_syn), "tau_mem": full(tau_mem), **membrane, "w_in": full(tau_syn / dt)}
-    return (nir.CubaLIF if spec.spiking else nir.CubaLI)(**common, **spiking)
+    return (nir.CubaLIF if spiking else nir.CubaLI)(**common, **threshold)
 
 
-def synapse_node(linear: torch.nn.Linear):
-    if linear.bias is None:
-        return nir.Linear(weight=_numpy(linear.weight))
-    return nir.Affine(weight=_numpy(linear.weight), bias=_numpy(linear.bias))
-
-
-def decoder_neurons(decay: float, n: int, dt: float = DT):
-    """A membrane decoder's neurons (v <- decay v + x) as a NIR node: I where they do not leak
-    (decay 1, r = 1 / dt), else LI with tau = dt / (1 - decay) and r = tau / dt."""
-    full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
-    if decay == 1.0:
-        return nir.I(r=full(1.0 / dt))
-    tau = dt / (1.0 - decay)
-    return nir.LI(tau=full(tau), r=full(tau / dt), v_leak=full(0.0))
+def synapse_node(weight: torch.Tensor, bias: torch.Tensor | None):
+    if bias is None:
+        return nir.Linear(weight=_numpy(weight))
+    return nir.Affine(weight=_numpy(weight), bias=_numpy(bias))
 
 
 def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
-    """The actor's spiking part as a NIR graph, and the names of its neuron nodes in order.
+    """The actor's chip part (`chip_layers`) as a NIR graph, and the names of its neuron nodes in order.
 
-    Connections inside the output population (ILC-SAN) are a Linear node on a recurrent edge from the
-    output layer's neurons back to them (an edge that closes a cycle carries the previous step's
-    spikes: spikerl/export/simulate.py); their bias joins the output layer's Affine bias. A membrane
-    decoder runs on the chip too: an Affine node (zero across actions) into one I (or LI) neuron per
-    action, whose membranes are the graph's output."""
-    from ..snn.decoders import MembraneDecoder
-
-    kind = refuse_unexportable(actor)
-    layers = [(linear, spec, module) for linear, spec, module in
-              zip(actor.snn.linears, actor.snn.specs, actor.snn.neurons)]
-    if kind == "dsrl":
-        layers.append((actor.readout, actor.readout_spec, actor.readout_neuron))
-    conn = getattr(actor.snn, "connections", None)
+    Each layer is an Affine (Linear when bias-free) node into its neuron node. Connections inside the
+    output population (ILC-SAN) are a Linear node on a recurrent edge from the layer's neurons back to
+    them (an edge that closes a cycle carries the previous step's spikes: spikerl/export/simulate.py);
+    their bias is part of the layer's. Non-spiking layers after the spiking ones (DSRL's readout, a
+    membrane decoder: one I or LI neuron per action) end the graph, their membranes its output."""
+    refuse_unexportable(actor)
     nodes = {"input": nir.Input(input_type={"input": np.array([actor.encoder.num_outputs])})}
     edges, neurons, previous = [], [], "input"
-    for i, (linear, spec, module) in enumerate(layers, 1):
-        node = neuron_node(spec, module, linear.out_features, dt)
-        readout = "integrator" if isinstance(node, nir.I) else "li"
-        syn, neu = (f"fc{i}", f"lif{i}") if spec.spiking else ("readout", readout)
-        nodes[syn] = synapse_node(linear)
-        nodes[neu] = node
+    for i, layer in enumerate(actor.chip_layers(), 1):
+        n = layer.weight.shape[0]
+        syn, neu = layer.names or (f"fc{i}", f"lif{i}")
+        nodes[syn] = synapse_node(layer.weight, layer.bias)
+        nodes[neu] = neuron_node(layer, n, dt)
         edges += [(previous, syn), (syn, neu)]
+        if layer.recurrent is not None:
+            nodes["intra"] = nir.Linear(weight=_numpy(layer.recurrent))
+            edges += [(neu, "intra"), ("intra", neu)]
         neurons.append(neu)
         previous = neu
-    if conn is not None:
-        if conn.bias is not None:
-            nodes[syn] = nir.Affine(weight=nodes[syn].weight, bias=_numpy(actor.snn.bias(len(actor.snn.linears) - 1)))
-        if conn.recurrent:
-            nodes["intra"] = nir.Linear(weight=_numpy(conn.full()))
-            edges += [(previous, "intra"), ("intra", previous)]
-    out_dim = layers[-1][0].out_features
-    if isinstance(getattr(actor, "decoder", None), MembraneDecoder):
-        decoder = actor.decoder
-        nodes["decoder"] = nir.Affine(weight=_numpy(decoder.full()), bias=_numpy(decoder.bias))
-        nodes["decoder_membrane"] = decoder_neurons(decoder.decay, decoder.act_dim, dt)
-        edges += [(previous, "decoder"), ("decoder", "decoder_membrane")]
-        neurons.append("decoder_membrane")
-        previous, out_dim = "decoder_membrane", decoder.act_dim
-    nodes["output"] = nir.Output(output_type={"output": np.array([out_dim])})
+    nodes["output"] = nir.Output(output_type={"output": np.array([n])})
     edges.append((previous, "output"))
     metadata = {"producer": "spikerl", "dt": float(dt), "update_order": UPDATE_ORDER,
                 "timesteps": int(actor.timesteps),
@@ -182,107 +133,6 @@ def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().float().numpy().copy()
-
-
-class Host:
-    """The host side of an exported actor: raw observation -> encoder input [T, B, N] for the graph,
-    and the graph's output [T, B, N] -> action in [-1, 1] -> the env's action. Computes exactly what
-    the actor's own modules compute (same operations, same order, float32)."""
-
-    def __init__(self, config: dict, arrays: dict[str, np.ndarray]):
-        self.config, self.arrays = config, {k: np.asarray(v) for k, v in arrays.items()}
-        t = lambda k: torch.from_numpy(np.ascontiguousarray(self.arrays[k]))  # noqa: E731
-        self.timesteps = int(config["timesteps"])
-        norm, enc, dec = config["normalizer"], config["encoder"], config["decoder"]
-        self.norm_kind, self.clip = norm["kind"], float(norm["clip"])
-        self.shift, self.scale = t("normalizer_shift"), t("normalizer_scale")
-        self.encoder_kind, self.decoder_kind = enc["kind"], dec["kind"]
-        if self.encoder_kind == "population":
-            self.mean, self.std = t("encoder_mean").unsqueeze(0), t("encoder_std").unsqueeze(0)  # [1, D, P]
-            self.spikes, self.threshold = enc["spikes"], float(enc["threshold"])
-        elif self.encoder_kind != "two_neuron":
-            raise ExportError(f"unknown host encoder {self.encoder_kind!r}")
-        if self.decoder_kind == "population_rate":
-            self.dec_weight, self.dec_bias = t("decoder_weight"), t("decoder_bias")
-            self.act_dim, self.pop_dim = self.dec_weight.shape
-        elif self.decoder_kind != "membrane_tanh":
-            raise ExportError(f"unknown host decoder {self.decoder_kind!r}")
-        self.readout = dec.get("readout", "last")
-        self.low, self.high = self.arrays["action_low"], self.arrays["action_high"]
-
-    @property
-    def deterministic(self) -> bool:
-        return not (self.encoder_kind == "population" and self.spikes == "poisson")
-
-    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
-        if self.norm_kind == "none":
-            return raw
-        out = (raw - self.shift) / self.scale
-        return out.clamp(-self.clip, self.clip) if self.norm_kind == "zscore" else out
-
-    def encode(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        if self.encoder_kind == "two_neuron":
-            current = split_sign(obs)
-            return current.unsqueeze(0).expand(self.timesteps, *current.shape)
-        act = torch.exp(-0.5 * (obs.unsqueeze(-1) - self.mean) ** 2 / self.std**2).reshape(obs.shape[0], -1)
-        if self.spikes == "poisson":
-            return torch.stack([(torch.rand(act.shape, generator=generator) < act).to(act.dtype)
-                                for _ in range(self.timesteps)])
-        volt = torch.zeros_like(act)
-        out = []
-        for _ in range(self.timesteps):
-            volt = volt + act
-            spike = (volt > self.threshold).to(volt.dtype)
-            volt = volt - spike * self.threshold
-            out.append(spike)
-        return torch.stack(out)
-
-    def decode(self, output: torch.Tensor) -> torch.Tensor:
-        if self.decoder_kind == "membrane_tanh":
-            return torch.tanh(read_membrane(output, self.readout))
-        rate = output.mean(0).view(-1, self.act_dim, self.pop_dim)
-        return torch.tanh((rate * self.dec_weight).sum(-1) + self.dec_bias)
-
-    def scale_action(self, action: np.ndarray) -> np.ndarray:
-        return self.low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
-
-
-def host_from_actor(actor, normalizer, action_low, action_high) -> Host:
-    from ..snn.decoders import MembraneDecoder, PopulationDecoder
-    from ..snn.encoders import PopulationEncoder, TwoNeuronEncoder
-
-    shift, scale = normalizer._shift_scale("cpu")  # the float32 tensors the normaliser computes with
-    arrays = {"normalizer_shift": shift.numpy().copy(), "normalizer_scale": scale.numpy().copy(),
-              "action_low": np.asarray(action_low, np.float64), "action_high": np.asarray(action_high, np.float64)}
-    config = {"timesteps": int(actor.timesteps),
-              "normalizer": {"kind": normalizer.kind, "clip": normalizer.clip,
-                             "formula": "zscore: clamp((o - shift) / scale, -clip, clip); maxabs: o / scale"}}
-    enc = actor.encoder
-    if isinstance(enc, PopulationEncoder):
-        arrays["encoder_mean"] = enc.mean.detach().float().numpy()[0].copy()
-        arrays["encoder_std"] = enc.std.detach().float().numpy()[0].copy()
-        config["encoder"] = {"kind": "population", "pop_dim": enc.pop_dim, "spikes": enc.spikes,
-                             "threshold": enc.threshold,
-                             "input_index": "obs dim d, receptive field p -> input d * pop_dim + p"}
-    elif isinstance(enc, TwoNeuronEncoder):
-        config["encoder"] = {"kind": "two_neuron",
-                             "input_index": "d -> max(o_d, 0); obs_dim + d -> max(-o_d, 0), every timestep"}
-    else:
-        raise ExportError(f"the host side has no encoder for {type(enc).__name__}")
-    decoder = getattr(actor, "decoder", None)
-    if isinstance(decoder, MembraneDecoder):
-        config["decoder"] = {"kind": "membrane_tanh", "readout": decoder.readout,
-                             "formula": "tanh of the decoder membranes (the graph's output) read by `readout`: "
-                                        "last (the last step's), mean (over the steps) or max (the largest in "
-                                        "magnitude)"}
-    elif isinstance(decoder, PopulationDecoder):
-        arrays["decoder_weight"] = decoder.weight.detach().float().numpy().copy()
-        arrays["decoder_bias"] = decoder.bias.detach().float().numpy().copy()
-        config["decoder"] = {"kind": "population_rate", "pop_dim": decoder.pop_dim,
-                             "formula": "tanh(sum_p mean_t(spikes[t, a * pop_dim + p]) * weight[a, p] + bias[a])"}
-    else:
-        config["decoder"] = {"kind": "membrane_tanh", "formula": "tanh(membrane of the readout at the last timestep)"}
-    return Host(config, arrays)
 
 
 @dataclass
@@ -317,13 +167,12 @@ class Bundle:
                 "trace": trace if record else None}
 
 
-def _action_bounds(env_id: str) -> tuple[np.ndarray, np.ndarray]:
+def _action_scaler(env_id: str):
     from ..rl.envs import ActionScaler, make_vec_env
 
     envs = make_vec_env(env_id, 1)
     try:
-        scaler = ActionScaler(envs.single_action_space)
-        return scaler.low, scaler.high
+        return ActionScaler(envs.single_action_space)
     finally:
         envs.close()
 
@@ -335,8 +184,8 @@ def build_bundle(state: dict, source: str = "", actor=None, normalizer=None) -> 
         actor, normalizer = trained_actor(state)
     meta = state["meta"]
     graph, neurons = build_graph(actor)
-    low, high = _action_bounds(meta["env_id"])
-    host = host_from_actor(actor, normalizer, low, high)
+    host = Host.of(actor, normalizer, _action_scaler(meta["env_id"]))
+    host_config = host.state()[0]
     info = {
         "format": BUNDLE_FORMAT,
         "producer": "spikerl.export",
@@ -357,7 +206,7 @@ def build_bundle(state: dict, source: str = "", actor=None, normalizer=None) -> 
                            "reference integrator) makes each layer one step later"),
         "graph": {"file": GRAPH_FILE, "input": "input", "output": "output", "neurons": neurons,
                   "nodes": {name: type(node).__name__ for name, node in graph.nodes.items()}},
-        "host": host.config,
+        "host": host_config,
         "split": {"chip": "the NIR graph: Affine/Linear synapses and CubaLIF or LIF neurons (a CubaLI, LI or I "
                           "readout)",
                   "host": "normaliser, encoder, decoder (rate read-out or readout membrane, tanh), action scaling"},
@@ -371,7 +220,7 @@ def write_bundle(bundle: Bundle, folder: Path) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True)
     nir.write(folder / GRAPH_FILE, bundle.graph)
-    np.savez(folder / HOST_FILE, **bundle.host.arrays, **(bundle.quant.arrays() if bundle.quant else {}))
+    np.savez(folder / HOST_FILE, **bundle.host.state()[1], **(bundle.quant.arrays() if bundle.quant else {}))
     (folder / INFO_FILE).write_text(json.dumps(bundle.info, indent=2) + "\n")
 
 
@@ -388,19 +237,26 @@ def read_bundle(folder: str | Path) -> Bundle:
     if info.get("format") != BUNDLE_FORMAT:
         raise ExportError(f"{folder} holds bundle format {info.get('format')!r}; this SpikeRL reads {BUNDLE_FORMAT}")
     quant = from_written(info["quantization"], graph, arrays) if info.get("quantization") else None
-    return Bundle(graph, list(info["graph"]["neurons"]), Host(info["host"], arrays), info, quant)
+    try:
+        host = Host.read(info["host"], arrays)
+    except (HostError, KeyError, ValueError) as exc:
+        raise ExportError(f"cannot read the host side of the bundle in {folder}: {exc}") from None
+    return Bundle(graph, list(info["graph"]["neurons"]), host, info, quant)
 
 
 def quantized_bundle(bundle: Bundle, target: str, scheme: str = "int8") -> Bundle:
     """The bundle with its graph under a target's integer rules (spikerl/export/quantize.py): actor.nir
     then holds the weights the integers stand for, host.npz the integers, bundle.json the rules."""
     host = bundle.host
-    input_range = None  # encoder spikes; DSRL's split of the normalised observation is real-valued
-    if host.encoder_kind == "two_neuron":
-        input_range = {"maxabs": 1.0, "zscore": host.clip}.get(host.norm_kind)
-        if input_range is None:
-            raise ExportError(f"cannot quantise for {target}: real-valued input needs a bounded normaliser "
-                              f"(maxabs or zscore), this actor's is {host.norm_kind!r}")
+    # None: the graph's input is spikes; else the encoder's real values (DSRL's split of the observation)
+    values = host.encoder.input_range(host.normalizer.bound)
+    input_range = None if values is None else values[1]
+    if values is not None and (values[0] is None or values[1] is None):
+        raise ExportError(f"cannot quantise for {target}: real-valued input needs a bounded normaliser "
+                          f"(maxabs or zscore), this actor's is {host.normalizer.kind!r}")
+    if values is not None and values[0] < 0:
+        raise ExportError(f"cannot quantise for {target}: {type(host.encoder).__name__} feeds signed real values; "
+                          f"the chip's graded input is unsigned")
     try:
         quant = quantize(bundle.graph, target, scheme, input_range)
     except QuantizeError as exc:
@@ -415,23 +271,15 @@ def quantized_bundle(bundle: Bundle, target: str, scheme: str = "int8") -> Bundl
 @torch.inference_mode()
 def actor_reference(actor, normalizer, raw_obs: torch.Tensor, encoder_input: torch.Tensor | None = None) -> dict:
     """The trained actor's own computation, layer by layer, as its forward does it: encoder input, each
-    layer's spikes, the output (spikes, or the readout's last membrane) and the action."""
-    from ..snn.decoders import MembraneDecoder
-
+    layer's spikes, the output (`chip_output`: spikes, or readout membranes) and the action."""
     obs = normalizer(raw_obs.float())
     x = actor.encoder(obs, actor.timesteps) if encoder_input is None else encoder_input
     encoder_out, layers = x, []
     for i in range(len(actor.snn.linears)):
         x = actor.snn.layer(i, x)
         layers.append(x)
-    if actor_kind(actor) == "dsrl":
-        _, membrane = actor.snn.run(actor.readout_spec, actor.readout(x).float())
-        return {"encoder_input": encoder_out, "layers": layers, "output": membrane, "action": torch.tanh(membrane)}
-    if isinstance(actor.decoder, MembraneDecoder):
-        output = actor.decoder.membranes(x)
-    else:
-        output = x
-    return {"encoder_input": encoder_out, "layers": layers, "output": output, "action": actor.decoder(x)}
+    return {"encoder_input": encoder_out, "layers": layers, "output": actor.chip_output(x),
+            "action": torch.tanh(actor.decode(x))}
 
 
 @torch.inference_mode()

@@ -119,7 +119,8 @@ def make_vec_env(env_id: str, num_envs: int, max_episode_steps: int | None = Non
 
 
 class ActionScaler:
-    """Maps actions in [-1, 1] to the env's box [low, high]."""
+    """Maps actions in [-1, 1] to the env's box [low, high]; on an exported actor's host too
+    (spikerl/export/host.py: `host_state`, `from_host`)."""
 
     def __init__(self, space: gym.spaces.Box):
         if not isinstance(space, gym.spaces.Box) or not np.all(np.isfinite(space.low)):
@@ -128,6 +129,14 @@ class ActionScaler:
 
     def __call__(self, action: np.ndarray) -> np.ndarray:
         return self.low + (np.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
+
+    def host_state(self) -> tuple[dict, dict]:
+        return {"formula": "low + (clip(a, -1, 1) + 1) / 2 (high - low)"}, {"low": self.low, "high": self.high}
+
+    @classmethod
+    def from_host(cls, config: dict, arrays: dict) -> ActionScaler:
+        low, high = (np.asarray(arrays[k], np.float64) for k in ("low", "high"))
+        return cls(gym.spaces.Box(low, high, dtype=np.float64))
 
 
 def real_next_obs(next_obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:

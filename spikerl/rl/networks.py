@@ -22,6 +22,8 @@ def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Seque
 class MLPActor(nn.Module):
     """The ANN baseline: a ReLU MLP with a tanh output (TD3's deterministic actor)."""
 
+    spiking = False  # no chip part to export: its energy is its dense MACs (spikerl/export/energy.py)
+
     def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256)):
         super().__init__()
         self.net = mlp([obs_dim, *hidden_sizes, act_dim])

@@ -113,6 +113,29 @@ class ObsNormalizer:
         out = (obs - shift) / scale
         return out.clamp(-self.clip, self.clip) if self.kind == "zscore" else out
 
+    @property
+    def bound(self) -> float | None:
+        """The largest |value| it hands the actor (None: unbounded)."""
+        return {"zscore": self.clip, "maxabs": 1.0}.get(self.kind)
+
+    # On the host of an exported actor (spikerl/export/host.py): frozen at the statistics it had.
+    def host_state(self) -> tuple[dict, dict]:
+        shift, scale = self._shift_scale("cpu")  # the float32 tensors it computes with
+        config = {"kind": self.kind, "clip": self.clip,
+                  "formula": "zscore: clamp((o - shift) / scale, -clip, clip); maxabs: o / scale; none: o"}
+        return config, {"shift": shift.numpy().copy(), "scale": scale.numpy().copy()}
+
+    @classmethod
+    def from_host(cls, config: dict, arrays: dict) -> ObsNormalizer:
+        shift, scale = (torch.from_numpy(np.ascontiguousarray(arrays[k], dtype=np.float32)) for k in ("shift", "scale"))
+        frozen = cls(shift.shape[0], config["kind"], config["clip"])
+        frozen._cache = (shift, scale)
+        return frozen
+
+    def host_ops(self, timesteps: int) -> dict:
+        n = 0 if self.kind == "none" else self.dim  # subtract the shift, divide by the scale (counted as a mult)
+        return {"adds": n, "mults": n, "exps": 0, "tanhs": 0, "randoms": 0}
+
     def state_dict(self) -> dict:
         return {
             "kind": self.kind,

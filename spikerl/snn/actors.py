@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .connections import IntraConnections, connection_kinds
-from .decoders import PopulationDecoder
+from .decoders import ChipLayer, MembraneReadout, PopulationDecoder
 from .neurons import LIFSpec, current_lif, make_neuron, make_surrogate
 from .through_time import neuron_backend
 
@@ -69,6 +69,21 @@ class SpikingLayers(nn.Module):
         extra = self.connections.bias if self.connections is not None and i == len(self.linears) - 1 else None
         return own if extra is None else extra if own is None else own + extra
 
+    def chip_layers(self) -> list[ChipLayer]:
+        """The layers as a chip computes them (spikerl/export/); ValueError naming what has no such form."""
+        if self.norms is not None:
+            raise ValueError(f"the NIR export does not write normalisation layers ({type(self.norms[0]).__name__}, "
+                             f"CaRe-BN): fold them into the synapses first")
+        other = next((spec for spec in self.specs if not isinstance(spec, LIFSpec)), None)
+        if other is not None:
+            raise ValueError(f"NIR has no node for {other.name}")
+        last = len(self.linears) - 1
+        conn = self.connections
+        return [ChipLayer(linear.weight, self.bias(i), spec.alpha, spec.beta, spec.threshold if spec.spiking else None,
+                          recurrent=conn.full() if i == last and conn is not None and conn.recurrent else None,
+                          graded=float(getattr(module, "graded_spikes_factor", 1.0)))
+                for i, (linear, spec, module) in enumerate(zip(self.linears, self.specs, self.neurons))]
+
     def layer(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Layer i's spikes [T, B, N] from its input [T, B, n_in]."""
         spec, linear = self.specs[i], self.linears[i]
@@ -89,8 +104,14 @@ def lif_settings(neuron: Mapping) -> dict:
 
 class SpikingActor(nn.Module):
     """What the spiking actors share: an encoder of the observation over `timesteps` steps into fully
-    connected spiking layers of widths `sizes`, and the action, tanh of what the subclass's
-    `unsquashed` reads from them."""
+    connected spiking layers of widths `sizes`, and the action, tanh of what the subclass's `decode`
+    reads from their spikes.
+
+    Exported (spikerl/export/), the actor splits into the chip (`chip_layers`: the spiking layers and any
+    non-spiking layers after them, whose output is `chip_output`) and the host (the encoder, and
+    `host_decoder`, which turns the chip's output into the action), each part's own code."""
+
+    spiking = True
 
     def __init__(self, obs_dim: int, encoder: Callable[[int], nn.Module], sizes: Sequence[int], timesteps: int,
                  neuron: Mapping | Sequence[Mapping], surrogate: dict, bias: bool, neuron_backend: str,
@@ -106,11 +127,27 @@ class SpikingActor(nn.Module):
         """The last spiking layer's spikes [T, B, sizes[-1]]."""
         return self.snn(self.encoder(obs, self.timesteps))
 
-    def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
+    def decode(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The action before its tanh from the last spiking layer's spikes [T, B, N]."""
         raise NotImplementedError
+
+    def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
+        """The action before its tanh (PopSAN-SAC's mean: the same network with an identity output)."""
+        return self.decode(self.spikes(obs))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.unsquashed(obs))
+
+    def chip_layers(self) -> list[ChipLayer]:
+        raise NotImplementedError
+
+    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
+        """What the chip outputs from the last spiking layer's spikes (spikes, or readout membranes)."""
+        raise NotImplementedError
+
+    def host_decoder(self):
+        """The part that turns `chip_output` into the action on the host (spikerl/snn/decoders.py)."""
+        raise NotImplementedError
 
     def recalibration(self) -> tuple[int, int, int] | None:
         """(every env steps, batches, batch size) of the normalisation layers' recalibration, or None."""
@@ -170,9 +207,17 @@ class PopSpikingActor(SpikingActor):
                          connected, normalization)
         self.decoder = decoder(act_dim, out_pop_dim)
 
-    def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
-        """The action before its tanh (PopSAN-SAC's mean: the same network with an identity output)."""
-        return self.decoder.unsquashed(self.spikes(obs))
+    def decode(self, spikes: torch.Tensor) -> torch.Tensor:
+        return self.decoder.unsquashed(spikes)
+
+    def chip_layers(self) -> list[ChipLayer]:
+        return [*self.snn.chip_layers(), *self.decoder.chip_layers()]
+
+    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
+        return self.decoder.chip_output(spikes)
+
+    def host_decoder(self):
+        return self.decoder.host_part()
 
 
 DSRL_NEURON = {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0, "reset_gradient": False}
@@ -220,7 +265,20 @@ class DSRLSpikingActor(SpikingActor):
         for linear in [*self.snn.linears, self.readout]:
             nn.init.normal_(linear.weight, 0.0, 1.0 / math.sqrt(linear.in_features))
 
-    def unsquashed(self, obs: torch.Tensor) -> torch.Tensor:
+    def decode(self, spikes: torch.Tensor) -> torch.Tensor:
         """The readout's membrane after the last timestep: the action before its tanh."""
-        _, membrane = self.snn.run(self.readout_spec, self.readout(self.spikes(obs)).float())
+        _, membrane = self.snn.run(self.readout_spec, self.readout(spikes).float())
         return membrane
+
+    def chip_layers(self) -> list[ChipLayer]:
+        spec = self.readout_spec
+        names = ("readout", "integrator" if spec.alpha == 0.0 and spec.beta == 1.0 else "li")
+        readout = ChipLayer(self.readout.weight, None, spec.alpha, spec.beta, None, names=names)
+        return [*self.snn.chip_layers(), readout]
+
+    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The readout's last membrane [B, act_dim] (the chip's output at the last step)."""
+        return self.decode(spikes)
+
+    def host_decoder(self) -> MembraneReadout:
+        return MembraneReadout(self.readout.out_features, "last")

@@ -4,14 +4,24 @@
 
 A decoder is built from a factory `decoder(act_dim, pop_dim)` (a Hydra partial, `actor.decoder`), has
 `unsquashed(spikes)`, and `forward(spikes)` = tanh of it.
+
+When the actor is exported (spikerl/export/), a decoder splits into what runs on the chip and what runs
+on the host: `chip_layers()` (non-spiking layers after the spiking ones, as `ChipLayer`s; none for the
+rate decoder), `chip_output(spikes)` (what the chip then outputs) and `host_part()`, the object that turns
+that output into the action on the host with `host_state`, `from_host` and `host_ops` (as the encoders'
+in spikerl/snn/encoders.py). The host part is this module's own code, so the host cannot disagree.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from .encoders import host_ops
 
 READOUTS = ("last", "max", "mean")
 
@@ -24,6 +34,23 @@ def read_membrane(v: torch.Tensor, readout: str) -> torch.Tensor:
         return v.mean(0)
     high, low = v.max(0).values, v.min(0).values
     return torch.where(high.abs() > low.abs(), high, low)
+
+
+@dataclass(frozen=True)
+class ChipLayer:
+    """One synapse layer and its neurons as a chip computes them: input [T, B, n_in] -> W x + b into
+    neurons with c <- alpha c + x, v <- beta v + c, spiking when v > threshold (reset to zero), or, with
+    threshold None, a non-spiking membrane; `recurrent`: weights from the layer's own spikes of the
+    previous step (connections inside the output populations), if any."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    alpha: float
+    beta: float
+    threshold: float | None
+    recurrent: torch.Tensor | None = None
+    graded: float = 1.0  # the spike's value (snnTorch's graded_spikes_factor)
+    names: tuple[str, str] | None = None  # its synapse and neuron nodes' names (None: fc<i>, lif<i>)
 
 
 class PopulationDecoder(nn.Module):
@@ -45,6 +72,65 @@ class PopulationDecoder(nn.Module):
 
     def forward(self, spikes: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.unsquashed(spikes))
+
+    # exported: all of it on the host, from the output population's spikes
+    def chip_layers(self) -> list[ChipLayer]:
+        return []
+
+    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
+        return spikes
+
+    def host_part(self) -> nn.Module:
+        return self
+
+    def host_state(self) -> tuple[dict, dict]:
+        config = {"act_dim": self.act_dim, "pop_dim": self.pop_dim,
+                  "formula": "tanh(sum_p mean_t(spikes[t, a * pop_dim + p]) * weight[a, p] + bias[a])"}
+        return config, {"weight": _array(self.weight), "bias": _array(self.bias)}
+
+    @classmethod
+    def from_host(cls, config: dict, arrays: dict) -> PopulationDecoder:
+        dec = PopulationDecoder(int(config["act_dim"]), int(config["pop_dim"]))
+        with torch.no_grad():
+            dec.weight.copy_(torch.from_numpy(np.asarray(arrays["weight"])))
+            dec.bias.copy_(torch.from_numpy(np.asarray(arrays["bias"])))
+        return dec
+
+    def host_ops(self, timesteps: int) -> dict:
+        cells = self.act_dim * self.pop_dim
+        # rate sums, grouped weights, bias; the mean's division and the grouped weights
+        return host_ops(adds=cells * timesteps + cells + self.act_dim, mults=2 * cells, tanhs=self.act_dim)
+
+
+def _array(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().float().numpy().copy()
+
+
+class MembraneReadout:
+    """The host side of a decoder whose membranes the chip computes: tanh of the membranes [T, B, A] read
+    by `readout` (MembraneDecoder's; DSRL's readout reads the last)."""
+
+    def __init__(self, act_dim: int, readout: str = "last"):
+        if readout not in READOUTS:
+            raise ValueError(f"decoder readout must be one of {list(READOUTS)}, got {readout!r}")
+        self.act_dim, self.readout = int(act_dim), readout
+
+    def __call__(self, membranes: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(read_membrane(membranes, self.readout))
+
+    def host_state(self) -> tuple[dict, dict]:
+        return {"act_dim": self.act_dim, "readout": self.readout,
+                "formula": "tanh of the membranes (the graph's output) read by `readout`: last (the last step's), "
+                           "mean (over the steps) or max (the largest in magnitude)"}, {}
+
+    @classmethod
+    def from_host(cls, config: dict, arrays: dict) -> MembraneReadout:
+        return cls(config["act_dim"], config["readout"])
+
+    def host_ops(self, timesteps: int) -> dict:
+        a = self.act_dim
+        adds, mults = {"last": (0, 0), "mean": (a * timesteps, a), "max": (2 * a * timesteps, 0)}[self.readout]
+        return host_ops(adds=adds, mults=mults, tanhs=a)
 
 
 class MembraneDecoder(PopulationDecoder):
@@ -82,6 +168,17 @@ class MembraneDecoder(PopulationDecoder):
 
     def unsquashed(self, spikes: torch.Tensor) -> torch.Tensor:
         return read_membrane(self.membranes(spikes), self.readout)
+
+    # exported: the decoder neurons on the chip (non-spiking, v <- decay v + W z + b), the readout on the host
+    def chip_layers(self) -> list[ChipLayer]:
+        return [ChipLayer(self.full(), self.bias, alpha=0.0, beta=self.decay, threshold=None,
+                          names=("decoder", "decoder_membrane"))]
+
+    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
+        return self.membranes(spikes)
+
+    def host_part(self) -> MembraneReadout:
+        return MembraneReadout(self.act_dim, self.readout)
 
     def extra_repr(self) -> str:
         return f"act_dim={self.act_dim}, pop_dim={self.pop_dim}, decay={self.decay}, readout={self.readout!r}"
