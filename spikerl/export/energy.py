@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from ..rl.evaluation import evaluate_policy, trained_actor
-from .nir_graph import NEURON_NODES, SPIKING_NODES, Bundle, build_bundle
-from .simulate import node_order, predecessors
+from .nir_graph import Bundle, build_bundle
+from .simulate import NEURON_NODES, SPIKING_NODES, node_order, predecessors
 
 # (float mults, float adds) of one neuron's update at one timestep, by NIR node
 UPDATE_OPS = {"CubaLIF": (2, 3), "CubaLI": (2, 2), "LIF": (1, 2), "LI": (1, 1), "I": (0, 1)}

@@ -35,7 +35,7 @@ import torch
 from ..rl.evaluation import trained_actor
 from .host import Host, HostError
 from .quantize import QuantizedGraph, QuantizeError, from_written, quantize
-from .simulate import simulate
+from .simulate import SPIKING_NODES, simulate
 from .snntorch_reader import check_with_snntorch
 
 DT = 1e-4  # seconds per actor timestep in the NIR graph
@@ -67,8 +67,6 @@ def refuse_unexportable(actor) -> None:
         raise ExportError(f"{exc}: this actor cannot be exported to NIR, nor its energy per action estimated") from None
 
 
-SPIKING_NODES = (nir.CubaLIF, nir.LIF)
-NEURON_NODES = (*SPIKING_NODES, nir.CubaLI, nir.LI, nir.I)
 
 
 def neuron_node(layer, n: int, dt: float = DT):

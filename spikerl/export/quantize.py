@@ -38,6 +38,8 @@ import nir
 import numpy as np
 import torch
 
+from .simulate import NEURON_NODES, SPIKING_NODES, graph_dt, order_and_back_edges, predecessors, simulate
+
 TARGETS = ("loihi", "float")
 SCHEMES = ("int8",)
 
@@ -244,8 +246,6 @@ class QuantizedGraph:
     def simulate(self, inputs: torch.Tensor, record: bool = False):
         """Run the graph on encoder input [T, B, N]; the same return as spikerl.export.simulate.simulate,
         outputs as floats (spikes 0/1; a readout's v in float, v * unit / 64)."""
-        from .simulate import simulate
-
         if self.target == "float":
             return simulate(self.graph, inputs, record=record)
         return simulate_fixed(self, inputs, record)
@@ -262,8 +262,6 @@ RULES = {
 
 
 def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, input_range: float | None) -> QuantizedGraph:
-    from .nir_graph import NEURON_NODES, SPIKING_NODES
-
     inputs = {name for name, node in graph.nodes.items() if isinstance(node, nir.Input)}
     step = None if input_range is None else input_range / (2**INPUT_BITS - 1)  # a graded spike's step
 
@@ -353,8 +351,6 @@ def quantize(graph: nir.NIRGraph, target: str, scheme: str = "int8",
     """The graph under `target`'s rules. `input_range`: None where the graph's Input carries spikes; for
     real-valued input in [0, input_range] (DSRL's two-neuron split), the largest value, which the loihi
     target sends as 8-bit graded spikes."""
-    from .simulate import graph_dt
-
     if scheme not in SCHEMES:
         raise QuantizeError(f"unknown quantisation {scheme!r} (choose one of: {', '.join(SCHEMES)})")
     if target not in TARGETS:
@@ -369,10 +365,8 @@ def simulate_fixed(q: QuantizedGraph, inputs: torch.Tensor, record: bool = False
     """Run a loihi-quantised graph in integers, every node together one timestep at a time, as
     spikerl.export.simulate steps the float graph (an edge closing a cycle carries the previous step's
     output). Spikes pass as 0/1; a readout's output is its v, given back in float (v * unit / 64)."""
-    from .simulate import _order_and_back_edges, predecessors
-
     graph = q.graph
-    order, back = _order_and_back_edges(graph)
+    order, back = order_and_back_edges(graph)
     preds = predecessors(graph)
     states: dict[str, dict] = {name: {} for name in q.neurons}
     seen: dict[str, list] = {name: [] for name in order}

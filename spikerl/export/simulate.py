@@ -41,11 +41,15 @@ import torch
 ORDERS = ("current-first", "euler")
 
 
+SPIKING_NODES = (nir.CubaLIF, nir.LIF)
+NEURON_NODES = (*SPIKING_NODES, nir.CubaLI, nir.LI, nir.I)
+
+
 class SimulationError(Exception):
     """A graph or input this simulator cannot run; the message is one line."""
 
 
-def _order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str, str]]]:
+def order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str, str]]]:
     """The nodes in an order where every node comes after the sources of its forward edges, and the
     edges that close cycles (back edges of a depth-first search from the Input nodes)."""
     succs: dict[str, list[str]] = defaultdict(list)
@@ -102,7 +106,7 @@ def topological_order(graph: nir.NIRGraph) -> list[str]:
 
 def node_order(graph: nir.NIRGraph) -> list[str]:
     """The order the simulator steps the nodes in: after the sources of their forward edges."""
-    return _order_and_back_edges(graph)[0]
+    return order_and_back_edges(graph)[0]
 
 
 def predecessors(graph: nir.NIRGraph) -> dict[str, list[str]]:
@@ -173,15 +177,9 @@ def node_step(node, dt: float, order: str = "current-first", dtype=torch.float32
     if isinstance(node, nir.Scale):
         scale = torch.as_tensor(node.scale, device=device).to(dtype)
         return lambda x: x * scale
-    if isinstance(node, (nir.CubaLIF, nir.CubaLI, nir.LIF, nir.LI, nir.I)):
+    if isinstance(node, NEURON_NODES):
         return _neuron(node, dt, order, dtype, device)
     raise SimulationError(f"NIR node type {type(node).__name__} is not supported by this simulator")
-
-
-def run_node(node, x: torch.Tensor, dt: float, order: str = "current-first") -> torch.Tensor:
-    """One node's output for its whole input sequence x [T, B, *shape]."""
-    step = node_step(node, dt, order, x.dtype, x.device)
-    return torch.stack([step(x[t]) for t in range(x.shape[0])])
 
 
 def graph_dt(graph: nir.NIRGraph, dt: float | None = None) -> float:
@@ -213,7 +211,7 @@ def simulate(graph: nir.NIRGraph, inputs, dt: float | None = None, order: str = 
         if x.dim() < 2 or tuple(x.shape[2:]) != expected:
             raise SimulationError(f"input {name!r} must be [T, B, {', '.join(map(str, expected))}], "
                                   f"got {list(x.shape)}")
-    order_of, back = _order_and_back_edges(graph)
+    order_of, back = order_and_back_edges(graph)
     preds = predecessors(graph)
     for name in order_of:
         if not isinstance(graph.nodes[name], nir.Input) and all((p, name) in back for p in preds[name]):

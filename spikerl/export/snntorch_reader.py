@@ -21,18 +21,18 @@ import nir
 import numpy as np
 import torch
 
+from .simulate import SPIKING_NODES, order_and_back_edges
+
 SNNTORCH_DT = 1e-4  # snnTorch's importer assumes this step for every neuron node
 SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.CubaLIF, nir.LIF)
 
 
 def supports(graph: nir.NIRGraph) -> str | None:
     """None where snnTorch's importer computes this graph as the export means it, else why not."""
-    from .simulate import _order_and_back_edges
-
     other = sorted({type(node).__name__ for node in graph.nodes.values() if not isinstance(node, SUPPORTED)})
     if other:
         return f"snnTorch's importer maps no {', '.join(other)} node"
-    if _order_and_back_edges(graph)[1]:
+    if order_and_back_edges(graph)[1]:
         return "snnTorch's importer does not wire a recurrent edge as a one-step-delayed input"
     dt = float(np.asarray((graph.metadata or {}).get("dt", SNNTORCH_DT)))
     if dt != SNNTORCH_DT:
@@ -74,8 +74,6 @@ def check_with_snntorch(bundle, encoder_input: torch.Tensor, reference: dict) ->
     """Whether snnTorch's importer, given the same encoder input, gives the reference's layer spikes and
     actions (`reference`: spikerl.export.nir_graph.actor_reference); {"checked": False, "why"} where it
     cannot read the graph as meant."""
-    from .nir_graph import SPIKING_NODES
-
     why = supports(bundle.graph)
     if why:
         return {"checked": False, "why": why}

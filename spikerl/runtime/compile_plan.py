@@ -42,8 +42,8 @@ def planned_updates(train, world_size: int = 1) -> int:
 
 def timing_key(rc, obs_dim: int, act_dim: int, world_size: int, threads: int) -> str:
     """What a run's compile time and update speed depend on, hashed."""
-    from ..telemetry.provenance import host
     from .checkpoint import _comparable
+    from .machine import host
 
     machine = host()
     parts = {"cpu": machine["cpu"], "capability": machine["cpu_capability"], "torch": machine["torch"],
