@@ -30,14 +30,18 @@ from .runtime.compiler import MODES as COMPILE_MODES
 from .runtime.device import DEVICES
 from .runtime.distributed import DistConfig
 from .runtime.precision import PrecisionConfig
+from .snn.through_time import NEURON_BACKENDS
 from .telemetry.energy import EnergyConfig
 from .telemetry.metrics import LoggerConfig
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
     "method", "seed", "device", "resume", "train", "replay", "normalizer", "env", "algo", "actor", "encoder", "critic",
-    "precision", "dist", "energy", "logger", "compile", "compile_mode", "compile_cache",
+    "precision", "dist", "energy", "logger", "compile", "compile_mode", "compile_cache", "neuron_backend",
 }
+# how an actor computes, not what: top-level settings passed to the actor's class as it is built, never
+# part of its spec (so they may change on resume and a checkpoint's spec names the model alone)
+EXECUTION_KEYS = ("neuron_backend", "compile")
 
 
 class ConfigError(Exception):
@@ -128,6 +132,7 @@ class RunConfig:
     compile: bool | str  # torch.compile the update, acting and neuron kernels; "auto": where the planned updates
     # repay it (spikerl/runtime/compile_plan.py), decided as the run starts
     compile_mode: str  # torch.compile's mode: default | reduce-overhead (CUDA graphs) | max-autotune-no-cudagraphs
+    neuron_backend: str  # who steps LIF neurons through time (spikerl/snn/through_time.py): bptt | fused | snntorch
     resume: str | None  # None | "auto" | a checkpoint file or run folder
     train: TrainConfig
     replay: ReplayConfig
@@ -254,13 +259,20 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> 
     compile_mode = resolved.get("compile_mode", "default")
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}; got {compile_mode!r}")
+    backend = resolved.get("neuron_backend", "bptt")
+    if backend not in NEURON_BACKENDS:
+        raise ConfigError(f"neuron_backend must be one of {', '.join(NEURON_BACKENDS)}; got {backend!r}")
+    for key in EXECUTION_KEYS:
+        if key in (resolved.get("actor") or {}):
+            raise ConfigError(f"actor.{key}: how the actor computes is the top-level `{key}` (set {key}=...), "
+                              f"not part of its spec")
     sections = {name: _typed(name, resolved.get(name, {})) for name in SCHEMAS}
     algo = resolved.get("algo") or {}
     learner = _check_algo(algo, resolved.get("critic") or {})
     rc = RunConfig(
         method=label(resolved["method"], algo["_target_"]), algo_name=learner.name, seed=resolved["seed"],
         device=str(resolved.get("device", "auto")),
-        compile=resolved.get("compile", False), compile_mode=compile_mode,
+        compile=resolved.get("compile", False), compile_mode=compile_mode, neuron_backend=backend,
         compile_cache=None if resolved.get("compile_cache") is None else str(resolved["compile_cache"]),
         resume=None if resolved.get("resume") is None else str(resolved["resume"]),
         **sections,
@@ -368,6 +380,8 @@ def _unknown_override(exc: Exception) -> str | None:
 
 
 def _unknown_key(key: str) -> str:
+    if key in {f"actor.{k}" for k in EXECUTION_KEYS}:
+        return f"{key} is now the top-level `{key[len('actor.'):]}` (how the actor computes, not part of its spec)"
     section = key.split(".", 1)[0]
     if section in SCHEMAS and "." in key:
         valid = ", ".join(f.name for f in fields(SCHEMAS[section]))

@@ -49,10 +49,25 @@ def _instantiate(name: str, spec: dict, **kwargs):
                           f"{str(cause).strip().splitlines()[0]}") from None
 
 
+def execution(rc: RunConfig, spec: dict) -> dict:
+    """The run's execution settings (config.EXECUTION_KEYS: how an actor computes, not what) that the
+    spec's class takes as it is built; `compile` is decided by then (compile=auto: job.plan_compile)."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    settings = {"neuron_backend": rc.neuron_backend, "compile": rc.compile is True}
+    try:
+        takes = inspect.signature(get_class(str(spec.get("_target_")))).parameters
+    except Exception:  # a target that names no class: instantiate says so
+        return {}
+    return {key: value for key, value in settings.items() if key in takes}
+
+
 def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Instantiate the actor and critic specs for these dimensions; the critic has as many Q-networks
-    as the algorithm uses."""
-    actor = _instantiate("actor", rc.actor, obs_dim=obs_dim, act_dim=act_dim)
+    """Instantiate the actor and critic specs for these dimensions, the actor with the run's execution
+    settings; the critic has as many Q-networks as the algorithm uses."""
+    actor = _instantiate("actor", rc.actor, obs_dim=obs_dim, act_dim=act_dim, **execution(rc, rc.actor))
     critic = _instantiate("critic", rc.critic, obs_dim=obs_dim, act_dim=act_dim, n=learner_class(rc.algo).num_q)
     return actor, critic
 
@@ -151,7 +166,8 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     write_evaluations(run_dir, result.pop("eval_history"))
     summary = {"method": rc.method, "algo": rc.algo_name, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed,
                "sweep": rc.sweep,
-               **result, "compile": rc.compile, "compile_reason": compile_reason, **energy,
+               **result, "compile": rc.compile, "compile_reason": compile_reason, "neuron_backend": rc.neuron_backend,
+               **energy,
                "run_dir": str(run_dir),  # what produced it (flat, as every summary key):
                **{f"code_{k}": v for k, v in code.items()}, **{f"machine_{k}": v for k, v in host().items()}}
     write_summary(run_dir, summary)

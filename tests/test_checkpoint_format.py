@@ -33,7 +33,7 @@ def test_the_fixture_is_a_format_1_checkpoint():
 
 def test_format_1_checkpoint_is_migrated_to_the_current_class_paths():
     meta = checkpoint.load(FIXTURE)["meta"]
-    assert meta["format"] == checkpoint.FORMAT_VERSION == 5
+    assert meta["format"] == checkpoint.FORMAT_VERSION == 6
     assert meta["actor_spec"]["_target_"] == "spikerl.snn.actors.PopSpikingActor"
     assert meta["actor_spec"]["encoder"]["_target_"] == "spikerl.snn.encoders.PopulationEncoder"
     assert meta["critic_spec"]["_target_"] == "spikerl.rl.networks.QEnsemble" and meta["algo"] == "td3"
@@ -78,7 +78,7 @@ def test_a_newer_format_is_refused_in_one_line(tmp_path, capsys):
     state = torch.load(FIXTURE, weights_only=True)
     state["meta"]["format"] = 99
     torch.save(state, path)
-    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 5: upgrade SpikeRL"
+    message = f"checkpoint {path} has format 99; this SpikeRL reads formats up to 6: upgrade SpikeRL"
     with pytest.raises(checkpoint.CheckpointError) as info:
         checkpoint.load(path)
     assert str(info.value) == message
@@ -150,3 +150,20 @@ def test_a_format_4_popsan_actor_is_rebuilt_without_connections_and_with_the_rat
     assert migrated["decoder"] == {"_target_": "spikerl.snn.decoders.PopulationDecoder", "_partial_": True}
     actor = instantiate(migrated, obs_dim=3, act_dim=2)
     assert actor.snn.connections is None and type(actor.decoder) is PopulationDecoder
+
+
+def test_a_format_5_actor_spec_loses_its_execution_settings_and_still_resumes(tmp_path):
+    """Format 5's specs held `neuron_backend` and `compile`, now top-level settings given to the class as
+    it is built: migrated, a popsan checkpoint's spec equals today's popsan config's, so it resumes."""
+    from spikerl.config import compose, validate
+
+    rc = validate(compose(["experiment=popsan", "env=hopper"]))
+    assert "neuron_backend" not in rc.actor and "compile" not in rc.actor
+    old = {**rc.actor, "neuron_backend": "fused", "compile": True}
+    path = tmp_path / "v5.pt"
+    torch.save({"meta": {"format": 5, "actor_spec": old, "env_id": rc.env.id}}, path)
+    meta = checkpoint.load(path)["meta"]
+    assert meta["actor_spec"] == rc.actor
+    checkpoint.check_compatible(meta, {"actor_spec": rc.actor, "env_id": rc.env.id}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="its actor differs"):
+        checkpoint.check_compatible(meta, {"actor_spec": {**rc.actor, "timesteps": 4}}, path)

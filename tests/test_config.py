@@ -244,3 +244,24 @@ def test_foreign_or_corrupt_checkpoint_on_the_command_line_is_refused_before_the
             run.main()
         err = capsys.readouterr().err.strip()
         assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_execution_settings_are_top_level_and_reach_the_actor_as_it_is_built():
+    """`neuron_backend` and `compile` say how the actor computes, not what: they are not in its spec (a
+    checkpoint's spec names the model alone), and the run's actor is built with them."""
+    from spikerl.snn.through_time import run_through_time_fused
+
+    rc = validate(compose(["experiment=popsan", "neuron_backend=fused", "compile=false"]))
+    assert rc.neuron_backend == "fused" and "neuron_backend" not in rc.actor and "compile" not in rc.actor
+    actor, _ = job.build_components(rc, 3, 2)
+    assert actor.snn.run is run_through_time_fused
+    compiled, _ = job.build_components(validate(compose(["experiment=popsan", "compile=true"])), 3, 2)
+    assert getattr(compiled.snn.run, "keywords", {}).get("compiled") is True
+    mlp, _ = job.build_components(validate(compose(["experiment=td3", "neuron_backend=fused"])), 3, 2)
+    assert mlp.spiking is False  # an actor that takes no such setting is built without it
+    with pytest.raises(ConfigError, match="neuron_backend must be one of bptt, fused, snntorch|neuron_backend must"):
+        validate(compose(["neuron_backend=loihi"]))
+    with pytest.raises(ConfigError, match="top-level `neuron_backend`"):
+        validate(compose(["actor.neuron_backend=fused"]))
+    with pytest.raises(ConfigError, match="top-level `compile`"):
+        validate(compose(["+actor.compile=true"]))

@@ -312,8 +312,8 @@ def test_ranks_that_fail_to_start_leave_the_run_folder_as_it_was(tmp_path):
 def test_how_the_actor_is_computed_may_change_on_resume(tmp_path):
     """neuron_backend and compile change the computation, not the maths: a run may continue with others."""
     train(tmp_path / "a", "train.total_steps=200")
-    summary = train(tmp_path / "b", f"resume={tmp_path / 'a'}", "train.total_steps=300", "actor.neuron_backend=fused")
-    assert summary["total_env_steps"] == 300
+    summary = train(tmp_path / "b", f"resume={tmp_path / 'a'}", "train.total_steps=300", "neuron_backend=fused")
+    assert summary["total_env_steps"] == 300 and summary["neuron_backend"] == "fused"
 
 
 def test_a_resumed_runs_summary_counts_every_segment(tmp_path, monkeypatch):

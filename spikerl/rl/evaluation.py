@@ -44,9 +44,8 @@ def trained_actor(state: dict) -> tuple[torch.nn.Module, ObsNormalizer]:
             or "normalizer" not in state:
         what = f"meta {', '.join(missing)}" if missing else "actor weights or observation normaliser"
         raise CheckpointError(f"the checkpoint has no {what}: not a checkpoint of a trained actor")
-    spec = {**meta["actor_spec"], **({"compile": False} if "compile" in meta["actor_spec"] else {})}
-    try:
-        actor = instantiate(spec, obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])
+    try:  # with its class's default execution settings: eager, bptt
+        actor = instantiate(meta["actor_spec"], obs_dim=meta["obs_dim"], act_dim=meta["act_dim"])
         actor.load_state_dict(state["learner"]["actor"])
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint weights do not fit its actor spec: {str(exc).splitlines()[0]}") from None

@@ -6,7 +6,9 @@ predates the choice of algorithm: every such run was TD3 with a twin critic (Twi
 of two, with the same weights under the same names). Format 3's DSRL actor ran one neuron (its
 `neuron`) in every layer, the readout included, and passed the gradient through the reset; format 4's
 follows the published code layer by layer, so a format-3 DSRL actor spec is given that neuron for each
-part explicitly and computes what it was trained with. A format newer than FORMAT_VERSION is refused:
+part explicitly and computes what it was trained with. Format 5's actor specs held the execution
+settings `neuron_backend` and `compile` (how the actor computes, now top-level config keys passed as
+it is built); they are dropped from the spec. A format newer than FORMAT_VERSION is refused:
 this code cannot know what changed.
 """
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-FORMAT_VERSION = 5  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
+FORMAT_VERSION = 6  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
 
 # Format 1 -> 2: Hydra `_target_` prefixes of classes that moved when the package was reorganised.
 _MOVED_TARGETS_V1 = {
@@ -74,6 +76,8 @@ def _migrate(state: dict, path: Path) -> dict:
         meta = {**meta, "actor_spec": _uniform_dsrl_v3(meta["actor_spec"])}
     if version <= 4 and isinstance(meta.get("actor_spec"), dict):
         meta = {**meta, "actor_spec": _composed_popsan_v4(meta["actor_spec"])}
+    if version <= 5 and isinstance(meta.get("actor_spec"), dict):
+        meta = {**meta, "actor_spec": {k: v for k, v in meta["actor_spec"].items() if k not in _EXECUTION_V5}}
     return {**state, "meta": {**meta, "format": FORMAT_VERSION}}
 
 
@@ -92,6 +96,7 @@ def _uniform_dsrl_v3(spec: dict) -> dict:
 
 
 _POPSAN_ACTOR = "spikerl.snn.actors.PopSpikingActor"
+_EXECUTION_V5 = ("neuron_backend", "compile")  # format 5's actor specs held them
 
 
 def _composed_popsan_v4(spec: dict) -> dict:
@@ -174,19 +179,9 @@ def load(path: str | Path) -> dict:
 COMPATIBLE_KEYS = ("env_id", "obs_dim", "act_dim", "algo", "actor_spec", "critic_spec", "world_size", "obs_norm")
 
 
-EXECUTION_KEYS = ("neuron_backend", "compile")  # how an actor is computed, not what: free to change on resume
-
-
-def _comparable(key: str, value):
-    if key.endswith("_spec") and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in EXECUTION_KEYS}
-    return value
-
-
 def compatible_view(meta: dict) -> dict:
-    """The part of a run's meta that a checkpoint must match to continue it (COMPATIBLE_KEYS), less the
-    keys that only say how an actor is computed."""
-    return {key: _comparable(key, meta[key]) for key in COMPATIBLE_KEYS if key in meta}
+    """The part of a run's meta that a checkpoint must match to continue it (COMPATIBLE_KEYS)."""
+    return {key: meta[key] for key in COMPATIBLE_KEYS if key in meta}
 
 
 def check_compatible(meta: dict, expected: dict, path: str | Path) -> None:

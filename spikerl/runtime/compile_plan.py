@@ -42,12 +42,11 @@ def planned_updates(train, world_size: int = 1) -> int:
 
 def timing_key(rc, obs_dim: int, act_dim: int, world_size: int, threads: int) -> str:
     """What a run's compile time and update speed depend on, hashed."""
-    from .checkpoint import _comparable
     from .machine import host
 
     machine = host()
     parts = {"cpu": machine["cpu"], "capability": machine["cpu_capability"], "torch": machine["torch"],
-             "gpu": machine.get("gpu"), "device": rc.device, "actor": _comparable("actor_spec", rc.actor),
+             "gpu": machine.get("gpu"), "device": rc.device, "actor": rc.actor, "neuron_backend": rc.neuron_backend,
              "critic": rc.critic, "algo": rc.algo, "batch": rc.train.batch_size, "precision": rc.precision.mode,
              "compile_mode": rc.compile_mode, "dims": [obs_dim, act_dim], "ranks": world_size, "threads": threads}
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -90,9 +89,8 @@ def decide(planned: int, record: dict | None) -> Decision:
 
 
 def with_compile(rc, flag: bool):
-    """The run's config with `compile` (and the actor's own `compile` key, which follows it) set to `flag`."""
-    actor = {**rc.actor, "compile": flag} if "compile" in rc.actor else rc.actor
-    return dataclasses.replace(rc, compile=flag, actor=actor)
+    """The run's config with `compile` decided: `flag`."""
+    return dataclasses.replace(rc, compile=flag)
 
 
 def record(cache: str | None, key: str, summary: dict, compiled: bool) -> None:
