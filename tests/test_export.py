@@ -23,14 +23,14 @@ def popsan_spec(spikes="regular"):
     return {"_target_": "spikerl.snn.actors.PopSpikingActor",
             "encoder": {"_target_": "spikerl.snn.encoders.PopulationEncoder", "_partial_": True, "pop_dim": 10,
                         "mean_range": [-3.0, 3.0], "std": 0.3872983346207417, "spikes": spikes, "threshold": 0.999},
-            "hidden_sizes": [256, 256], "out_pop_dim": 10, "timesteps": 5, "neuron_backend": "bptt", "compile": False,
+            "hidden_sizes": [256, 256], "out_pop_dim": 10, "timesteps": 5,
             "neuron": {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5},
             "surrogate": {"name": "rectangular", "half_width": 0.5}}
 
 
 DSRL_SPEC = {"_target_": "spikerl.snn.actors.DSRLSpikingActor",
              "encoder": {"_target_": "spikerl.snn.encoders.TwoNeuronEncoder", "_partial_": True},
-             "hidden_sizes": [64, 48], "timesteps": 4, "neuron_backend": "bptt", "compile": False,
+             "hidden_sizes": [64, 48], "timesteps": 4,
              "neuron": {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 0.2, "reset_gradient": False},
              "first_layer": {"current_decay": 0.0}, "readout": {"current_decay": 0.0, "voltage_decay": 1.0},
              "surrogate": {"name": "fast_sigmoid", "slope": 100.0}}

@@ -20,7 +20,7 @@ POP = {"_target_": "spikerl.snn.encoders.PopulationEncoder", "_partial_": True, 
 
 def popsan(encoder=None, decoder=None, **extra):
     return {"_target_": "spikerl.snn.actors.PopSpikingActor", "encoder": encoder or {**POP, "spikes": "regular"},
-            "hidden_sizes": [64, 48], "out_pop_dim": 10, "timesteps": 5, "neuron_backend": "bptt",
+            "hidden_sizes": [64, 48], "out_pop_dim": 10, "timesteps": 5,
             "neuron": {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5},
             "surrogate": {"name": "rectangular", "half_width": 0.5},
             **({"decoder": decoder} if decoder else {}), **extra}
@@ -39,7 +39,7 @@ OPTIONS = {
     "membrane-leaky": popsan(decoder=membrane("mean", 0.8)),
     "two-neuron (DSRL)": {"_target_": "spikerl.snn.actors.DSRLSpikingActor",
                           "encoder": {"_target_": "spikerl.snn.encoders.TwoNeuronEncoder", "_partial_": True},
-                          "hidden_sizes": [64, 48], "timesteps": 4, "neuron_backend": "bptt",
+                          "hidden_sizes": [64, 48], "timesteps": 4,
                           "neuron": {"threshold": 0.2}},
 }
 PRESETS = ["popsan", "spikerl", "dsrl", "ilcsan", "popsan_sac"]
