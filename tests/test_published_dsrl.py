@@ -330,7 +330,7 @@ def test_target_smoothing_noise_is_one_draw_for_the_whole_batch():
                   shared_noise=True)
     batch = Batch(obs=torch.randn(16, obs_dim), act=torch.rand(16, act_dim), rew=torch.randn(16),
                   next_obs=torch.randn(16, obs_dim), terminated=torch.zeros(16))
-    noise = learner.critic_inputs(batch)[4]
+    noise = learner.critic_inputs(batch)["noise"]
     assert noise.shape == (16, act_dim) and torch.all(noise == noise[0, 0]) and noise[0, 0] != 0
 
 

@@ -99,8 +99,8 @@ def q_ensemble_loss(critic: nn.Module, batch: Batch, target: torch.Tensor, preci
 class Learner:
     """The shell: owns the networks, their targets and optimizers, and runs an update. A subclass sets
     `name`, `num_q` (Q-networks its critic has), `critic_loss` and `actor_loss` (pure functions that
-    return (loss, metrics); each is one compiled graph), and says what they take (`critic_inputs`,
-    `actor_inputs`). `act_noise` is the Gaussian noise the collector adds to `explore`'s actions (0
+    return (loss, metrics); each is one compiled graph), and says what they take by name (`critic_inputs`,
+    `actor_inputs`: keyword arguments, so that a loss's inputs cannot shift). `act_noise` is the Gaussian noise the collector adds to `explore`'s actions (0
     where the policy samples its own); `shared_noise`, whether one draw serves all of an action's
     dimensions."""
 
@@ -171,10 +171,10 @@ class Learner:
         return CompiledOrEager(fn, unbacked=(1, 0)) if self.compile else fn
 
     # -- what an algorithm supplies -------------------------------------------------------------
-    def critic_inputs(self, batch: Batch) -> tuple:
+    def critic_inputs(self, batch: Batch) -> dict:
         raise NotImplementedError
 
-    def actor_inputs(self, batch: Batch) -> tuple:
+    def actor_inputs(self, batch: Batch) -> dict:
         raise NotImplementedError
 
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
@@ -200,14 +200,14 @@ class Learner:
         target updates. Nothing here waits for the device: the metrics are 0-dim tensors on it."""
         if self.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last one's graph outputs are free
-        loss_q, info = self.critic_objective(*self.critic_inputs(batch))
+        loss_q, info = self.critic_objective(**self.critic_inputs(batch))
         skipped = self.precision.step(loss_q, self.critic_opt, self.sync)
         # copies: a CUDA graph's outputs are overwritten by its next replay
         metrics = {"loss/critic": loss_q.detach().clone(), **{k: v.clone() for k, v in info.items()}}
         self.updates += 1
         if self.updates % self.policy_delay == 0:
             with frozen(self.critic):
-                loss_pi, info = self.actor_objective(*self.actor_inputs(batch))
+                loss_pi, info = self.actor_objective(**self.actor_inputs(batch))
             skipped = torch.maximum(skipped, self.precision.step(loss_pi, self.actor_opt, self.sync))
             self.soft_update()
             metrics.update({"loss/actor": loss_pi.detach().clone(), **{k: v.clone() for k, v in info.items()}})

@@ -99,20 +99,20 @@ class SAC(Learner):
         super().__init__(actor, critic, obs_dim, act_dim, gamma=gamma, polyak=polyak, actor_lr=actor_lr,
                          critic_lr=critic_lr, policy=GaussianPolicy(actor, log_std_net),
                          policy_extras={"log_std": (log_std_net, log_std_lr)}, **runtime)
-        self.alpha, self.log_std_bounds = alpha, (log_std_min, log_std_max)
+        self.alpha, self.bounds = alpha, {"log_std_min": log_std_min, "log_std_max": log_std_max}
         self.explore_head = self.compiled_acting(gaussian_head)
 
-    def critic_inputs(self, batch: Batch) -> tuple:
-        eps = torch.randn_like(batch.act)
-        return (self.critic, self.policy, self.critic_target, batch, eps, self.gamma, self.alpha,
-                self.precision, *self.log_std_bounds)
+    def critic_inputs(self, batch: Batch) -> dict:
+        return {"critic": self.critic, "policy": self.policy, "critic_target": self.critic_target, "batch": batch,
+                "eps": torch.randn_like(batch.act), "gamma": self.gamma, "alpha": self.alpha,
+                "precision": self.precision, **self.bounds}
 
-    def actor_inputs(self, batch: Batch) -> tuple:
-        eps = torch.randn_like(batch.act)
-        return self.policy, self.critic, batch.obs, eps, self.alpha, self.precision, *self.log_std_bounds
+    def actor_inputs(self, batch: Batch) -> dict:
+        return {"policy": self.policy, "critic": self.critic, "obs": batch.obs, "eps": torch.randn_like(batch.act),
+                "alpha": self.alpha, "precision": self.precision, **self.bounds}
 
     @torch.no_grad()
     def explore(self, obs: torch.Tensor) -> torch.Tensor:
         """A sample of the squashed Gaussian policy (the collector adds no noise of its own)."""
-        mean, log_std = self.explore_head(self.policy, obs, self.precision, *self.log_std_bounds)
+        mean, log_std = self.explore_head(self.policy, obs, self.precision, **self.bounds)
         return torch.tanh(mean + log_std.exp() * torch.randn_like(mean))  # squashed_sample's action, no log pi

@@ -61,13 +61,14 @@ class TD3(Learner):
         self.act_noise, self.target_noise, self.noise_clip = act_noise, target_noise, noise_clip
         self.shared_noise = bool(shared_noise)
 
-    def critic_inputs(self, batch: Batch) -> tuple:
+    def critic_inputs(self, batch: Batch) -> dict:
         act = batch.act
         draw = torch.randn((1, 1), device=act.device, dtype=act.dtype).expand_as(act) if self.shared_noise \
             else torch.randn_like(act)
         noise = draw * self.target_noise if self.target_noise else torch.zeros_like(act)
-        return (self.critic, self.actor_target, self.critic_target, batch, noise, self.gamma, self.noise_clip,
-                self.precision)
+        return {"critic": self.critic, "actor_target": self.actor_target, "critic_target": self.critic_target,
+                "batch": batch, "noise": noise, "gamma": self.gamma, "noise_clip": self.noise_clip,
+                "precision": self.precision}
 
-    def actor_inputs(self, batch: Batch) -> tuple:
-        return self.policy, self.critic, batch.obs, self.precision
+    def actor_inputs(self, batch: Batch) -> dict:
+        return {"actor": self.policy, "critic": self.critic, "obs": batch.obs, "precision": self.precision}
