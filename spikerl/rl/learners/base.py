@@ -99,10 +99,10 @@ def q_ensemble_loss(critic: nn.Module, batch: Batch, target: torch.Tensor, preci
 class Learner:
     """The shell: owns the networks, their targets and optimizers, and runs an update. A subclass sets
     `name`, `num_q` (Q-networks its critic has), `critic_loss` and `actor_loss` (pure functions that
-    return (loss, metrics); each is one compiled graph), and says what they take by name (`critic_inputs`,
-    `actor_inputs`: keyword arguments, so that a loss's inputs cannot shift). `act_noise` is the Gaussian noise the collector adds to `explore`'s actions (0
-    where the policy samples its own); `shared_noise`, whether one draw serves all of an action's
-    dimensions."""
+    return (loss, metrics); each is one compiled graph), and says what they take by name
+    (`critic_inputs`, `actor_inputs`: keyword arguments, so that a loss's inputs cannot shift).
+    `act_noise` is the Gaussian noise the collector adds to `explore`'s actions (0 where the policy
+    samples its own); `shared_noise`, whether one draw serves all of an action's dimensions."""
 
     name: ClassVar[str]
     num_q: ClassVar[int]
