@@ -149,3 +149,92 @@ def test_inference_energy_acts_through_the_actors_own_encoding(tmp_path):
     result = inference_energy(path, episodes=1)
     first = result["layers"][0]
     assert first["input"] == "real" and first["macs"] > 0 and first["input_rate"] is None
+
+
+# ---- a worked example: a new encoder and a new decoder, written only here ---------------------------------
+# Each implements the part protocol in its own class (here, its own test module) and is named by its
+# `_target_`; the export, the host and the energy count take them with no change anywhere else.
+
+class ThermometerEncoder(torch.nn.Module):
+    """Each observation dim drives `levels` neurons with thresholds evenly over [-2, 2]: neuron k spikes
+    at every step while o_d > threshold_k (a deterministic, binary code)."""
+
+    deterministic = True
+
+    def __init__(self, obs_dim: int, levels: int = 8):
+        super().__init__()
+        self.obs_dim, self.levels = obs_dim, levels
+        self.register_buffer("thresholds", torch.linspace(-2.0, 2.0, levels))
+
+    @property
+    def num_outputs(self) -> int:
+        return self.obs_dim * self.levels
+
+    def forward(self, obs, timesteps, generator=None):
+        spikes = (obs.unsqueeze(-1) > self.thresholds).to(obs.dtype).flatten(1)
+        return spikes.unsqueeze(0).expand(timesteps, *spikes.shape)
+
+    def input_range(self, obs_bound):
+        return None
+
+    def host_state(self):
+        return {"obs_dim": self.obs_dim, "levels": self.levels}, {"thresholds": self.thresholds.numpy().copy()}
+
+    @classmethod
+    def from_host(cls, config, arrays):
+        enc = cls(config["obs_dim"], config["levels"])
+        enc.thresholds.copy_(torch.from_numpy(arrays["thresholds"]))
+        return enc
+
+    def host_ops(self, timesteps):
+        return {"adds": self.num_outputs, "mults": 0, "exps": 0, "tanhs": 0, "randoms": 0}
+
+
+class DenseCountDecoder(torch.nn.Module):
+    """tanh(W c + b) of the output layer's spike counts c, one full linear map (not grouped by action)."""
+
+    def __init__(self, act_dim: int, pop_dim: int):
+        super().__init__()
+        self.linear = torch.nn.Linear(act_dim * pop_dim, act_dim)
+
+    def unsquashed(self, spikes):
+        return self.linear(spikes.sum(0))
+
+    def forward(self, spikes):
+        return torch.tanh(self.unsquashed(spikes))
+
+    def chip_layers(self):
+        return []
+
+    def chip_output(self, spikes):
+        return spikes
+
+    def host_part(self):
+        return self
+
+    def host_state(self):
+        return {}, {name: p.detach().numpy().copy() for name, p in self.linear.named_parameters()}
+
+    @classmethod
+    def from_host(cls, config, arrays):
+        act_dim, n = arrays["weight"].shape
+        dec = cls(act_dim, n // act_dim)
+        with torch.no_grad():
+            dec.linear.weight.copy_(torch.from_numpy(arrays["weight"]))
+            dec.linear.bias.copy_(torch.from_numpy(arrays["bias"]))
+        return dec
+
+    def host_ops(self, timesteps):
+        n = self.linear.in_features
+        return {"adds": n * timesteps + n * self.linear.out_features, "mults": n * self.linear.out_features,
+                "exps": 0, "tanhs": self.linear.out_features, "randoms": 0}
+
+
+def test_a_new_encoder_and_decoder_export_with_no_change_to_the_export(tmp_path):
+    module = ThermometerEncoder.__module__
+    spec = popsan({"_target_": f"{module}.ThermometerEncoder", "_partial_": True, "levels": 6},
+                  {"_target_": f"{module}.DenseCountDecoder", "_partial_": True})
+    check_host_equals_actor(spec, "zscore", tmp_path)  # and through bundle.json and host.npz
+    info = read_bundle(tmp_path / "bundle").info
+    assert info["host"]["encoder"]["class"] == f"{module}.ThermometerEncoder"
+    assert info["host"]["decoder"]["class"] == f"{module}.DenseCountDecoder"
