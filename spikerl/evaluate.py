@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import torch
 
+from .errors import SpikeRLError, report
 from .rl.evaluation import evaluate_policy, trained_actor
 from .runtime import checkpoint
 from .runtime.precision import Precision
@@ -48,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         state = checkpoint.load(args.path)
         meta = state["meta"]
         policy = load_policy(state)
-    except checkpoint.CheckpointError as exc:
-        print(f"spikerl.evaluate: error: {exc}", file=sys.stderr)
-        return 2
+    except (SpikeRLError, checkpoint.CheckpointError) as exc:  # an unusable checkpoint: exit code 2
+        return report(exc, "spikerl.evaluate")
     seed = meta["seed"] + 10_000 if args.seed is None else args.seed
     returns = evaluate_policy(policy, meta["env_id"], args.episodes, seed, meta.get("max_episode_steps"))
     step = state["counters"]["env_steps"]
