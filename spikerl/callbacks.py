@@ -1,5 +1,5 @@
 """Hydra callbacks. `ComparisonReport` writes the comparison of a finished multirun into its sweep
-folder (`<sweep>/comparison/`, see spikerl.report) and, when the sweep logged to W&B, the GPS-UP table
+folder (`<sweep>/comparison/`, see spikerl.analysis.report) and, when the sweep logged to W&B, the GPS-UP table
 and figures to a W&B run of their own. A report that cannot be written warns; it never fails the sweep
 whose runs are already done. `FailedJobs` finds the jobs of the multirun that failed, whichever process
 ran them, so that the command exits 1. Both run in the launching process, after every launcher."""

@@ -73,6 +73,22 @@ def test_report_tables_follow_from_the_summaries(sweep):
     assert "![gpsup_quadrant](gpsup_quadrant.png)" in page and "3_dsrl_crashed" in page
 
 
+def test_the_report_module_lists_every_file_it_writes(sweep):
+    """spikerl/analysis/report.py's docstring names each file of a report with every part: its lines
+    `    name.{md,csv}    what it holds`."""
+    import re
+
+    from spikerl.analysis import report as module
+
+    documented = set()
+    for stem, suffixes in re.findall(r"^    ([a-z_]+)\.(\{[a-z,]+\}|[a-z]+) ", module.__doc__, re.MULTILINE):
+        documented |= {f"{stem}.{s}" for s in suffixes.strip("{}").split(",")}
+    report = write_report([sweep], sweep / "comparison", bootstrap_reps=50, inference_episodes=0)
+    written = {p.name for p in report.files}
+    assert {"improvement.md", "sample_efficiency.csv", "profiles.png", "gpsup_quadrant.png"} <= written
+    assert written <= documented, written - documented
+
+
 def test_report_names_the_precision_that_ran_and_marks_estimated_energy_on_its_figures(tmp_path, monkeypatch):
     from spikerl.analysis import plots, report
 
