@@ -13,10 +13,12 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from .analysis.intervals import BOOTSTRAP_REPS
+
 
 class ComparisonReport(Callback):
     def __init__(self, baseline: str = "popsan", enabled: bool = True, threshold_fraction: float = 0.8,
-                 inference_episodes: int = 1, bootstrap_reps: int = 2000):
+                 inference_episodes: int = 1, bootstrap_reps: int = BOOTSTRAP_REPS):
         self.baseline, self.enabled, self.threshold_fraction = baseline, enabled, threshold_fraction
         self.inference_episodes, self.bootstrap_reps = inference_episodes, bootstrap_reps
 

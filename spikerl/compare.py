@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .analysis.intervals import BOOTSTRAP_REPS
 from .analysis.report import GPSUP_COLUMNS, markdown_table, write_report
 
 
@@ -32,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="time to a return: this fraction of the baseline's final mean return (default 0.8)")
     parser.add_argument("--inference-episodes", type=int, default=1,
                         help="episodes per trained actor for the inference energy per action (0: leave it out)")
-    parser.add_argument("--bootstrap-reps", type=int, default=2000,
-                        help="stratified-bootstrap samples for the IQM intervals (default 2000; 0: leave them out)")
+    parser.add_argument("--bootstrap-reps", type=int, default=BOOTSTRAP_REPS,
+                        help=f"stratified-bootstrap samples for the IQM intervals (default {BOOTSTRAP_REPS}; 0: leave "
+                             "them out)")
     args = parser.parse_args(argv)
     report = write_report(args.roots, args.out or args.roots[0] / "comparison", args.baseline, args.threshold_fraction,
                           args.inference_episodes, args.bootstrap_reps)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .gpsup import by_task_and_method, compare, spread
+from .intervals import BOOTSTRAP_REPS
 from .results import find_runs
 from .time_to_return import time_to_return
 
@@ -201,7 +202,7 @@ class Report:
 
 
 def write_report(roots: list[Path], out: Path, baseline: str = "popsan", threshold_fraction: float = 0.8,
-                 inference_episodes: int = 1, bootstrap_reps: int = 2000) -> Report:
+                 inference_episodes: int = 1, bootstrap_reps: int = BOOTSTRAP_REPS) -> Report:
     """Read every run folder under `roots` and write the tables and plots into `out`. Time to a return
     is measured against `threshold_fraction` of the baseline's final mean return; the inference energy
     per action from `inference_episodes` episodes of each trained actor (0: left out); the intervals
