@@ -12,6 +12,7 @@ from conftest import TINY
 from spikerl.evaluate import load_policy
 from spikerl.evaluate import main as evaluate_main
 from spikerl.rl.evaluation import evaluate_policy
+from spikerl.rl.seeding import EVAL_SEED_OFFSET
 from spikerl.runtime import checkpoint
 from spikerl.telemetry.metrics import RunningMeans, read_metrics
 
@@ -104,12 +105,16 @@ def test_same_seed_same_result_and_other_seed_differs(tiny_run):
 
 
 def test_saved_actor_reproduces_the_final_evaluation(tiny_run, capsys):
+    """The run's evaluations reset episode k with seed + EVAL_SEED_OFFSET + k; re-evaluating starts there."""
     summary, run_dir = tiny_run()
     state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
-    returns = evaluate_policy(load_policy(state), "InvertedPendulum-v5", 2, seed=10_000, max_episode_steps=100)
+    seed = summary["seed"] + EVAL_SEED_OFFSET
+    returns = evaluate_policy(load_policy(state), "InvertedPendulum-v5", 2, seed=seed, max_episode_steps=100)
     assert returns.mean() == pytest.approx(summary["eval_return_mean"], abs=1e-9)
     assert evaluate_main([str(run_dir), "--episodes", "2"]) == 0
-    assert f"return {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"return {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" in out
+    assert f"over 2 episodes (seed {seed})" in out
 
 
 def test_evaluate_refuses_missing_and_corrupt_checkpoints(tmp_path, capsys):
