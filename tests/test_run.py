@@ -117,6 +117,21 @@ def test_saved_actor_reproduces_the_final_evaluation(tiny_run, capsys):
     assert f"over 2 episodes (seed {seed})" in out
 
 
+def test_a_run_makes_its_task_once_for_its_sizes(tiny_run, monkeypatch):
+    """The compile plan and the loop both need the task's observation and action sizes: one gym.make
+    gives them (the vector envs are made apart, by gym.make_vec)."""
+    import gymnasium
+
+    from spikerl import job
+
+    made, make = [], gymnasium.make
+    monkeypatch.setattr(gymnasium, "make", lambda env_id, *args, **kwargs: made.append(env_id)
+                        or make(env_id, *args, **kwargs))
+    getattr(job.env_dims, "cache_clear", lambda: None)()  # an earlier test of this process may have asked
+    tiny_run("train.total_steps=200")
+    assert made == ["InvertedPendulum-v5"]
+
+
 def test_evaluate_refuses_missing_and_corrupt_checkpoints(tmp_path, capsys):
     assert evaluate_main([str(tmp_path / "nothing")]) == 2
     bad = tmp_path / "bad.pt"
