@@ -1,5 +1,5 @@
 """Hydra callbacks. `ComparisonReport` writes the comparison of a finished multirun into its sweep
-folder (`<sweep>/comparison/`, see spikerl.report) and, when the sweep logged to W&B, the GPS-UP table
+folder (`<sweep>/comparison/`, see spikerl.analysis.report) and, when the sweep logged to W&B, the GPS-UP table
 and figures to a W&B run of their own. A report that cannot be written warns; it never fails the sweep
 whose runs are already done. `FailedJobs` finds the jobs of the multirun that failed, whichever process
 ran them, so that the command exits 1. Both run in the launching process, after every launcher."""
@@ -13,10 +13,12 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from .analysis.intervals import BOOTSTRAP_REPS
+
 
 class ComparisonReport(Callback):
     def __init__(self, baseline: str = "popsan", enabled: bool = True, threshold_fraction: float = 0.8,
-                 inference_episodes: int = 1, bootstrap_reps: int = 2000):
+                 inference_episodes: int = 1, bootstrap_reps: int = BOOTSTRAP_REPS):
         self.baseline, self.enabled, self.threshold_fraction = baseline, enabled, threshold_fraction
         self.inference_episodes, self.bootstrap_reps = inference_episodes, bootstrap_reps
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .errors import BAD_INPUT, SpikeRLError
 from .rl.envs import EnvConfig
 from .rl.learners import Learner
 from .rl.loop import TrainConfig
@@ -44,8 +45,10 @@ TOP_LEVEL_KEYS = {
 EXECUTION_KEYS = ("neuron_backend", "compile")
 
 
-class ConfigError(Exception):
-    """A user's configuration mistake; the message is one line."""
+class ConfigError(SpikeRLError):
+    """A user's configuration mistake; the message is one line. Bad input: exit code 2."""
+
+    exit_code = BAD_INPUT
 
 
 # Resolvers that the launcher configs (conf/hydra/launcher/, conf/config.yaml's hydra.sweeper) use to

@@ -13,7 +13,9 @@ import sys
 import numpy as np
 import torch
 
+from .errors import SpikeRLError, report
 from .rl.evaluation import evaluate_policy, trained_actor
+from .rl.seeding import EVAL_SEED_OFFSET
 from .runtime import checkpoint
 from .runtime.precision import Precision
 
@@ -48,10 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         state = checkpoint.load(args.path)
         meta = state["meta"]
         policy = load_policy(state)
-    except checkpoint.CheckpointError as exc:
-        print(f"spikerl.evaluate: error: {exc}", file=sys.stderr)
-        return 2
-    seed = meta["seed"] + 10_000 if args.seed is None else args.seed
+    except (SpikeRLError, checkpoint.CheckpointError) as exc:  # an unusable checkpoint: exit code 2
+        return report(exc, "spikerl.evaluate")
+    seed = meta["seed"] + EVAL_SEED_OFFSET if args.seed is None else args.seed
     returns = evaluate_policy(policy, meta["env_id"], args.episodes, seed, meta.get("max_episode_steps"))
     step = state["counters"]["env_steps"]
     print(f"{meta['method']} / {meta['actor_name']} on {meta['env_id']} after {step:,} env steps: "

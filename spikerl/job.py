@@ -5,6 +5,7 @@ config objects: it takes plain values and the typed sections of RunConfig."""
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import random
 import sys
@@ -80,8 +81,11 @@ def build_learner(rc: RunConfig, actor: torch.nn.Module, critic: torch.nn.Module
                         precision=precision, sync=sync, compile=rc.compile, compile_mode=rc.compile_mode)
 
 
+@functools.cache
 def env_dims(env_id: str) -> tuple[int, int]:
-    """Observation and action sizes of a gymnasium task; unknown ids are a ConfigError."""
+    """Observation and action sizes of a gymnasium task; unknown ids are a ConfigError. Making a task
+    (MuJoCo compiles its model) is paid once per process and task: the command line's check, the
+    compile plan and the loop of a run all ask."""
     import difflib
 
     import gymnasium as gym

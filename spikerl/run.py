@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .config import CONF_DIR, ConfigError, compose, expand_overrides, validate
+from .errors import FAILED, SpikeRLError, error_line, exit_code, report
 from .job import check, expected_meta, format_summary
 from .launch import launch
 
@@ -58,9 +59,7 @@ def _job(cfg) -> None:
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
     from .launchers import jobs_beside, sweep_id
-    from .rl.collector import EnvFault
     from .rl.envs import NOTICE_LEDGER
-    from .rl.updates import TrainingDiverged
     from .runtime import scheduler
     from .runtime.distributed import RendezvousError
     from .runtime.signals import Preempted
@@ -76,7 +75,7 @@ def _job(cfg) -> None:
         """One line on stderr; a single run exits with `code`, a multirun goes on with its other jobs
         (and exits 1 at the end, after its comparison report). A job that runs in a process of its own
         (launchers other than the basic one) leaves the line in its run folder for the launching one."""
-        print(f"spikerl: error: {message}", file=sys.stderr)
+        print(error_line("spikerl", message), file=sys.stderr)
         if hc.mode != RunMode.MULTIRUN:
             sys.exit(code)
         FAILED_JOBS.append(str(run_dir))
@@ -96,10 +95,10 @@ def _job(cfg) -> None:
             scheduler.export_slurm_rendezvous(rc.dist.master_port)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         summary = launch(rc, run_dir, hc.runtime.choices.get("actor", "custom"), jobs_beside(hc))
-    except ConfigError as exc:
-        return fail(str(exc), 2)
-    except CheckpointError as exc:  # a bad checkpoint to resume from, or one that cannot be written
-        return fail(str(exc), 2 if "cannot write" not in str(exc) else 1)
+    except (SpikeRLError, CheckpointError) as exc:  # one line and the error's exit code (spikerl.errors)
+        if isinstance(exc, RendezvousError):  # the ranks did not start: nothing was trained
+            restore_folder()
+        return fail(str(exc), exit_code(exc))
     except Preempted as stop:
         cont = f"continue with: {continue_command(hc.overrides.task, run_dir)}"
         if scheduler.executor():  # a job of its own that submitit runs: requeue it (exits here when it does)
@@ -110,20 +109,15 @@ def _job(cfg) -> None:
                 return fail(f"{stop}; not requeued: {why}; {cont}", 128 + stop.signum)
         print(f"spikerl: {stop}; {cont}", file=sys.stderr)  # the whole command was asked to stop, a multirun too
         sys.exit(128 + stop.signum)
-    except RendezvousError as exc:  # the ranks did not start: nothing was trained
-        restore_folder()
-        return fail(str(exc), 1)
-    except (EnvFault, TrainingDiverged) as exc:
-        return fail(str(exc), 1)
     except ProcessRaisedException as exc:  # a spawned rank failed: its traceback, then one line
         last = str(exc).strip().splitlines()[-1]
         if RendezvousError.__name__ in last:  # the rendezvous said it in one line
             restore_folder()
-            return fail(last.split(": ", 1)[-1], 1)
+            return fail(last.split(": ", 1)[-1], RendezvousError.exit_code)
         print(str(exc).rstrip(), file=sys.stderr)
-        return fail(f"a rank failed: {last}", 1)
+        return fail(f"a rank failed: {last}", exit_code(exc))
     except ProcessExitedException as exc:  # a rank died without raising (killed, out of memory)
-        return fail(f"a rank died: {exc}", 1)
+        return fail(f"a rank died: {exc}", exit_code(exc))
     if summary is not None:
         print(format_summary(summary))
 
@@ -194,14 +188,13 @@ def main() -> None:
     try:
         refuse_multirun_inspection(sys.argv[1:])
         preflight(sys.argv[1:])
-    except (ConfigError, CheckpointError) as exc:
-        print(f"spikerl: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except (SpikeRLError, CheckpointError) as exc:  # bad input: nothing started
+        sys.exit(report(exc))
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_job)()
     if FAILED_JOBS:
-        print(f"spikerl: error: {len(FAILED_JOBS)} job(s) of the multirun failed: {', '.join(FAILED_JOBS)}",
+        print(error_line("spikerl", f"{len(FAILED_JOBS)} job(s) of the multirun failed: {', '.join(FAILED_JOBS)}"),
               file=sys.stderr)
-        sys.exit(1)
+        sys.exit(FAILED)
 
 
 if __name__ == "__main__":

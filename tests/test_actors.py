@@ -54,9 +54,19 @@ def test_no_state_survives_between_calls(name):
 
 
 def test_deepcopy_after_forward_with_grad():
+    """A copy made after a forward and backward pass (the precision probe copies the run's networks so)
+    acts as the original and owns its weights: no tensor storage is shared."""
+    torch.manual_seed(0)
     actor = popsan_actor()
-    actor(torch.randn(4, 3)).sum().backward()
-    copy.deepcopy(actor)  # snnTorch buffers would hold a stale graph here if state were kept
+    obs = torch.randn(4, 3)
+    actor(obs).sum().backward()
+    twin = copy.deepcopy(actor)  # snnTorch buffers would hold a stale graph here if state were kept
+    with torch.no_grad():
+        torch.testing.assert_close(twin(obs), actor(obs), rtol=0, atol=0)
+    storage = lambda m: {t.untyped_storage().data_ptr() for t in [*m.parameters(), *m.buffers()]  # noqa: E731
+                         if t.numel()}
+    assert storage(actor) and not storage(actor) & storage(twin)
+    assert [n for n, _ in twin.named_parameters()] == [n for n, _ in actor.named_parameters()]
 
 
 def test_decoder_is_rate_then_grouped_linear_then_tanh():

@@ -20,6 +20,7 @@ def test_help_shows_examples_groups_and_exit_codes_without_a_config_dump(tmp_pat
                     "resume=auto hydra.run.dir=<run folder>",
                     "python -m spikerl.evaluate <run folder>",
                     "python -m spikerl.export <run folder>",
+                    "python -m spikerl.compare <sweep folder>",
                     "--cfg job"):
         assert example in screen
     # the config groups with their options, filled in by Hydra from conf/

@@ -153,3 +153,20 @@ def test_intervals_are_the_same_for_the_same_seed():
         assert (np.random.get_state()[1] == before).all()
     first, second = results
     assert first["intervals"] == second["intervals"] and first["improvement"] == second["improvement"]
+
+
+def test_the_report_its_command_and_the_sweep_callback_share_one_bootstrap_default(tmp_path, monkeypatch):
+    import inspect
+
+    from spikerl import compare
+    from spikerl.analysis.intervals import BOOTSTRAP_REPS
+    from spikerl.analysis.report import Report
+    from spikerl.callbacks import ComparisonReport
+
+    assert inspect.signature(interval_estimates).parameters["reps"].default == BOOTSTRAP_REPS
+    assert inspect.signature(write_report).parameters["bootstrap_reps"].default == BOOTSTRAP_REPS
+    assert ComparisonReport().bootstrap_reps == BOOTSTRAP_REPS
+    given = []
+    monkeypatch.setattr(compare, "write_report", lambda *args: given.append(args) or Report(out=tmp_path))
+    compare.main([str(tmp_path)])
+    assert given[0][5] == BOOTSTRAP_REPS  # roots, out, baseline, threshold, inference episodes, bootstrap samples

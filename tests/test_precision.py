@@ -159,13 +159,14 @@ def test_explicit_bf16_where_it_is_slow_runs_as_asked_with_one_warning():
 def test_the_update_probe_times_the_learner_it_is_given_in_both_precisions(monkeypatch):
     """The probe builds the run's own learner in fp32 and in bf16 and returns fp32 time / bf16 time of
     an update plus an exploring action; the global random state is left as it was. Stand-in learners
-    that take a known time per call pin the arithmetic (a probe that inverted the ratio, or timed the
-    wrong learner, fails)."""
+    whose updates advance a stand-in clock by a known time pin the arithmetic exactly, however busy the
+    machine (a probe that inverted the ratio, or timed the wrong learner, fails)."""
     import time
 
     from spikerl.rl.learners import update_probe
 
-    built = []
+    built, now = [], [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: now[0])
 
     class StandIn:
         def __init__(self, precision):
@@ -174,7 +175,7 @@ def test_the_update_probe_times_the_learner_it_is_given_in_both_precisions(monke
 
         def update(self, batch):
             self.calls.append("update")
-            time.sleep(0.004 if self.mode == "fp32" else 0.002)
+            now[0] += 0.25 if self.mode == "fp32" else 0.125  # binary fractions: the sums are exact
 
         def explore(self, obs):
             self.calls.append("explore")
@@ -187,7 +188,7 @@ def test_the_update_probe_times_the_learner_it_is_given_in_both_precisions(monke
     assert probe.what == "an update and an action at batch 16" and built == []  # nothing built before it runs
     ratio = probe.ratio()
     assert [b.mode for b in built] == ["fp32", "bf16"] and built[0].calls[:2] == ["update", "explore"]
-    assert 1.6 < ratio < 2.4  # fp32 takes twice as long here
+    assert ratio == 2.0  # fp32 takes twice as long here
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -213,19 +214,25 @@ def test_the_run_probes_its_own_algorithm(monkeypatch):
 
 
 def test_a_run_records_the_precision_it_asked_for_and_the_one_it_got(tiny_run, monkeypatch):
-    import re
-
+    """The run's own probe (its update and action at its batch size) says how fast bf16 is; here it
+    reports a known ratio on either side of AUTO_BF16_MARGIN, and the run takes and records the choice."""
+    from spikerl import job
     from spikerl.runtime import precision
-    from spikerl.runtime.precision import AUTO_BF16_MARGIN
+    from spikerl.runtime.precision import AUTO_BF16_MARGIN, Probe
 
     monkeypatch.setattr(precision, "cpu_native_bf16", lambda: True)  # probed, on any CPU the test runs on
+    real, ratios = job.update_probe, []
+    monkeypatch.setattr(job, "update_probe", lambda *args, **kwargs: Probe(lambda: ratios[-1],
+                                                                           real(*args, **kwargs).what))
+    assert 0.8 < AUTO_BF16_MARGIN <= 1.5  # the two ratios below fall on either side of it
 
-    summary, _ = tiny_run("precision=auto", "train.total_steps=200")
-    reason = summary["precision_reason"]
-    assert summary["precision_requested"] == "auto"
-    assert "an update and an action at batch 100 on this CPU" in reason
-    ratio = float(re.search(r"runs ([0-9.]+)x as fast in bf16", reason).group(1))
-    assert summary["precision"] == ("bf16" if ratio >= AUTO_BF16_MARGIN else "fp32")  # the rule, applied
+    for ratio, expected in ((1.5, "bf16"), (0.8, "fp32")):
+        ratios.append(ratio)
+        summary, _ = tiny_run("precision=auto", "train.total_steps=200", name=f"auto_{ratio}")
+        reason = summary["precision_reason"]
+        assert (summary["precision"], summary["precision_requested"]) == (expected, "auto"), reason
+        assert reason.startswith("an update and an action at batch 100 on this CPU (")
+        assert reason.endswith(f"runs {ratio:.2f}x as fast in bf16 as in fp32")
     fixed, _ = tiny_run("train.total_steps=200", name="fp32")
     assert (fixed["precision"], fixed["precision_requested"], fixed["precision_reason"]) == ("fp32", "fp32",
                                                                                             "as requested")

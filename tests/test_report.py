@@ -73,6 +73,22 @@ def test_report_tables_follow_from_the_summaries(sweep):
     assert "![gpsup_quadrant](gpsup_quadrant.png)" in page and "3_dsrl_crashed" in page
 
 
+def test_the_report_module_lists_every_file_it_writes(sweep):
+    """spikerl/analysis/report.py's docstring names each file of a report with every part: its lines
+    `    name.{md,csv}    what it holds`."""
+    import re
+
+    from spikerl.analysis import report as module
+
+    documented = set()
+    for stem, suffixes in re.findall(r"^    ([a-z_]+)\.(\{[a-z,]+\}|[a-z]+) ", module.__doc__, re.MULTILINE):
+        documented |= {f"{stem}.{s}" for s in suffixes.strip("{}").split(",")}
+    report = write_report([sweep], sweep / "comparison", bootstrap_reps=50, inference_episodes=0)
+    written = {p.name for p in report.files}
+    assert {"improvement.md", "sample_efficiency.csv", "profiles.png", "gpsup_quadrant.png"} <= written
+    assert written <= documented, written - documented
+
+
 def test_report_names_the_precision_that_ran_and_marks_estimated_energy_on_its_figures(tmp_path, monkeypatch):
     from spikerl.analysis import plots, report
 
@@ -110,6 +126,37 @@ def test_report_of_no_finished_runs_writes_nothing(tmp_path):
     make_run_folder(tmp_path, "a", None)
     report = write_report([tmp_path], tmp_path / "out")
     assert report.files == [] and not (tmp_path / "out").exists()
+
+
+def test_the_compare_command_lists_its_options(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "spikerl.compare", "--help"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m spikerl.compare [-h]")
+    for option in ("--baseline", "--out", "--threshold-fraction", "--inference-episodes", "--bootstrap-reps"):
+        assert option in proc.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_compare_command_writes_the_report_of_run_folders(sweep, capsys):
+    from spikerl.compare import main
+
+    out = sweep / "elsewhere"
+    assert main([str(sweep), "--out", str(out), "--inference-episodes", "0", "--bootstrap-reps", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "3_dsrl_crashed" in printed and f"files to {out} (start with report.md)" in printed
+    assert float({r["method"]: r for r in rows(out / "gpsup.csv")}["spikerl"]["speedup"]) == pytest.approx(4.0)
+    assert (out / "report.md").is_file() and (out / "intervals.csv").is_file()
+    assert not (sweep / "comparison").exists() and not (out / "inference_energy.md").exists()
+
+
+def test_the_compare_command_exits_1_when_no_run_finished(tmp_path, capsys):
+    from spikerl.compare import main
+
+    make_run_folder(tmp_path, "a", None)
+    assert main([str(tmp_path)]) == 1
+    assert "no finished runs: nothing to compare" in capsys.readouterr().out
+    assert not (tmp_path / "comparison").exists()
 
 
 @pytest.mark.slow  # three jobs with CodeCarbon and W&B, among make test's longest; CI runs it in test-slow

@@ -12,6 +12,7 @@ from conftest import TINY
 from spikerl.evaluate import load_policy
 from spikerl.evaluate import main as evaluate_main
 from spikerl.rl.evaluation import evaluate_policy
+from spikerl.rl.seeding import EVAL_SEED_OFFSET
 from spikerl.runtime import checkpoint
 from spikerl.telemetry.metrics import RunningMeans, read_metrics
 
@@ -104,12 +105,31 @@ def test_same_seed_same_result_and_other_seed_differs(tiny_run):
 
 
 def test_saved_actor_reproduces_the_final_evaluation(tiny_run, capsys):
+    """The run's evaluations reset episode k with seed + EVAL_SEED_OFFSET + k; re-evaluating starts there."""
     summary, run_dir = tiny_run()
     state = checkpoint.load(run_dir / "checkpoints" / "last.pt")
-    returns = evaluate_policy(load_policy(state), "InvertedPendulum-v5", 2, seed=10_000, max_episode_steps=100)
+    seed = summary["seed"] + EVAL_SEED_OFFSET
+    returns = evaluate_policy(load_policy(state), "InvertedPendulum-v5", 2, seed=seed, max_episode_steps=100)
     assert returns.mean() == pytest.approx(summary["eval_return_mean"], abs=1e-9)
     assert evaluate_main([str(run_dir), "--episodes", "2"]) == 0
-    assert f"return {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"return {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" in out
+    assert f"over 2 episodes (seed {seed})" in out
+
+
+def test_a_run_makes_its_task_once_for_its_sizes(tiny_run, monkeypatch):
+    """The compile plan and the loop both need the task's observation and action sizes: one gym.make
+    gives them (the vector envs are made apart, by gym.make_vec)."""
+    import gymnasium
+
+    from spikerl import job
+
+    made, make = [], gymnasium.make
+    monkeypatch.setattr(gymnasium, "make", lambda env_id, *args, **kwargs: made.append(env_id)
+                        or make(env_id, *args, **kwargs))
+    getattr(job.env_dims, "cache_clear", lambda: None)()  # an earlier test of this process may have asked
+    tiny_run("train.total_steps=200")
+    assert made == ["InvertedPendulum-v5"]
 
 
 def test_evaluate_refuses_missing_and_corrupt_checkpoints(tmp_path, capsys):

@@ -33,6 +33,9 @@ import numpy as np
 
 MIN_RUNS = 3
 CONFIDENCE = 0.95
+# Stratified-bootstrap samples per interval where a caller gives none: the report, `python -m spikerl.compare`
+# and the end-of-sweep callback (conf/config.yaml's callback states the sweep's own choice).
+BOOTSTRAP_REPS = 2000
 ALL_TASKS = "all tasks (normalised)"  # the aggregate rows of IQMs: normalised returns, all tasks' runs
 TASK_MEAN = "all tasks (mean)"  # the aggregate rows of the probability of improvement: its mean over tasks
 INTERVAL_COLUMNS = ["env_id", "method", "runs", "metric", "iqm", "ci_low", "ci_high", "mean"]
@@ -112,7 +115,7 @@ def _matrix(by_task: dict[str, list[float]], tasks: list[str]) -> np.ndarray:
     return np.array([[by_task[t][i] for t in tasks] for i in range(n)], dtype=float)
 
 
-def interval_estimates(summaries: list[dict], baseline: str, reps: int = 10_000, seed: int = 0) -> dict:
+def interval_estimates(summaries: list[dict], baseline: str, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> dict:
     """Everything above, as rows of the report's tables: {"intervals", "improvement", "profile",
     "efficiency", "notes"}. The same runs and `seed` give the same intervals: some of rliable's bootstraps
     draw from numpy's global generator, which is seeded here and put back afterwards."""

@@ -1,5 +1,5 @@
 """Figures of the comparison report (matplotlib, no display needed). Each takes the rows of a report
-table (spikerl.report) and the PNG path to write."""
+table (spikerl.analysis.report) and the PNG path to write."""
 
 from __future__ import annotations
 

@@ -3,13 +3,17 @@ runs' `summary.json` files alone.
 
     final_returns.{md,csv}    final evaluation return per task and method (mean and spread over seeds)
     intervals.{md,csv,png}    IQM with 95 % bootstrap intervals of the final return and the area under the curve,
-                              per task and over all tasks; probability of improvement over the baseline
-                              (spikerl.analysis.intervals, with rliable)
-    profiles.{csv,png}        performance profiles; IQM against env steps and against training time
+                              per task and over all tasks (spikerl.analysis.intervals, with rliable); the
+                              figure also shows the probability of improvement
+    improvement.{md,csv}      probability of improvement over the baseline, per task and over all tasks
+    profiles.{csv,png}        performance profiles (the figure also shows sample_efficiency.csv)
+    sample_efficiency.csv     normalised IQM against env steps and against training time
+                              (these four only with bootstrap samples; profiles and sample efficiency only
+                              where the baseline's returns normalise a task)
     learning_curves.{png,csv} evaluation return against env steps and training time, every seed and the mean
     time_to_return.{md,csv}   steps, training time and energy to reach a return threshold; GPS-UP at equal return
     inference_energy.{md,csv} energy per action of each trained actor on neuromorphic-style hardware (estimate;
-                              each run's is kept in its folder as inference_energy.json)
+                              each run's estimate is also written into its run folder, inference_energy.json)
     gpsup.{md,csv}            Speedup, Powerup, Greenup, reward and carbon differences against a baseline
     gpsup_quadrant.png        Speedup against Powerup; Greenup = Speedup / Powerup
     energy_carbon.{md,csv,png} energy, power and CO2eq per method with everyday equivalents
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .gpsup import by_task_and_method, compare, spread
+from .intervals import BOOTSTRAP_REPS
 from .results import find_runs
 from .time_to_return import time_to_return
 
@@ -197,7 +202,7 @@ class Report:
 
 
 def write_report(roots: list[Path], out: Path, baseline: str = "popsan", threshold_fraction: float = 0.8,
-                 inference_episodes: int = 1, bootstrap_reps: int = 2000) -> Report:
+                 inference_episodes: int = 1, bootstrap_reps: int = BOOTSTRAP_REPS) -> Report:
     """Read every run folder under `roots` and write the tables and plots into `out`. Time to a return
     is measured against `threshold_fraction` of the baseline's final mean return; the inference energy
     per action from `inference_episodes` episodes of each trained actor (0: left out); the intervals

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..errors import FAILED, SpikeRLError
 from ..runtime.distributed import all_reduce_
 from ..telemetry.metrics import RunningMeans
 from .envs import ActionScaler, EnvConfig, get_env_states, make_vec_env, real_next_obs, set_env_states
@@ -16,8 +17,11 @@ from .normalizer import ObsNormalizer
 from .replay import ReplayBuffer
 
 
-class EnvFault(RuntimeError):
-    """The environment raised, or returned something that must not be learned from."""
+class EnvFault(SpikeRLError, RuntimeError):
+    """The environment raised, or returned something that must not be learned from. The job failed:
+    exit code 1."""
+
+    exit_code = FAILED
 
 
 class Collector:

@@ -1,21 +1,14 @@
-"""What the training loop needs from the parts that vary, as typed protocols: the actor (any module
-from normalised observations to actions in [-1, 1]), the learner (spikerl/rl/learners/) and the
-metric writers."""
+"""What the training loop needs from the parts that vary, as typed protocols: the learner
+(spikerl/rl/learners/) and the metric writers. An actor is any module from normalised observations
+[B, obs_dim] to actions in [-1, 1] [B, act_dim] (spikerl/snn/actors.py, rl/networks.MLPActor)."""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import torch
 
 from .replay import Batch
-
-
-@runtime_checkable
-class Actor(Protocol):
-    """`actor(obs) -> action`: obs normalised, [B, obs_dim]; action in [-1, 1], [B, act_dim]."""
-
-    def __call__(self, obs: torch.Tensor) -> torch.Tensor: ...
 
 
 class Learner(Protocol):

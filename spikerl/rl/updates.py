@@ -7,6 +7,7 @@ import time
 
 import torch
 
+from ..errors import FAILED, SpikeRLError
 from ..runtime.compiler import compile_seconds
 from ..telemetry.metrics import RunningMeans
 from .normalizer import ObsNormalizer
@@ -15,8 +16,10 @@ from .replay import ReplayBuffer
 from .run_state import crossed
 
 
-class TrainingDiverged(RuntimeError):
-    """Too many updates in a row had non-finite gradients."""
+class TrainingDiverged(SpikeRLError, RuntimeError):
+    """Too many updates in a row had non-finite gradients. The job failed: exit code 1."""
+
+    exit_code = FAILED
 
 
 class UpdateSchedule:

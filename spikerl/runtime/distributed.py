@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import FAILED, SpikeRLError
+
 BACKENDS = ("auto", "gloo", "nccl", "mpi")
 
 
@@ -115,8 +117,11 @@ def threads_per_rank(ranks_sharing: int, jobs_at_once: int = 1) -> int:
     return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share
 
 
-class RendezvousError(RuntimeError):
-    """The ranks did not all meet at the rendezvous address within the timeout; the message is one line."""
+class RendezvousError(SpikeRLError, RuntimeError):
+    """The ranks did not all meet at the rendezvous address within the timeout; the message is one line.
+    The job failed (nothing was trained): exit code 1."""
+
+    exit_code = FAILED
 
 
 def init(info: DistInfo, backend: str, master_addr: str, master_port: int, timeout_s: float) -> DistInfo:

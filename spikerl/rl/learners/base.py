@@ -20,14 +20,18 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ...errors import BAD_INPUT, SpikeRLError
 from ...runtime.compiler import CUDA_GRAPH_MODES, CompiledOrEager
 from ...runtime.distributed import GradientMean
 from ...runtime.precision import Precision, Probe
 from ..replay import Batch
 
 
-class HyperparameterError(ValueError):
-    """A hyperparameter out of its range: `key` names it (the entry point says `algo.<key>`)."""
+class HyperparameterError(SpikeRLError, ValueError):
+    """A hyperparameter out of its range: `key` names it (the entry point says `algo.<key>`). Bad input:
+    exit code 2."""
+
+    exit_code = BAD_INPUT
 
     def __init__(self, key: str, message: str):
         super().__init__(f"{key} {message}")
