@@ -35,20 +35,7 @@ class SpikeRLError(Exception):
 
 def exit_code(exc: BaseException) -> int:
     """The exit code for `exc`: a SpikeRLError's own; any other exception is a failed job (1)."""
-    if isinstance(exc, SpikeRLError):
-        return exc.exit_code
-    checkpoint_error = _checkpoint_error()
-    if checkpoint_error is not None and isinstance(exc, checkpoint_error):
-        # Until spikerl/runtime/checkpoint.py's CheckpointError subclasses SpikeRLError (exit code 2, and 1
-        # where a checkpoint cannot be written): a checkpoint that cannot be used is bad input.
-        return FAILED if "cannot write" in str(exc) else BAD_INPUT
-    return FAILED
-
-
-def _checkpoint_error() -> type[Exception] | None:
-    """spikerl.runtime.checkpoint.CheckpointError where that module is loaded (it is wherever one was raised)."""
-    module = sys.modules.get(f"{__package__}.runtime.checkpoint")
-    return getattr(module, "CheckpointError", None)
+    return exc.exit_code if isinstance(exc, SpikeRLError) else FAILED
 
 
 def error_line(program: str, message: object) -> str:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         state = checkpoint.load(args.path)
         meta = state["meta"]
         policy = load_policy(state)
-    except (SpikeRLError, checkpoint.CheckpointError) as exc:  # an unusable checkpoint: exit code 2
+    except SpikeRLError as exc:  # an unusable checkpoint: exit code 2
         return report(exc, "spikerl.evaluate")
     seed = meta["seed"] + EVAL_SEED_OFFSET if args.seed is None else args.seed
     returns = evaluate_policy(policy, meta["env_id"], args.episodes, seed, meta.get("max_episode_steps"))
@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
 def inference_energy_lines(state: dict, episodes: int, seed: int) -> list[str]:
     """The inference energy per action and firing rates (spikerl.export.energy), as lines to print;
     one line saying why where they cannot be estimated."""
-    from .export import ExportError, SimulationError, energy_lines, inference_energy
+    from .export import energy_lines, inference_energy
 
     try:
         return energy_lines(inference_energy(state, episodes, seed))
-    except (ExportError, SimulationError, checkpoint.CheckpointError) as exc:
+    except SpikeRLError as exc:
         return [f"inference energy per action: not estimated ({exc})"]
 
 

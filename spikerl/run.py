@@ -25,7 +25,7 @@ from .launch import launch
 # spikerl.launchers, shared with the callback also when this module runs as __main__ (python -m spikerl.run).
 from .launchers import FAILED_JOBS, FAILURE_MARKER
 from .rl.envs import notices_held
-from .runtime.checkpoint import CheckpointError, compatible_view, resume_path
+from .runtime.checkpoint import compatible_view, resume_path
 
 # What Hydra and the job write into a run folder before its ranks have started. A single run into an
 # existing folder keeps their bytes here (preflight), to put back if its ranks then fail to start: a
@@ -95,7 +95,7 @@ def _job(cfg) -> None:
             scheduler.export_slurm_rendezvous(rc.dist.master_port)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         summary = launch(rc, run_dir, hc.runtime.choices.get("actor", "custom"), jobs_beside(hc))
-    except (SpikeRLError, CheckpointError) as exc:  # one line and the error's exit code (spikerl.errors)
+    except SpikeRLError as exc:  # one line and the error's exit code (spikerl.errors)
         if isinstance(exc, RendezvousError):  # the ranks did not start: nothing was trained
             restore_folder()
         return fail(str(exc), exit_code(exc))
@@ -188,7 +188,7 @@ def main() -> None:
     try:
         refuse_multirun_inspection(sys.argv[1:])
         preflight(sys.argv[1:])
-    except (SpikeRLError, CheckpointError) as exc:  # bad input: nothing started
+    except SpikeRLError as exc:  # bad input: nothing started
         sys.exit(report(exc))
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_job)()
     if FAILED_JOBS:

@@ -37,10 +37,20 @@ def test_a_raise_may_set_its_own_exit_code_without_changing_its_class():
     assert ConfigError.exit_code == BAD_INPUT and exit_code(ConfigError("y")) == BAD_INPUT
 
 
-def test_a_checkpoint_error_is_bad_input_unless_it_could_not_be_written():
-    assert exit_code(CheckpointError("resume: no checkpoint at run/checkpoints/last.pt")) == BAD_INPUT
-    assert exit_code(CheckpointError("cannot read checkpoint x.pt: UnpicklingError")) == BAD_INPUT
-    assert exit_code(CheckpointError("cannot write checkpoint x.pt: No space left on device")) == FAILED
+def test_a_checkpoint_error_is_bad_input_unless_it_could_not_be_written(tmp_path):
+    from spikerl.runtime import checkpoint
+
+    with pytest.raises(CheckpointError) as unusable:
+        checkpoint.resume_path(str(tmp_path / "nowhere"), tmp_path)
+    assert exit_code(unusable.value) == BAD_INPUT
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError) as unreadable:
+        checkpoint.load(tmp_path / "garbage.pt")
+    assert exit_code(unreadable.value) == BAD_INPUT
+    (tmp_path / "file").write_text("")  # a file where the checkpoint's folder should be: it cannot be written
+    with pytest.raises(CheckpointError, match="cannot write checkpoint") as unwritable:
+        checkpoint.save_atomic({"meta": {}}, tmp_path / "file" / "last.pt")
+    assert exit_code(unwritable.value) == FAILED
 
 
 def test_any_other_exception_is_a_failed_job():
@@ -56,7 +66,7 @@ def test_report_prints_one_line_and_returns_the_code(capsys):
     (ConfigError("algo.tau must be in [0, 1]"), BAD_INPUT),
     (HyperparameterError("tau", "must be in [0, 1], got 2"), BAD_INPUT),
     (CheckpointError("resume: no checkpoint at elsewhere"), BAD_INPUT),
-    (CheckpointError("cannot write checkpoint last.pt: Read-only file system"), FAILED),
+    (CheckpointError("cannot write checkpoint last.pt: Read-only file system", exit_code=FAILED), FAILED),
     (EnvFault("Pendulum-v1: the environment raised at env step 7"), FAILED),
     (TrainingDiverged("100 updates in a row had non-finite gradients"), FAILED),
     (RendezvousError("rank 1 could not meet the others"), FAILED),

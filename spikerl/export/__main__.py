@@ -28,12 +28,12 @@ from pathlib import Path
 
 import torch
 
+from ..errors import BAD_INPUT, SpikeRLError, error_line, report
 from ..rl.evaluation import trained_actor
 from ..runtime import checkpoint
 from .energy import energy_lines, inference_energy, spiking_energy
 from .nir_graph import (
     INFO_FILE,
-    ExportError,
     build_bundle,
     quantized_bundle,
     read_bundle,
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.episodes <= 0:
         parser.error("--episodes must be positive")
 
-    def fail(message: str, code: int = 2) -> int:
-        print(f"spikerl.export: error: {message}", file=sys.stderr)
+    def fail(message: str, code: int = BAD_INPUT) -> int:
+        print(error_line("spikerl.export", message), file=sys.stderr)
         return code
 
     problem = _quantize_args(args)
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         actor, normalizer = trained_actor(state)
         bundle = build_bundle(state, str(args.path), actor, normalizer)
         quantized = quantized_bundle(bundle, args.target, args.quantize) if args.quantize else None
-    except (checkpoint.CheckpointError, ExportError) as exc:
-        return fail(str(exc))
+    except SpikeRLError as exc:
+        return report(exc, "spikerl.export")
 
     if quantized is not None:
         return export_quantized(args, state, bundle, quantized, out, fail)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from ..rl.evaluation import evaluate_policy, trained_actor
+from ..rl.seeding import EVAL_SEED_OFFSET
 from .nir_graph import Bundle, build_bundle
 from .simulate import NEURON_NODES, SPIKING_NODES, node_order, predecessors
 
@@ -226,7 +227,7 @@ def spiking_energy(state: dict, bundle: Bundle, episodes: int = 2, seed: int | N
         raise ValueError("episodes must be positive")
     meta = state["meta"]
     counter = OpCounter(bundle)
-    seed = meta["seed"] + 10_000 if seed is None else seed
+    seed = meta["seed"] + EVAL_SEED_OFFSET if seed is None else seed
     generator = torch.Generator().manual_seed(seed)
     steps = meta.get("max_episode_steps") if max_episode_steps is None else max_episode_steps
     returns, recorded = run_counted_episodes(bundle, counter, meta["env_id"], episodes, seed, steps, generator)

@@ -15,11 +15,15 @@ import numpy as np
 import torch
 from hydra.utils import get_class
 
+from ..errors import BAD_INPUT, SpikeRLError
+
 PARTS = ("normalizer", "encoder", "decoder", "action")
 
 
-class HostError(ValueError):
+class HostError(SpikeRLError, ValueError):
     """A host description that names no part SpikeRL can rebuild."""
+
+    exit_code = BAD_INPUT
 
 
 def describe(part) -> tuple[dict, dict[str, np.ndarray]]:

@@ -32,6 +32,7 @@ import nir
 import numpy as np
 import torch
 
+from ..errors import BAD_INPUT, SpikeRLError
 from ..rl.evaluation import trained_actor
 from .host import Host, HostError
 from .quantize import QuantizedGraph, QuantizeError, from_written, quantize
@@ -44,8 +45,10 @@ BUNDLE_FORMAT = 2  # 2: the host's parts named by class (spikerl/export/host.py)
 GRAPH_FILE, HOST_FILE, INFO_FILE = "actor.nir", "host.npz", "bundle.json"
 
 
-class ExportError(Exception):
+class ExportError(SpikeRLError):
     """An actor or bundle that cannot be exported or read; the message is one line for the user."""
+
+    exit_code = BAD_INPUT
 
 
 def refuse_unexportable(actor) -> None:

@@ -38,6 +38,7 @@ import nir
 import numpy as np
 import torch
 
+from ..errors import BAD_INPUT, SpikeRLError
 from .simulate import NEURON_NODES, SPIKING_NODES, graph_dt, order_and_back_edges, predecessors, simulate
 
 TARGETS = ("loihi", "float")
@@ -55,8 +56,10 @@ A_IN_BITS = 16            # the chip's dendritic accumulator
 INPUT_BITS = 8            # graded spikes of real-valued input (Lava's Dense num_message_bits; Loihi 2)
 
 
-class QuantizeError(Exception):
+class QuantizeError(SpikeRLError):
     """A graph that a target's rules cannot express; the message is one line."""
+
+    exit_code = BAD_INPUT
 
 
 def neuron_decays(node, dt: float) -> tuple[np.ndarray, np.ndarray]:

@@ -38,6 +38,8 @@ import nir
 import numpy as np
 import torch
 
+from ..errors import BAD_INPUT, SpikeRLError
+
 ORDERS = ("current-first", "euler")
 
 
@@ -45,8 +47,10 @@ SPIKING_NODES = (nir.CubaLIF, nir.LIF)
 NEURON_NODES = (*SPIKING_NODES, nir.CubaLI, nir.LI, nir.I)
 
 
-class SimulationError(Exception):
+class SimulationError(SpikeRLError):
     """A graph or input this simulator cannot run; the message is one line."""
+
+    exit_code = BAD_INPUT
 
 
 def order_and_back_edges(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str, str]]]:

@@ -13,6 +13,7 @@ from ..runtime.distributed import DistInfo, all_reduce_
 from .envs import ActionScaler, EnvConfig, make_vec_env
 from .normalizer import ObsNormalizer
 from .protocols import Learner
+from .seeding import EVAL_SEED_OFFSET
 
 Policy = Callable[[torch.Tensor], torch.Tensor]  # raw observations (CPU) -> actions in [-1, 1]
 
@@ -86,7 +87,7 @@ def evaluate_policy(policy: Policy, env_id: str, episodes: int, seed: int, max_e
 
 class Evaluator:
     """`episodes` deterministic episodes per evaluation, split over the ranks (rounded up to a multiple
-    of the world size); episode k is reset with seed + 10000 + k whatever the number of ranks. Keeps
+    of the world size); episode k is reset with seed + EVAL_SEED_OFFSET + k whatever the number of ranks. Keeps
     the history [(env step, mean, std)], when each evaluation came [(run wall seconds, of which training
     seconds: wall time less earlier evaluations)] and the time spent evaluating."""
 
@@ -108,7 +109,7 @@ class Evaluator:
         start = time.perf_counter()
         per_rank = -(-self.episodes // self.dist.world_size)
         returns = evaluate_policy(self.policy, self.env.id, per_rank,
-                                  self.seed + 10_000 + self.dist.rank * per_rank, self.env.max_episode_steps)
+                                  self.seed + EVAL_SEED_OFFSET + self.dist.rank * per_rank, self.env.max_episode_steps)
         sums = all_reduce_(torch.tensor([len(returns), returns.sum(), (returns**2).sum()], dtype=torch.float64))
         n, total, squares = sums.tolist()
         mean = total / n

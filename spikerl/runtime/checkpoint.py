@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import BAD_INPUT, FAILED, SpikeRLError
+
 FORMAT_VERSION = 6  # stamped into meta["format"] by save_atomic; bump it with a migration in `_migrate`
 
 # Format 1 -> 2: Hydra `_target_` prefixes of classes that moved when the package was reorganised.
@@ -31,8 +33,11 @@ _MOVED_TARGETS_V1 = {
 }
 
 
-class CheckpointError(Exception):
-    """A checkpoint that cannot be used; the message is one line for the user."""
+class CheckpointError(SpikeRLError):
+    """A checkpoint that cannot be used (bad input: exit code 2), or one that cannot be written (1); the
+    message is one line for the user."""
+
+    exit_code = BAD_INPUT
 
 
 # Format 2 -> 3: the twin critic became an ensemble whose size the algorithm sets.
@@ -144,7 +149,7 @@ def save_atomic(state: dict, path: str | Path) -> Path:
         os.replace(tmp, path)
     except OSError as exc:  # disk full, folder unwritable: say so; the previous file is untouched
         raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc} "
-                              "(the previous checkpoint is intact)") from exc
+                              "(the previous checkpoint is intact)", exit_code=FAILED) from exc
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
