@@ -11,10 +11,11 @@ message is one line naming the key and, where there is a choice, the valid optio
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -97,11 +98,44 @@ def learner_class(spec: dict) -> type[Learner]:
     return cls
 
 
-def label(method: str, algo_target: str) -> str:
+# What makes a run's composition: the parts, the learner and the trainer's learning settings. A command
+# line that changes any of them runs a variant of its preset, never the preset itself (`variant`).
+PART_GROUPS = ("actor", "encoder", "critic", "precision", "published_as")
+PART_SECTIONS = ("actor", "encoder", "critic", "algo", "normalizer", "replay", "precision")
+TRAINER_KEYS = ("start_steps", "start_actions", "start_action_std", "update_after", "batch_size", "update_every",
+                "gradient_steps")
+LABEL_SAFE = re.compile(r"[A-Za-z0-9_.=+-]+")
+
+
+def variant(overrides) -> list[str]:
+    """The overrides that change what a preset composes (a part, a learner or trainer value), sorted;
+    `algo=` is left out (the label names the learner) and so are the run's own settings (seed, steps,
+    evaluation, logging, devices)."""
+    changed = []
+    for line in overrides or ():
+        key = str(line).lstrip("+~").split("=", 1)[0]
+        section, _, rest = key.partition(".")
+        if key in PART_GROUPS or (rest and section in PART_SECTIONS) or (section == "train" and rest in TRAINER_KEYS):
+            changed.append(str(line).lstrip("+"))
+    return sorted(changed)
+
+
+def label(method: str, algo_target: str, overrides=None) -> str:
     """A run's name in folders, summaries and comparisons: the method preset's name, with the algorithm
-    appended where it is not TD3, the presets' own (popsan, popsan-sac, popsan-ddpg, td3-sac...)."""
+    appended where it is not TD3, the presets' own (popsan, popsan-sac, popsan-ddpg, td3-sac...); a
+    variant of it (`variant`) adds what changed (`ilcsan+encoder=two_neuron`; a `~` and a short hash of
+    it where that is long or not safe in a folder name), unless the command line names the run itself
+    (`method=...`)."""
     name = learner_class({"_target_": algo_target}).name
-    return str(method) if name == "td3" else f"{method}-{name}"
+    base = str(method) if name == "td3" else f"{method}-{name}"
+    changed = variant(overrides)
+    named = any(str(o).lstrip("+~").split("=", 1)[0] == "method" for o in overrides or ())
+    if not changed or named:
+        return base
+    suffix = "+".join(changed)
+    if len(suffix) <= 48 and LABEL_SAFE.fullmatch(suffix):
+        return f"{base}+{suffix}"
+    return f"{base}~{hashlib.sha1(suffix.encode()).hexdigest()[:8]}"
 
 
 for _name, _resolver in (("ranks_per_node", ranks_per_node), ("jobs_at_once", jobs_at_once),
@@ -149,6 +183,7 @@ class RunConfig:
     actor: dict
     encoder: dict
     critic: dict
+    variant: list[str] = field(default_factory=list)  # the overrides that make it a variant of its preset
     sweep: str | None = None  # the multirun this job belongs to (`launchers.sweep_id`; set by the entry point)
     compile_cache: str | None = None  # where torch.compile keeps compiled graphs between runs (None: torch's default)
 
@@ -241,10 +276,11 @@ def _check_dist(d, rendezvous: bool = True) -> None:
         raise ConfigError(f"dist.master_port must be in [0, 65535], got {d.master_port}")
 
 
-def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> RunConfig:
+def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, overrides=None) -> RunConfig:
     """Check a composed config; return its typed view or raise ConfigError. `devices=False` leaves the
     hardware checks to the machine that runs the job (a SLURM node), `rendezvous=False` the multi-node
-    rendezvous to the scheduler that starts the ranks."""
+    rendezvous to the scheduler that starts the ranks. `overrides`: the command line's (the job's), which
+    name a variant of a preset (`label`)."""
     unknown = set(cfg.keys()) - TOP_LEVEL_KEYS - {"hydra"}
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {sorted(unknown)} (valid: {sorted(TOP_LEVEL_KEYS)})")
@@ -273,7 +309,8 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> 
     algo = resolved.get("algo") or {}
     learner = _check_algo(algo, resolved.get("critic") or {})
     rc = RunConfig(
-        method=label(resolved["method"], algo["_target_"]), algo_name=learner.name, seed=resolved["seed"],
+        method=label(resolved["method"], algo["_target_"], overrides), variant=variant(overrides),
+        algo_name=learner.name, seed=resolved["seed"],
         device=str(resolved.get("device", "auto")),
         compile=resolved.get("compile", False), compile_mode=compile_mode, neuron_backend=backend,
         compile_cache=None if resolved.get("compile_cache") is None else str(resolved["compile_cache"]),
@@ -282,6 +319,9 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True) -> 
         algo=algo, actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],
     )
     _check_values(rc, devices, rendezvous)
+    if "encoder" not in rc.actor and any(o.split("=", 1)[0].split(".")[0].lstrip("~") == "encoder" for o in rc.variant):
+        raise ConfigError(f"encoder: the actor ({str(rc.actor.get('_target_')).rsplit('.', 1)[-1]}) takes no encoder "
+                          f"(it sees the normalised observation): leave encoder settings out")
     return rc
 
 

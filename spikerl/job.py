@@ -168,8 +168,8 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
     if not info.is_main:
         return None
     write_evaluations(run_dir, result.pop("eval_history"))
-    summary = {"method": rc.method, "algo": rc.algo_name, "actor": actor_name, "env_id": rc.env.id, "seed": rc.seed,
-               "sweep": rc.sweep,
+    summary = {"method": rc.method, "variant": ", ".join(rc.variant), "algo": rc.algo_name, "actor": actor_name,
+               "env_id": rc.env.id, "seed": rc.seed, "sweep": rc.sweep,
                **result, "compile": rc.compile, "compile_reason": compile_reason, "neuron_backend": rc.neuron_backend,
                **energy,
                "run_dir": str(run_dir),  # what produced it (flat, as every summary key):

@@ -83,7 +83,10 @@ def _job(cfg) -> None:
 
     slurm = scheduler.executor() == "slurm"
     try:
-        rc = validate(cfg, rendezvous=not slurm)  # under SLURM the job's tasks are its ranks
+        # under SLURM the job's tasks are its ranks; the job's overrides name a variant of its preset
+        rc = validate(cfg, rendezvous=not slurm, overrides=list(hc.overrides.task))
+        if rc.variant:  # said where the run's other notices go, not as an error
+            print(f"spikerl: {', '.join(rc.variant)} changes what the preset composes: this run is {rc.method}")
         if hc.mode == RunMode.MULTIRUN:
             rc = dataclasses.replace(rc, sweep=sweep_id(hc.sweep.dir))
         # a requeued job continues its own folder (not the checkpoint it first started from, once it has one)
@@ -150,7 +153,7 @@ def preflight(args: list[str]) -> None:
     built, dists = set(), {}
     hydra_args = [a for a in overrides if a.lstrip("+~").startswith("hydra")]
     for job in expand_overrides(overrides):
-        rc = validate(compose(job), devices=here, rendezvous=here)
+        rc = validate(compose(job), devices=here, rendezvous=here, overrides=job)
         dists.setdefault(json.dumps([rc.dist.world_size, rc.dist.nnodes, rc.device]), rc)
         # resume=auto in a single run: its folder's checkpoint is checked now, before Hydra writes into it
         run_dir = run_folder([*job, *hydra_args]) if rc.resume == "auto" and master is None else None

@@ -54,7 +54,7 @@ def test_each_job_of_a_multirun_has_its_own_finished_wandb_run(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("SpikeRL run summary") == 2
-    jobs = sorted((tmp_path / "sweep").glob("*_default_inverted_pendulum_seed*"))
+    jobs = sorted((tmp_path / "sweep").glob("*_default~*_inverted_pendulum_seed*"))  # TINY: a variant
     assert [j.name[-5:] for j in jobs] == ["seed0", "seed1"]
     for job in jobs:
         assert len(list((job / "wandb").glob("offline-run-*"))) == 1 and (job / "summary.json").is_file()

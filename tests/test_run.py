@@ -152,7 +152,10 @@ def test_command_line_run_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "SpikeRL run summary" in proc.stdout
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["total_env_steps"] == 600 and summary["method"] == "default" and summary["actor"] == "popsan"
+    assert summary["total_env_steps"] == 600 and summary["actor"] == "popsan"
+    # TINY's network sizes and schedule make it a variant of the default run, named so (spikerl.config.label)
+    assert summary["method"].startswith("default~") and "actor.hidden_sizes=[32,32]" in summary["variant"]
+    assert f"this run is {summary['method']}" in proc.stdout
     assert (tmp_path / "out" / ".hydra" / "config.yaml").is_file()
     assert (tmp_path / "out" / "config.yaml").is_file()
 

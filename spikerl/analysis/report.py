@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .gpsup import by_task_and_method, compare, spread
 from .intervals import BOOTSTRAP_REPS
-from .results import find_runs
+from .results import find_runs, resolve_baseline, separate_compositions
 from .time_to_return import time_to_return
 
 # Everyday equivalents: (column, label, amount per unit, unit of the run figure, source).
@@ -211,6 +211,9 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
 
     summaries, skipped = find_runs(roots)
     report = Report(out=out, runs=len(summaries), skipped=skipped)
+    report.notes += separate_compositions(summaries)
+    baseline, notes = resolve_baseline(summaries, baseline)
+    report.notes += notes
     report.notes += [f"skipped {p} (no summary.json: failed or unfinished)" for p in skipped]
     if not summaries:
         report.notes.append("no finished runs: nothing to compare")

@@ -88,7 +88,13 @@ class SAC(Learner):
     def __init__(self, actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, *, gamma: float,
                  polyak: float, actor_lr: float, critic_lr: float, alpha: float, log_std_lr: float,
                  log_std_hidden_sizes: Sequence[int] = (256, 256), log_std_min: float = -20.0,
-                 log_std_max: float = 2.0, **runtime):
+                 log_std_max: float = 2.0, shared_noise: bool = False, **runtime):
+        """`shared_noise` is TD3's and DDPG's (one exploration draw for all of an action's dimensions):
+        SAC samples its own exploration, so it is refused rather than ignored (a preset that sets it,
+        DSRL's, trains with SAC once it is set false)."""
+        if shared_noise:
+            raise HyperparameterError("shared_noise", "is a TD3/DDPG exploration setting (DSRL's); SAC samples its "
+                                                      "own exploration: set algo.shared_noise=false to train with SAC")
         check_non_negative(alpha=alpha)
         check_positive(log_std_lr=log_std_lr)
         if not log_std_min < log_std_max:
