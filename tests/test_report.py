@@ -11,6 +11,7 @@ import pytest
 
 from conftest import TINY, make_run_folder
 from spikerl.analysis.report import EQUIVALENTS, write_report
+from spikerl.analysis.results import preset_of
 
 
 def summary(method, seed, wall, final, history, energy_kwh=None, emissions_kg=None):
@@ -168,12 +169,17 @@ def test_three_method_multirun_leaves_its_comparison_in_the_sweep_folder(tmp_pat
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sweep = tmp_path / "sweep"
-    jobs = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in sweep.glob("*/summary.json")}
-    assert set(jobs) == {"popsan", "dsrl", "spikerl"}
+    # TINY makes each job a variant of its preset, named alike (spikerl.config.label): read them by preset
+    jobs = {preset_of(s["method"]): s for s in (json.loads(p.read_text()) for p in sweep.glob("*/summary.json"))}
+    assert set(jobs) == {"popsan", "dsrl", "spikerl"} and len({s["variant"] for s in jobs.values()}) == 1
     for job in sweep.glob("*_seed0"):
         assert len(list((job / "wandb").glob("offline-run-*"))) == 1
     out = sweep / "comparison"
     assert "comparison of 3 run(s) written" in proc.stderr
+
+    def rows(path):  # the report's rows, keyed by preset
+        return [{**r, "method": preset_of(r["method"])} for r in csv.DictReader(open(path))]
+
     gps = {r["method"]: r for r in rows(out / "gpsup.csv")}
     base, ours = jobs["popsan"], jobs["spikerl"]
     # one time base, the steady training time (without compiling), so that Greenup = Speedup / Powerup
