@@ -19,7 +19,31 @@ def run(method, seed, final, history, energy_kwh=None, energy_seconds=None, **ex
 
 def test_threshold_is_a_fraction_of_the_way_from_zero_to_the_baseline():
     assert threshold_for(1000.0, 0.8) == pytest.approx(800.0)
-    assert threshold_for(-200.0, 0.8) == pytest.approx(-240.0)  # a negative baseline: 20 % worse than it
+    with pytest.raises(ValueError):
+        threshold_for(-200.0, 0.8)  # below where the baseline ended: no threshold at all
+
+
+def test_a_short_sweep_with_a_negative_baseline_gets_no_threshold_and_says_why(tmp_path):
+    """A first, short sweep: popsan ends at -183 on average. A fraction of it (-220 once) was "reached"
+    by a method's first evaluation after one update and printed Speedups of 50; now the task has no
+    threshold, the report says so, and its other tables and figures are written, each panel saying
+    why it is empty."""
+    from spikerl.analysis.report import write_report
+
+    for seed, (base, other) in enumerate([(-150.0, -60.0), (-216.0, -90.0)]):
+        make_run_folder(tmp_path, f"p{seed}", run("popsan", seed, base, [(2000, -300.0, 0, 20.0, 15.0),
+                                                                         (4000, base, 0, 40.0, 30.0)]))
+        make_run_folder(tmp_path, f"d{seed}", run("dsrl", seed, other, [(2000, other, 0, 20.0, 15.0),
+                                                                        (4000, other, 0, 40.0, 30.0)],
+                                                  update_after=1000))
+    summaries, _ = find_runs([tmp_path])
+    assert time_to_return(summaries, "popsan") == []
+    report = write_report([tmp_path], tmp_path / "out", inference_episodes=0, bootstrap_reps=100)
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert not (tmp_path / "out" / "time_to_return.md").exists() and "speedup_at_threshold" not in text
+    assert any("no time to a return there" in note for note in report.notes)
+    assert any("no profiles.png" in note for note in report.notes)
+    assert (tmp_path / "out" / "intervals.png").is_file() and (tmp_path / "out" / "learning_curves.png").is_file()
 
 
 def test_first_reach_takes_the_first_evaluation_at_or_above_the_threshold():

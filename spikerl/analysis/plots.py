@@ -20,6 +20,14 @@ def _by(rows: list[dict], key: str) -> dict[str, list[dict]]:
     return dict(sorted(groups.items()))
 
 
+def _empty(ax, why: str) -> None:
+    """Say in the panel why it shows nothing (an empty frame says nothing)."""
+    import textwrap
+
+    ax.text(0.5, 0.5, textwrap.fill(why, 40), transform=ax.transAxes, ha="center", va="center", fontsize="small")
+    ax.set_yticks([])
+
+
 def _save(fig, path: Path, note: str | None = None) -> None:
     """Write the figure; a `note` (a caveat the figure must carry, not only the text) goes under it."""
     if note:
@@ -47,14 +55,14 @@ def learning_curves(summaries: list[dict], path: Path) -> None:
                 rows = np.array([(*row, np.nan, np.nan)[:5] for row in run["eval_history"]], dtype=float)
                 ax_steps.plot(rows[:, 0], rows[:, 1], color=color, lw=0.7, alpha=0.45)
                 if not np.isnan(rows[:, 4]).all():
-                    ax_time.plot(rows[:, 4] / 60, rows[:, 1], color=color, lw=0.9, alpha=0.6)
+                    ax_time.plot(rows[:, 4] / 60, rows[:, 1], color=color, lw=0.9, alpha=0.6, marker="o", ms=2)
                 for step, mean in rows[:, :2]:
                     by_step[step].append(mean)
             steps = sorted(by_step)
             mean = np.array([np.mean(by_step[s]) for s in steps])
             std = np.array([np.std(by_step[s]) for s in steps])
             label = f"{method} ({len(method_runs)} seed{'s' * (len(method_runs) > 1)})"
-            ax_steps.plot(steps, mean, color=color, lw=2, label=label)
+            ax_steps.plot(steps, mean, color=color, lw=2, marker="o", ms=3, label=label)  # one point shows too
             ax_steps.fill_between(steps, mean - std, mean + std, color=color, alpha=0.15)
             ax_time.plot([], [], color=color, lw=2, label=label)
         ax_steps.set(title=f"{task}: against env steps", xlabel="env steps", ylabel="evaluation return")
@@ -91,8 +99,10 @@ def gpsup_quadrant(rows: list[dict], baseline: str, path: Path, note: str | None
                     xytext=(4, 4), textcoords="offset points")
     ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel=f"Powerup (P / P_{baseline})",
            ylabel=f"Speedup (T_{baseline} / T)", title=f"GPS-UP against {baseline}")
-    for axis in (ax.xaxis, ax.yaxis):  # plain numbers at 1-2-5 steps, not overlapping powers of ten
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    # plain numbers at 1-2-5 steps, not overlapping powers of ten; every digit where the range is narrow
+    subs = (1.0, 2.0, 5.0) if hi / lo > 5 else tuple(float(d) for d in range(1, 10))
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
         axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_minor_formatter(NullFormatter())
     ax.text(lo * 1.05, hi / 1.1, "faster, less power", fontsize="x-small", va="top")
@@ -141,12 +151,19 @@ def interval_estimates(rows: list[dict], improvement: list[dict], baseline: str,
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_yticks(range(len(methods)), methods)
     ax.set(xlabel=f"IQM of the return / {baseline}'s mean final return", title="Interquartile mean, all tasks")
-    ax.legend(fontsize="small")
+    if aggregate:
+        ax.legend(fontsize="small")
+    else:
+        _empty(ax, f"No aggregate over the tasks: it is normalised by {baseline}'s mean final return, which needs "
+                   f"runs of {baseline} ending above 0 (see the notes in report.md).")
     pairs = [r for r in improvement if r["env_id"] == TASK_MEAN]
     for y, r in enumerate(pairs):
         if r["ci_low"] is not None:
             ax_p.plot([r["ci_low"], r["ci_high"]], [y, y], color="C2", lw=6, alpha=0.4)
         ax_p.plot(r["probability"], y, "o", color="C2")
+    if not pairs:
+        _empty(ax_p, f"No probability of improvement over the tasks: it needs another method's runs beside "
+                     f"{baseline}'s on tasks where {baseline} ends above 0 (see the notes in report.md).")
     ax_p.axvline(0.5, color="grey", lw=0.8, ls="--")
     ax_p.set_yticks(range(len(pairs)), [r["method"] for r in pairs])
     ax_p.set(xlim=(0, 1), xlabel=f"P(a run beats one of {baseline})", title="Probability of improvement")

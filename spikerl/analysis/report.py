@@ -34,7 +34,7 @@ from pathlib import Path
 from .gpsup import by_task_and_method, compare, spread
 from .intervals import BOOTSTRAP_REPS
 from .results import find_runs, resolve_baseline, separate_compositions
-from .time_to_return import time_to_return
+from .time_to_return import skipped_tasks, time_to_return
 
 # Everyday equivalents: (column, label, amount per unit, unit of the run figure, source).
 EQUIVALENTS = [
@@ -271,7 +271,10 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
               f"\nThe probability that a run of the method ends above a run of {baseline} on the same task "
               "(Mann-Whitney U / (n m); over all tasks, its mean), with its 95 % interval; 0.5 = no difference.\n")
         figure("intervals", plots.interval_estimates, stats["intervals"], stats["improvement"], baseline)
-        if stats["profile"]:
+        if not stats["profile"]:
+            report.notes.append(f"no profiles.png: performance profiles and efficiency curves need runs of {baseline} "
+                                "ending at a positive mean return (they are normalised by it)")
+        else:
             write_csv(out / "profiles.csv", stats["profile"], PROFILE_COLUMNS)
             write_csv(out / "sample_efficiency.csv", stats["efficiency"], EFFICIENCY_COLUMNS)
             report.files += [out / "profiles.csv", out / "sample_efficiency.csv"]
@@ -281,6 +284,10 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
         report.files.append(out / "learning_curves.csv")
         figure("learning_curves", plots.learning_curves, summaries)
     thresholds = time_to_return(summaries, baseline, threshold_fraction)
+    unmeasured = skipped_tasks(summaries, baseline)
+    if unmeasured:
+        report.notes.append(f"{baseline}'s mean final return is <= 0 on {', '.join(unmeasured)}: no time to a "
+                            f"return there (a fraction of it would lie below where {baseline} ended)")
     if thresholds:
         table("time_to_return", f"Time to {threshold_fraction:.0%} of {baseline}'s final return", thresholds,
               THRESHOLD_COLUMNS, "\nMeans over the runs that reached the threshold (`reached` of `runs`) after their "

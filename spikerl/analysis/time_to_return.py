@@ -4,10 +4,12 @@ needs to first reach a return threshold, and GPS-UP at equal return.
 End-of-run GPS-UP compares what each method spent on the same step budget, which makes a better
 policy look slower (its evaluation episodes last longer). Here every method is compared at the point
 where it first reaches the same return: by default 80 % of the way from 0 to the baseline's final mean
-return on that task (threshold = R_base - (1 - fraction) |R_base|, which is 0.8 R_base for a positive
-return). A run reaches it at its first evaluation at or above it after its first gradient update: an
-evaluation before any update (inside the random warm-up, e.g. CaRe-BN's 25,000 steps) measures the
-initial actor's luck, not learning, so it is counted apart (`before_updates`) and left out of Speedup.
+return on that task (threshold = 0.8 R_base). A fraction of a baseline return that is not positive
+means nothing (it lies below where the baseline ended, and a policy that has barely learned meets it),
+so such a task gets no threshold, and the report says so (`skipped_tasks`). A run reaches it at its
+first evaluation at or above it after its first gradient update: an evaluation before any update
+(inside the random warm-up, e.g. CaRe-BN's 25,000 steps) measures the initial actor's luck, not
+learning, so it is counted apart (`before_updates`) and left out of Speedup.
 Training time excludes evaluation time (evaluations.csv's train_seconds). Energy to the
 threshold is the run's mean power (its energy over the span it was measured) times the wall time to
 the threshold: exact when the energy is CodeCarbon's estimate (constant power), an approximation with
@@ -23,7 +25,11 @@ from .gpsup import by_task_and_method
 
 
 def threshold_for(base_final: float, fraction: float) -> float:
-    return base_final - (1.0 - fraction) * abs(base_final)
+    """`fraction` of the way from 0 to a positive baseline return (a task whose baseline ends at <= 0
+    gets no threshold: `skipped_tasks`)."""
+    if base_final <= 0:
+        raise ValueError(f"a return threshold needs a positive baseline return, got {base_final}")
+    return fraction * base_final
 
 
 def before_updates(run: dict, step: int) -> bool:
@@ -53,15 +59,24 @@ def _mean(values: list[float]) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+def skipped_tasks(summaries: list[dict], baseline: str = "popsan") -> list[str]:
+    """Tasks whose baseline runs end at a mean return <= 0: no threshold there (see above)."""
+    groups = by_task_and_method(summaries)
+    return sorted(task for task, method in groups if method == baseline
+                  and statistics.fmean(r["eval_return_mean"] for r in groups[(task, method)]) <= 0)
+
+
 def time_to_return(summaries: list[dict], baseline: str = "popsan", fraction: float = 0.8) -> list[dict]:
-    """One row per (task, method) on tasks with baseline runs: the threshold, how many of the runs
-    reached it, and the means over those that did of steps, training seconds and energy to reach it;
-    with Speedup and Greenup at equal return against the baseline where both reached it."""
+    """One row per (task, method) on tasks with baseline runs that end at a positive mean return: the
+    threshold, how many of the runs reached it, and the means over those that did of steps, training
+    seconds and energy to reach it; with Speedup and Greenup at equal return against the baseline where
+    both reached it."""
     groups = by_task_and_method(summaries)
     rows = []
+    skipped = skipped_tasks(summaries, baseline)
     for env_id in sorted({task for task, _ in groups}):
         base_runs = groups.get((env_id, baseline))
-        if not base_runs:
+        if not base_runs or env_id in skipped:
             continue
         threshold = threshold_for(statistics.fmean(r["eval_return_mean"] for r in base_runs), fraction)
         task_rows = {}
