@@ -283,7 +283,9 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, ove
     name a variant of a preset (`label`)."""
     unknown = set(cfg.keys()) - TOP_LEVEL_KEYS - {"hydra"}
     if unknown:
-        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)} (valid: {sorted(TOP_LEVEL_KEYS)})")
+        first = sorted(unknown)[0]
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}{did_you_mean(first, config_names())} "
+                          f"(valid: {sorted(TOP_LEVEL_KEYS)})")
     try:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
@@ -341,8 +343,17 @@ def _check_algo(spec: dict, critic: dict) -> type[Learner]:
     return cls
 
 
+def did_you_mean(word: str, candidates, prefix: str = "") -> str:
+    """' (did you mean <prefix>X?)' for the candidate closest to a mistyped `word`, else ''."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), sorted(set(map(str, candidates))), n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
 def _short(exc: BaseException) -> str:
-    """The first informative line of a Hydra/OmegaConf error, plus the available options if listed."""
+    """The first informative line of a Hydra/OmegaConf error, plus the available options if listed (and
+    the nearest to what was asked), and Hydra's own numbered hints (such as adding --multirun)."""
     text = str(exc).strip()
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     first = lines[0] if lines else type(exc).__name__
@@ -353,7 +364,11 @@ def _short(exc: BaseException) -> str:
             if line.startswith("Config search path") or ":" in line or "=" in line:
                 break
             options.append(line)
-        first = f"{first} (choose one of: {', '.join(options)})"
+        asked = re.search(r"Could not find '[^']*/([^'/]+)'", first)
+        first = f"{first} (choose one of: {', '.join(options)}){did_you_mean(asked.group(1), options) if asked else ''}"
+    hints = [re.sub(r"^\d+\.\s*", "", line) for line in lines[1:] if re.match(r"^\d+\.\s", line)]
+    if hints:
+        first = f"{first}: {'; '.join(hint[0].lower() + hint[1:] for hint in hints)}"
     return first
 
 
@@ -408,10 +423,10 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
         raise
     except Exception as exc:
         key = _unknown_override(exc)
+        rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
         if key and key.startswith("algo."):  # the chosen algorithm's own keys say what is valid
-            rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
             _check_algo({**OmegaConf.to_container(compose(rest).algo), key[len("algo."):]: None}, {})
-        raise ConfigError(_unknown_key(key) if key else _short(exc)) from None
+        raise ConfigError(_unknown_key(key, rest) if key else _short(exc)) from None
     finally:
         GlobalHydra.instance().clear()
 
@@ -422,11 +437,29 @@ def _unknown_override(exc: Exception) -> str | None:
     return match.group(1) if match and "not in struct" in f"{exc} {exc.__cause__}" else None
 
 
-def _unknown_key(key: str) -> str:
+def config_names() -> set[str]:
+    """What a command line may name at the top: the config's keys and its groups (conf/'s folders)."""
+    return TOP_LEVEL_KEYS | {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra"}
+
+
+def _unknown_key(key: str, rest: list[str] | None = None) -> str:
+    """The message for an override of a key that does not exist, with the nearest existing one."""
     if key in {f"actor.{k}" for k in EXECUTION_KEYS}:
         return f"{key} is now the top-level `{key[len('actor.'):]}` (how the actor computes, not part of its spec)"
-    section = key.split(".", 1)[0]
-    if section in SCHEMAS and "." in key:
-        valid = ", ".join(f.name for f in fields(SCHEMAS[section]))
-        return f"unknown key {key!r} (valid keys of {section}: {valid})"
-    return f"unknown key {key!r} (`python -m spikerl.run --cfg job` lists every key)"
+    listed = "(`python -m spikerl.run --cfg job` lists every key)"
+    section, _, leaf = key.partition(".")
+    if section in SCHEMAS and leaf:
+        names = [f.name for f in fields(SCHEMAS[section])]
+        return (f"unknown key {key!r}{did_you_mean(leaf, names, f'{section}.')} "
+                f"(valid keys of {section}: {', '.join(names)})")
+    if not leaf:
+        return f"unknown key {key!r}{did_you_mean(key, config_names())} {listed}"
+    try:  # the first part of the key that does not exist, against the keys beside it in what the rest composes
+        node, parts, depth = compose(rest or []), key.split("."), 0
+        while depth < len(parts) - 1 and isinstance(node, DictConfig) and parts[depth] in node:
+            node, depth = node[parts[depth]], depth + 1
+        prefix = ".".join(parts[:depth] + [""])
+        near = did_you_mean(parts[depth], node.keys(), prefix) if isinstance(node, DictConfig) else ""
+    except ConfigError:
+        near = ""
+    return f"unknown key {key!r}{near} {listed}"

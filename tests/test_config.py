@@ -183,6 +183,13 @@ BAD_INPUTS = [
     (["env.num_envs=0"], "env.num_envs must be positive"),
     (["energy.measure_power_secs=0"], "energy.measure_power_secs must be positive"),
     (["dist.timeout_s=0"], "dist.timeout_s must be positive"),
+    # a mistyped name gets the nearest one; Hydra's own hints are kept
+    (["expriment=popsan"], "unknown key 'expriment' (did you mean experiment?)"),
+    (["env=hoper"], "(did you mean hopper?)"),
+    (["train.batchsize=5"], "(did you mean train.batch_size?)"),
+    (["experiment=popsan", "actor.hiden_sizes=[8]"], "(did you mean actor.hidden_sizes?)"),
+    (["+actr.x=1"], "(did you mean actor?)"),
+    (["env=hopper,walker2d"], "to sweep over it, add --multirun"),
 ]
 if not torch.cuda.is_available():
     BAD_INPUTS.append((["device=cuda"], "device=cuda needs a CUDA GPU"))
