@@ -35,16 +35,34 @@ def load_policy(state: dict):
     return policy
 
 
+def run_eval_episodes(path, meta: dict) -> int:
+    """How many episodes the run's own evaluations used: its checkpoint's record, else its run folder's
+    config.yaml (checkpoints written before the record), else 10."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    if meta.get("eval_episodes"):
+        return int(meta["eval_episodes"])
+    path = Path(path)
+    config = path / "config.yaml" if path.is_dir() else path.parent.parent / "config.yaml"
+    try:
+        return int(OmegaConf.select(OmegaConf.load(config), "train.eval_episodes", default=10))
+    except (OSError, ValueError, TypeError):
+        return 10
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spikerl.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a run folder (uses checkpoints/last.pt) or a checkpoint file")
-    parser.add_argument("--episodes", type=int, default=10, help="number of episodes (default 10)")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="number of episodes (default: as many as the run's own evaluations, else 10)")
     parser.add_argument("--seed", type=int, default=None,
                         help="first episode's reset seed (default: the training run's evaluation seed)")
     parser.add_argument("--energy-episodes", type=int, default=2,
                         help="episodes over which the inference energy per action is counted (default 2; 0: none)")
     args = parser.parse_args(argv)
-    if args.episodes <= 0:
+    if args.episodes is not None and args.episodes <= 0:
         parser.error("--episodes must be positive")
     try:
         state = checkpoint.load(args.path)
@@ -53,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     except SpikeRLError as exc:  # an unusable checkpoint: exit code 2
         return report(exc, "spikerl.evaluate")
     seed = meta["seed"] + EVAL_SEED_OFFSET if args.seed is None else args.seed
-    returns = evaluate_policy(policy, meta["env_id"], args.episodes, seed, meta.get("max_episode_steps"))
+    episodes = args.episodes or run_eval_episodes(args.path, meta)
+    returns = evaluate_policy(policy, meta["env_id"], episodes, seed, meta.get("max_episode_steps"))
     step = state["counters"]["env_steps"]
     print(f"{meta['method']} / {meta['actor_name']} on {meta['env_id']} after {step:,} env steps: "
-          f"return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {args.episodes} episodes (seed {seed})")
+          f"return {np.mean(returns):.1f} +- {np.std(returns):.1f} over {episodes} episodes (seed {seed})")
     if args.energy_episodes > 0:
         print("\n".join(inference_energy_lines(state, args.energy_episodes, seed)))
     return 0

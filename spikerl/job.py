@@ -110,7 +110,7 @@ def expected_meta(rc: RunConfig, obs_dim: int, act_dim: int, world_size: int) ->
         "method": rc.method, "env_id": rc.env.id, "obs_dim": obs_dim, "act_dim": act_dim,
         "actor_spec": rc.actor, "critic_spec": rc.critic, "world_size": world_size,
         "precision": rc.precision.mode, "seed": rc.seed, "max_episode_steps": rc.env.max_episode_steps,
-        "obs_norm": rc.normalizer.kind, "algo": rc.algo_name,
+        "obs_norm": rc.normalizer.kind, "algo": rc.algo_name, "eval_episodes": rc.train.eval_episodes,
     }
 
 
@@ -126,6 +126,18 @@ def check(rc: RunConfig, run_dir: Path | None = None) -> None:
     if path is not None:
         state = checkpoint.load(path)
         checkpoint.check_compatible(state["meta"], expected_meta(rc, obs_dim, act_dim, rc.dist.world_size), path)
+
+
+def idle_schedule(train) -> str | None:
+    """Why a run's schedule leaves it nothing to learn (its steps end before updates or before the actor
+    acts), or None. A warning, not an error: a first segment of a run may stop there on purpose."""
+    if train.update_after >= train.total_steps:
+        return (f"train.update_after ({train.update_after:,}) is not below train.total_steps ({train.total_steps:,}): "
+                f"this run takes no gradient update")
+    if train.start_steps >= train.total_steps:
+        return (f"train.start_steps ({train.start_steps:,}) is not below train.total_steps ({train.total_steps:,}): "
+                f"every action is random, the actor never acts")
+    return None
 
 
 def seed_everything(seed: int) -> None:

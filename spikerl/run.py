@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import CONF_DIR, ConfigError, compose, expand_overrides, validate
 from .errors import FAILED, SpikeRLError, error_line, exit_code, report
-from .job import check, expected_meta, format_summary
+from .job import check, expected_meta, format_summary, idle_schedule
 from .launch import launch
 
 # FAILED_JOBS: run folders of this multirun's failed jobs, those run in this process and (found by the
@@ -87,6 +87,8 @@ def _job(cfg) -> None:
         rc = validate(cfg, rendezvous=not slurm, overrides=list(hc.overrides.task))
         if rc.variant:  # said where the run's other notices go, not as an error
             print(f"spikerl: {', '.join(rc.variant)} changes what the preset composes: this run is {rc.method}")
+        if idle := idle_schedule(rc.train):
+            print(f"spikerl: warning: {idle}", file=sys.stderr)
         if hc.mode == RunMode.MULTIRUN:
             rc = dataclasses.replace(rc, sweep=sweep_id(hc.sweep.dir))
         # a requeued job continues its own folder (not the checkpoint it first started from, once it has one)

@@ -275,3 +275,28 @@ def test_bad_quantisation_options_are_one_line_and_write_nothing(popsan, tmp_pat
     err = capsys.readouterr().err.strip()
     assert "cannot quantise for loihi" in err and "needs a bounded normaliser" in err and "\n" not in err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_quantised_export_goes_beside_the_float_one_by_default(tmp_path, capsys):
+    """Without --out, `--quantize` used to write into the float export's `nir/` and fail there."""
+    run = tmp_path / "run"
+    make_checkpoint(run / "checkpoints" / "last.pt", popsan_spec())
+    args = [str(run), "--episodes", "1", "--max-episode-steps", "20"]
+    assert export_main(args) == 0 and (run / "nir" / "bundle.json").is_file()
+    assert export_main([*args, "--quantize", "int8", "--min-return-ratio", "0.01", "--force"]) == 0
+    assert json.loads((run / "nir_loihi_int8" / "bundle.json").read_text())["quantization"]["target"] == "loihi"
+    assert "quantization" not in json.loads((run / "nir" / "bundle.json").read_text())
+    assert "ratio" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("float_return,judged", [(100.0, "(ratio 0.900, minimum 0.95: NOT kept"),
+                                                  (-50.0, "(no ratio: the float return is not positive; kept at "
+                                                          "or above -52.5)")])
+def test_the_closed_loop_line_says_how_a_negative_float_return_is_judged(float_return, judged):
+    """A negative float return has no ratio: the line says what the quantised return had to reach
+    instead of 'ratio -'."""
+    from spikerl.export.__main__ import closed_loop_line
+
+    closed = {"float_return": float_return, "quantized_return": 0.9 * float_return, "seed": 3,
+              "ratio": 0.9 if float_return > 0 else None, "kept": keeps_return(float_return, 0.9 * float_return, 0.95)}
+    assert judged in closed_loop_line(closed, 2, 0.95)

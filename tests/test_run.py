@@ -111,10 +111,15 @@ def test_saved_actor_reproduces_the_final_evaluation(tiny_run, capsys):
     seed = summary["seed"] + EVAL_SEED_OFFSET
     returns = evaluate_policy(load_policy(state), "InvertedPendulum-v5", 2, seed=seed, max_episode_steps=100)
     assert returns.mean() == pytest.approx(summary["eval_return_mean"], abs=1e-9)
-    assert evaluate_main([str(run_dir), "--episodes", "2"]) == 0
+    assert evaluate_main([str(run_dir)]) == 0  # by default as many episodes as the run's evaluations (TINY: 2)
     out = capsys.readouterr().out
     assert f"return {summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f}" in out
     assert f"over 2 episodes (seed {seed})" in out
+    state["meta"].pop("eval_episodes")  # a checkpoint from before the record: the run folder's config says it
+    checkpoint.save_atomic(state, run_dir / "checkpoints" / "old.pt")
+    (run_dir / "config.yaml").write_text("train: {eval_episodes: 2}\n")  # as the entry point writes it
+    assert evaluate_main([str(run_dir / "checkpoints" / "old.pt"), "--energy-episodes", "0"]) == 0
+    assert f"over 2 episodes (seed {seed})" in capsys.readouterr().out
 
 
 def test_a_run_makes_its_task_once_for_its_sizes(tiny_run, monkeypatch):
@@ -195,3 +200,17 @@ def test_compiled_kernels_hold_across_the_jobs_of_a_multirun(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("SpikeRL run summary") == 3
     assert "compile" not in proc.stderr.lower() and "recompil" not in proc.stderr.lower(), proc.stderr[-3000:]
+
+
+def test_a_schedule_that_leaves_nothing_to_learn_is_said(capsys):
+    """`env=hopper train.total_steps=5000` used to take 5,000 random actions without a word (10,000 start
+    steps): the run says so as it starts."""
+    from spikerl.config import compose, validate
+    from spikerl.job import idle_schedule
+
+    def idle(*overrides):
+        return idle_schedule(validate(compose(list(overrides))).train)
+
+    assert "every action is random" in idle("env=hopper", "train.total_steps=5000")
+    assert "no gradient update" in idle("train.total_steps=1000", "train.update_after=1000", "train.start_steps=10")
+    assert idle("env=hopper", "train.total_steps=20000") is None

@@ -45,9 +45,11 @@ from .quantize import SCHEMES, TARGETS
 MIN_RETURN_RATIO = 0.95
 
 
-def default_out(path: Path) -> Path:
-    path = Path(path)
-    return path / "nir" if path.is_dir() else path.with_name(f"{path.stem}_nir")
+def default_out(path: Path, quantized: str | None = None) -> Path:
+    """<run folder>/nir (a quantised bundle: nir_<target>_<scheme>, beside the float one), or
+    <checkpoint>_nir beside a checkpoint file."""
+    path, name = Path(path), "nir" if quantized is None else f"nir_{quantized}"
+    return path / name if path.is_dir() else path.with_name(f"{path.stem}_{name}")
 
 
 def _replace(tmp: Path, out: Path) -> None:
@@ -101,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             result["source"] = str(args.path)
             print(json.dumps(result, indent=2) if args.json else "\n".join(energy_lines(result)))
             return 0
-        out = Path(args.out) if args.out else default_out(Path(args.path))
+        out = Path(args.out) if args.out else default_out(
+            Path(args.path), f"{args.target}_{args.quantize}" if args.quantize else None)
         if out.exists() and not out.is_dir():
             return fail(f"{out} exists and is not a folder")
         if out.exists() and not args.force:
@@ -208,6 +211,19 @@ def _quantize_args(args) -> str | None:
     return None
 
 
+def closed_loop_line(closed: dict, episodes: int, min_ratio: float) -> str:
+    """The closed-loop result in one line: the two returns and how the check judged them (a float return
+    that is not positive has no ratio: the line gives the return the quantised one had to reach)."""
+    f, q = closed["float_return"], closed["quantized_return"]
+    if closed["ratio"] is not None:
+        judged = f"ratio {closed['ratio']:.3f}, minimum {min_ratio:g}"
+    else:
+        judged = f"no ratio: the float return is not positive; kept at or above {f - (1.0 - min_ratio) * abs(f):,.1f}"
+    kept = "" if closed["kept"] else ": NOT kept, written with --force"
+    return (f"closed loop over {episodes} episodes (seed {closed['seed']}): quantised return {q:,.1f}, float "
+            f"{f:,.1f} ({judged}{kept})")
+
+
 def keeps_return(float_return: float, quantized_return: float, ratio: float) -> bool:
     """Whether the quantised return keeps `ratio` of the float one: q >= f - (1 - ratio) |f| (for a positive
     float return, q >= ratio f; a negative one may fall by (1 - ratio) of its size)."""
@@ -259,19 +275,15 @@ def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> i
     if code is not None:
         return code
     energy, float_energy, check, closed = found["energy"], found["float_energy"], found["check"], found["closed"]
-    f, q = closed["float_return"], closed["quantized_return"]
     if args.json:
         print(json.dumps({"bundle": str(out), "quantization": info["quantization"], "energy": energy,
                           "float_energy": float_energy}, indent=2))
         return 0
     source = info["source"]
-    ratio = "-" if closed["ratio"] is None else f"{closed['ratio']:.3f}"
-    kept = "" if closed["kept"] else ": NOT kept, written with --force"
     print(f"exported {source['method']} ({source['actor_name']}, {source['env_id']}) quantised {args.quantize} for "
           f"{args.target} to {out}: actor.nir (the weights the integers stand for), host.npz (the integers), "
           f"bundle.json (the rules)")
-    print(f"closed loop over {args.episodes} episodes (seed {closed['seed']}): quantised return {q:,.1f}, float "
-          f"{f:,.1f} (ratio {ratio}, minimum {args.min_return_ratio:g}{kept})")
+    print(closed_loop_line(closed, args.episodes, args.min_return_ratio))
     print(f"actions on the {check['observations']:,} observations of those episodes: "
           f"{100 * check['actions_equal_fraction']:.1f} % equal the float actor's, mean |difference| "
           f"{check['action_mean_abs_diff']:.4f}, largest {check['action_max_abs_diff']:.4f}")
@@ -279,5 +291,10 @@ def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> i
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `spikerl-export` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
