@@ -59,6 +59,11 @@ def ranks_per_node(world_size: int, nnodes: int) -> int:
     return max(1, int(world_size) // max(1, int(nnodes)))
 
 
+def memory_gb(world_size: int, nnodes: int, per_rank: int) -> int:
+    """Memory a SLURM node is asked for: `per_rank` GB for each of its ranks."""
+    return ranks_per_node(world_size, nnodes) * int(per_rank)
+
+
 def jobs_at_once(world_size: int, nnodes: int) -> int:
     """How many jobs a launcher on this machine runs at once: its cores // each job's ranks (at least 1)."""
     from .runtime.distributed import available_cores
@@ -138,7 +143,7 @@ def label(method: str, algo_target: str, overrides=None) -> str:
     return f"{base}~{hashlib.sha1(suffix.encode()).hexdigest()[:8]}"
 
 
-for _name, _resolver in (("ranks_per_node", ranks_per_node), ("jobs_at_once", jobs_at_once),
+for _name, _resolver in (("ranks_per_node", ranks_per_node), ("memory_gb", memory_gb), ("jobs_at_once", jobs_at_once),
                          ("gpus_per_node", gpus_per_node), ("local_batch", local_batch), ("label", label)):
     OmegaConf.register_new_resolver(f"spikerl.{_name}", _resolver, replace=True)
 # conf/hydra/launcher/joblib.yaml takes the plugin's own name, so Hydra merges it onto the plugin's schema

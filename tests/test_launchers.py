@@ -114,7 +114,8 @@ def test_a_dry_run_writes_the_sbatch_script_and_submits_nothing_without_slurm(tm
                                                     "sweep/sbatch_0.sh; nothing was submitted")
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["multirun.yaml", "sbatch_0.sh"]
     lines = (tmp_path / "sweep" / "sbatch_0.sh").read_text().splitlines()
-    for flag in ("--nodes=2", "--ntasks-per-node=2", "--partition=gpu", "--signal=USR2@120", "--array=0-2%3"):
+    for flag in ("--nodes=2", "--ntasks-per-node=2", "--partition=gpu", "--signal=USR2@120", "--array=0-2%3",
+                 "--mem=24GB", "--requeue"):
         assert f"#SBATCH {flag}" in lines, flag
     # a job that would fail is refused before anything is written, dry run or not
     bad = spikerl_cli("-m", "hydra/launcher=slurm", "hydra.launcher.dry_run=true", *TINY, "seed=0,1", "algo.gamma=2",
