@@ -22,6 +22,16 @@ def test_wandb_offline_run_is_written_in_the_run_folder(tmp_path):
     assert (tmp_path / "metrics.jsonl").is_file()
 
 
+def test_a_resumed_run_continues_its_wandb_run(tmp_path):
+    """The second segment of a run (resume=auto in its folder) logs to the same W&B run id, where it used to
+    open a second run with a new id."""
+    run(tmp_path, "logger=wandb", "train.total_steps=200")
+    run(tmp_path, "logger=wandb", "train.total_steps=300", "resume=auto")
+    segments = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    run_id = (tmp_path / "wandb_run_id").read_text().strip()
+    assert len(segments) == 2 and all(f"-{run_id}" in p.name for p in segments)  # (-1: two in one second)
+
+
 def test_logged_names_are_namespaced(tmp_path):
     run(tmp_path, "logger=jsonl")
     keys = set().union(*(json.loads(line).keys() for line in open(tmp_path / "metrics.jsonl")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass
@@ -76,7 +77,10 @@ def read_metrics(path: str | Path) -> list[dict]:
 
 class WandbWriter:
     """Sends the same rows to a Weights & Biases run (rank 0 only). W&B failing to start or to log
-    warns once and leaves the JSON lines as the record; it never stops training."""
+    warns once and leaves the JSON lines as the record; it never stops training. A run folder keeps its
+    W&B run's id (RUN_ID_FILE), so a resumed run continues the same W&B run instead of opening another."""
+
+    RUN_ID_FILE = "wandb_run_id"
 
     def __init__(self, run_dir: str | Path, mode: str, project: str, entity: str | None, name: str, group: str,
                  job_type: str, tags: list[str], config: dict):
@@ -84,11 +88,14 @@ class WandbWriter:
         try:
             import wandb
 
+            id_file = Path(run_dir) / self.RUN_ID_FILE
+            run_id = id_file.read_text().strip() if id_file.is_file() else uuid.uuid4().hex[:8]
             self.run = wandb.init(
                 mode=mode, project=project, entity=entity, name=name, group=group, job_type=job_type, tags=tags,
-                config=config,
+                config=config, id=run_id, resume="allow",
                 dir=str(run_dir), reinit="finish_previous", settings=wandb.Settings(silent=True, console="off"),
             )
+            id_file.write_text(run_id + "\n")
         except Exception as exc:
             warnings.warn(f"W&B logging disabled: {type(exc).__name__}: {exc}", stacklevel=2)
 
