@@ -13,6 +13,10 @@ Subpackages, each importing only the ones listed before it:
     analysis/   reading finished runs: GPS-UP, time to a return, the comparison report and its plots
 
 The modules here are the entry points and the composition root: `run` (python -m spikerl.run),
-`evaluate`, `config` (schema and validation), `job` (one rank's job), `launch` (its ranks) and
-`callbacks` (Hydra's).
+`evaluate`, `compare`, `api` (the same from Python: train, evaluate, export, compare), `config` (schema
+and validation), `job` (one rank's job), `launch` (its ranks) and `callbacks` (Hydra's).
 """
+
+from .api import train
+
+__all__ = ["train"]

@@ -179,7 +179,9 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
             writers.close()
     if not info.is_main:
         return None
-    write_evaluations(run_dir, result.pop("eval_history"))
+    history = result.pop("eval_history")
+    write_evaluations(run_dir, history)
+    plot_learning_curve(run_dir, {"env_id": rc.env.id, "method": rc.method, "eval_history": history})
     summary = {"method": rc.method, "variant": ", ".join(rc.variant), "algo": rc.algo_name, "actor": actor_name,
                "env_id": rc.env.id, "seed": rc.seed, "sweep": rc.sweep,
                **result, "compile": rc.compile, "compile_reason": compile_reason, "neuron_backend": rc.neuron_backend,
@@ -245,7 +247,9 @@ def build_loop(rc: RunConfig, run_dir: Path, actor_name: str = "custom", info: D
     parts = {"learner": learner, "normalizer": normalizer, "collector": collector, "updates": updates,
              "evaluator": evaluator, "replay": replay}
     state = RunState(t.total_steps, rc.env.num_envs, run_dir, meta, parts, info, save_replay=t.save_replay)
-    return TrainingLoop(collector, updates, evaluator, state, t, writers)
+    # the bar names the run: its method, task and seed in a multirun (several bars in one terminal), the task alone else
+    name = f"{rc.method} {rc.env.name} seed {rc.seed}" if rc.sweep else rc.env.id
+    return TrainingLoop(collector, updates, evaluator, state, t, writers, name)
 
 
 def choose_precision(rc: RunConfig, device: torch.device, info: DistInfo, probe: Probe) -> PrecisionChoice:
@@ -283,6 +287,21 @@ def write_evaluations(run_dir: Path, history: list) -> None:
     rows = ["step,return_mean,return_std,wall_seconds,train_seconds",
             *(f"{int(step)},{mean!r},{std!r},{wall!r},{train!r}" for step, mean, std, wall, train in history)]
     (run_dir / "evaluations.csv").write_text("\n".join(rows) + "\n")
+
+
+def plot_learning_curve(run_dir: Path, run: dict) -> None:
+    """The run's own learning curve, `learning_curve.png` (against env steps and training time); a plot
+    that fails warns and leaves evaluations.csv as the record."""
+    import warnings
+
+    if not run["eval_history"]:
+        return
+    try:
+        from .analysis.plots import learning_curves
+
+        learning_curves([run], run_dir / "learning_curve.png")
+    except Exception as exc:  # a figure never fails a run
+        warnings.warn(f"no learning_curve.png: {type(exc).__name__}: {exc}", stacklevel=2)
 
 
 def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):

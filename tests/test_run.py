@@ -33,6 +33,7 @@ def test_run_writes_summary_metrics_and_checkpoint(tiny_run):
     assert all(not isinstance(v, (dict, list)) for v in on_disk.values())  # flat
     assert on_disk["total_env_steps"] == 600 and on_disk["env_id"] == "InvertedPendulum-v5"
     assert on_disk["updates"] == 80  # 10 updates every 50 steps after step 200: steps 250..600
+    assert (run_dir / "learning_curve.png").stat().st_size > 10_000  # the run's own curve, beside evaluations.csv
     # what produced it: this checkout's commit, whether it had uncommitted changes, and the machine
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     assert on_disk["code_commit"] == head and isinstance(on_disk["code_dirty"], bool)
@@ -214,3 +215,28 @@ def test_a_schedule_that_leaves_nothing_to_learn_is_said(capsys):
     assert "every action is random" in idle("env=hopper", "train.total_steps=5000")
     assert "no gradient update" in idle("train.total_steps=1000", "train.update_after=1000", "train.start_steps=10")
     assert idle("env=hopper", "train.total_steps=20000") is None
+
+
+def test_the_bar_says_what_a_long_first_round_is_doing():
+    """The first round of a compiled update blocks for minutes on a CPU: the bar says it is compiling, and
+    for how long, while it does (it froze with an ETA of hours), and clears it afterwards."""
+    import threading
+
+    from spikerl.rl.loop import TrainingLoop
+
+    class Bar:
+        disable = False
+
+        def __init__(self):
+            self.said, self.seen = [], threading.Event()
+
+        def set_postfix_str(self, text, refresh=True):
+            self.said.append(text)
+            if text:
+                self.seen.set()
+
+    loop = TrainingLoop.__new__(TrainingLoop)
+    loop.bar = Bar()
+    with loop.saying("compiling the update", every=0.01):
+        assert loop.bar.seen.wait(5.0)
+    assert loop.bar.said[0].startswith("compiling the update: ") and loop.bar.said[-1] == ""

@@ -291,10 +291,5 @@ def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> i
     return 0
 
 
-def cli() -> None:
-    """The `spikerl-export` console script."""
-    sys.exit(main())
-
-
 if __name__ == "__main__":
-    cli()
+    sys.exit(main())

@@ -4,7 +4,9 @@ this module only orders them."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
 from dataclasses import dataclass
 
@@ -51,26 +53,31 @@ class TrainingLoop:
     update averaging gradients over ranks. Rank 0 alone writes metrics and checkpoints and shows progress."""
 
     def __init__(self, collector: Collector, updates: UpdateSchedule, evaluator: Evaluator, state: RunState,
-                 train: TrainConfig, metrics: MetricWriter | None = None):
+                 train: TrainConfig, metrics: MetricWriter | None = None, name: str | None = None):
         self.collector, self.updates, self.evaluator, self.state = collector, updates, evaluator, state
         self.train, self.metrics = train, metrics  # rank 0's metric writers; None logs nothing
         self.window = RunningMeans()  # metric means since the last logged row
         self.last_log = (time.perf_counter(), state.env_steps, 0)  # time, env steps, updates at the last row
         self.updates_run = 0
+        self.name = name or collector.env_id  # what the bar calls the run (a multirun's job: its method and task)
+        self.bar: tqdm | None = None
 
     def run(self) -> dict:
         """Train to `train.total_steps` (from where a resumed run stopped); returns the loop's summary."""
         bar, warm = self.progress_bar(warming_up=True), False
+        self.bar = bar
         self.state.start_segment()
         try:
             while not self.state.done:
                 tick = self.iteration()
+                bar = self.bar
                 bar.update(tick.after - tick.before)
                 if not warm and self.updates_run and tick.after >= self.train.start_steps:
                     # the segment's first policy action and update round compiled (once per process): the
                     # rate and time left count from here, or that one-off wait reads as hours to go
                     bar.close()
                     bar, warm = self.progress_bar(warming_up=False), True
+                    self.bar = bar
                 if self.evaluator.history and self.evaluator.history[-1][0] == tick.after:
                     bar.set_postfix(eval=f"{self.evaluator.history[-1][1]:.1f}", refresh=False)
         finally:
@@ -83,7 +90,29 @@ class TrainingLoop:
         (a resumed run's earlier segments never). While warming up it says so and leaves no line behind."""
         return tqdm(total=self.train.total_steps, initial=self.state.env_steps, unit="step", dynamic_ncols=True,
                     disable=not (self.train.progress and self.state.dist.is_main), mininterval=1.0,
-                    desc=f"{self.collector.env_id}{' (warming up)' if warming_up else ''}", leave=not warming_up)
+                    desc=f"{self.name}{' (warming up)' if warming_up else ''}", leave=not warming_up)
+
+    @contextlib.contextmanager
+    def saying(self, what: str, every: float = 1.0):
+        """While the block runs, the bar says `what` and for how long, each second (a compiled update's first
+        round blocks for minutes on a CPU: a frozen bar with an ETA of hours read as a hang)."""
+        if self.bar is None or self.bar.disable:
+            yield
+            return
+        done, start = threading.Event(), time.perf_counter()
+
+        def tell():
+            while not done.wait(every):
+                self.bar.set_postfix_str(f"{what}: {time.perf_counter() - start:.0f} s", refresh=True)
+
+        teller = threading.Thread(target=tell, daemon=True)
+        teller.start()
+        try:
+            yield
+        finally:
+            done.set()
+            teller.join()
+            self.bar.set_postfix_str("", refresh=False)
 
     def iteration(self) -> Tick:
         """One step of every env copy, and whatever falls due at the env step it reaches."""
@@ -94,7 +123,9 @@ class TrainingLoop:
         if round_due or tick.final:  # every rank folds in every rank's new observations
             self.collector.sync_normalizer(state.dist.enabled)
         if round_due and self.updates.ready(tick.after):
-            self.updates_run += self.updates.run_round(tick.after, self.window)
+            first = not self.updates_run and getattr(self.updates.learner, "compile", False)
+            with self.saying("compiling the update (once per process)") if first else contextlib.nullcontext():
+                self.updates_run += self.updates.run_round(tick.after, self.window)
         self.updates.recalibrate(tick)
         row = {}
         if tick.crossed(train.eval_every) or tick.final:
