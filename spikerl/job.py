@@ -188,6 +188,7 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
                **energy,
                "run_dir": str(run_dir),  # what produced it (flat, as every summary key):
                **{f"code_{k}": v for k, v in code.items()}, **{f"machine_{k}": v for k, v in host().items()}}
+    summary["compile_payoff"] = compile_plan.payoff(compile_plan.load(rc.compile_cache).get(timing_key), summary)
     write_summary(run_dir, summary)
     compile_plan.record(rc.compile_cache, timing_key, summary, rc.compile)
     return summary
@@ -356,6 +357,7 @@ def format_summary(summary: dict) -> str:
           if "compile_seconds" in summary and "probe_seconds" in summary else []),
         *([("compile", f"{'yes' if summary['compile'] else 'no'} ({summary['compile_reason']})")]
           if "compile_reason" in summary else []),
+        *([("compiling", summary["compile_payoff"])] if summary.get("compile_payoff") else []),
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),
         ("best eval return", f"{summary['best_eval_return']:.1f}"),

@@ -51,6 +51,34 @@ def test_the_record_keeps_each_kind_of_run_and_ignores_what_it_cannot_use(tmp_pa
     compile_plan.record("/proc/spikerl-cache", "k", {"updates": 1000, "steady_updates_per_second": 50.0}, True)
 
 
+def test_a_run_slowed_by_other_work_cannot_poison_later_decisions(tmp_path):
+    """The record keeps each figure's best run: a compiled run on a busy machine (0.033 s an update, a
+    294 s compile) once made every later run of those sizes run eagerly. A later compile, which loads
+    the graphs the first left in the cache, is kept apart as the warm figure the next decision uses."""
+    cache = str(tmp_path / "cache")
+    quiet = {"updates": 1000, "steady_updates_per_second": 80.0, "compile_seconds": 60.0}
+    busy = {"updates": 1000, "steady_updates_per_second": 30.0, "compile_seconds": 294.0}
+    compile_plan.record(cache, "k", {"updates": 1000, "steady_updates_per_second": 50.0}, compiled=False)
+    compile_plan.record(cache, "k", quiet, compiled=True)
+    compile_plan.record(cache, "k", busy, compiled=True)
+    compile_plan.record(cache, "k", {**quiet, "compile_seconds": 6.0}, compiled=True)  # warm: graphs from the cache
+    entry = compile_plan.load(cache)["k"]
+    assert entry == {"eager_update_seconds": 0.02, "compiled_update_seconds": 0.0125, "compile_seconds": 60.0,
+                     "warm_compile_seconds": 6.0}
+    assert decide(1000, entry).compile and "against 6 s compiling" in decide(1000, entry).reason  # 7.5 s saved
+
+
+def test_the_summary_says_whether_compiling_paid_off():
+    record = {"eager_update_seconds": 0.02}
+    paid = compile_plan.payoff(record, {"compile": True, "updates": 10_000, "steady_updates_per_second": 80.0,
+                                        "compile_seconds": 40.0})
+    assert paid.startswith("paid off: 75 s saved over 10,000 updates against 40 s compiling")
+    lost = compile_plan.payoff(None, {"compile": True, "updates": 1_000, "steady_updates_per_second": 80.0,
+                                      "compile_seconds": 40.0})
+    assert lost.startswith("did not pay off: 6 s saved") and "default saving" in lost
+    assert compile_plan.payoff(record, {"compile": False, "steady_updates_per_second": 80.0}) is None
+
+
 def test_compile_auto_is_the_default_and_other_values_are_refused():
     assert validate(compose([])).compile == "auto"
     with pytest.raises(ConfigError, match="compile must be true, false or auto, got 'sometimes'"):

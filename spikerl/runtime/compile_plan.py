@@ -9,8 +9,12 @@ milliseconds on each update after it. A run with `compile=auto` compiles when
 with the figures this machine measured for the same sizes in earlier runs: each run records, in
 `<compile_cache>/spikerl-timings.json`, its steady seconds per update (compiled or eager) and, compiled,
 its compile seconds, keyed by what they depend on (the machine's CPU and torch, the networks, the
-algorithm, the batch, the precision asked for, ranks and threads). Until both an eager and a compiled
-run are on record, the figures missing are the project's defaults below (issue 21's AVX2 measurement).
+algorithm, the batch, the precision asked for, ranks and threads). Each figure kept is the best of the
+runs on record (the fastest update, the shortest compile), so that a run slowed by other work on the
+machine cannot make later runs decide from its figures; and the first compile, from an empty cache, is
+kept apart from the later ones, which load the graphs that run left in the same cache. Until both an
+eager and a compiled run are on record, the figures missing are the project's defaults below (issue
+21's AVX2 measurement).
 The acting's own savings are left out, so the rule leans to running eagerly. The decision and its
 reason go into the run's summary (`compile`, `compile_reason`). A record that cannot be read or written
 is ignored: it never stops a run.
@@ -76,7 +80,8 @@ def decide(planned: int, record: dict | None) -> Decision:
     defaults for what it lacks)."""
     record = record or {}
     eager, compiled = record.get("eager_update_seconds"), record.get("compiled_update_seconds")
-    cost = record.get("compile_seconds")
+    # a compiled run on record left its graphs in this cache: the next compile loads them (the warm figure)
+    cost = record.get("warm_compile_seconds", record.get("compile_seconds"))
     measured = eager is not None and compiled is not None
     saved = eager - compiled if measured else DEFAULT_SAVED_SECONDS
     cost = DEFAULT_COMPILE_SECONDS if cost is None else cost
@@ -93,6 +98,22 @@ def with_compile(rc, flag: bool):
     return dataclasses.replace(rc, compile=flag)
 
 
+def payoff(record: dict | None, summary: dict) -> str | None:
+    """Whether a compiled run's compiling paid off: its updates x the seconds compiling saved each (the
+    eager figure this machine measured before, else the project's default saving) against its compile
+    seconds; None for an eager run or one without a steady rate."""
+    rate = summary.get("steady_updates_per_second")
+    if not summary.get("compile") or not rate:
+        return None
+    compiled, eager = 1.0 / rate, (record or {}).get("eager_update_seconds")
+    saved_each, source = (eager - compiled, "eager as measured here before") if eager is not None else (
+        DEFAULT_SAVED_SECONDS, "the project's default saving per update")
+    updates, cost = summary.get("updates", 0), float(summary.get("compile_seconds", 0.0))
+    verdict = "paid off" if updates * saved_each > cost else "did not pay off"
+    return (f"{verdict}: {updates * saved_each:.0f} s saved over {updates:,} updates against {cost:.0f} s "
+            f"compiling ({source})")
+
+
 def record(cache: str | None, key: str, summary: dict, compiled: bool) -> None:
     """Keep this run's steady seconds per update (and, compiled, its compile seconds) for later decisions."""
     path = _path(cache)
@@ -101,9 +122,14 @@ def record(cache: str | None, key: str, summary: dict, compiled: bool) -> None:
         return
     records = load(cache)
     entry = dict(records.get(key) or {})
-    entry["compiled_update_seconds" if compiled else "eager_update_seconds"] = 1.0 / rate
+    name = "compiled_update_seconds" if compiled else "eager_update_seconds"
+    entry[name] = min(1.0 / rate, entry.get(name, float("inf")))  # the best run: load only ever slows one
     if compiled:
-        entry["compile_seconds"] = float(summary.get("compile_seconds", 0.0))
+        seconds = float(summary.get("compile_seconds", 0.0))
+        if "compile_seconds" not in entry:
+            entry["compile_seconds"] = seconds  # the first compile, from an empty cache
+        else:
+            entry["warm_compile_seconds"] = min(seconds, entry.get("warm_compile_seconds", float("inf")))
     records[key] = entry
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
