@@ -306,14 +306,17 @@ def plot_learning_curve(run_dir: Path, run: dict) -> None:
 
 
 def make_writers(rc: RunConfig, run_dir: Path, actor_name: str):
-    """Rank 0's metric writers for `logger.kind`: JSON lines, plus W&B for `wandb`; none for `none`."""
+    """Rank 0's metric writers for `logger.kind`: JSON lines, plus W&B for `wandb` or TensorBoard for
+    `tensorboard`; none for `none`."""
     import dataclasses
 
-    from .telemetry.metrics import MetricsWriter, WandbWriter, Writers
+    from .telemetry.metrics import MetricsWriter, TensorBoardWriter, WandbWriter, Writers
 
     writers = []
     if rc.logger.kind != "none":
         writers.append(MetricsWriter(run_dir / "metrics.jsonl"))
+    if rc.logger.kind == "tensorboard":
+        writers.append(TensorBoardWriter(run_dir))
     if rc.logger.kind == "wandb":
         # a sweep's runs form one group (its id) and a comparison run joins them; a method on a task is the
         # job type, the same in every sweep, to compare across sweeps

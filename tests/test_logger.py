@@ -96,3 +96,20 @@ def test_wandb_runs_of_a_sweep_share_its_group_and_keep_their_method_as_job_type
     single = validate(compose([*TINY, "logger=wandb"]))  # a single run: its method and task, as before
     make_writers(single, tmp_path / "run", "popsan").close()
     assert seen[-1]["group"] == "default-inverted_pendulum" and seen[-1]["name"] == "run"
+
+
+def test_tensorboard_gets_the_same_rows_as_the_json_lines(tmp_path):
+    """logger=tensorboard: <run>/tensorboard/ event files hold every logged scalar at its env step, as
+    metrics.jsonl does (read back with TensorBoard's own reader)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run(tmp_path, "logger=tensorboard")
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    tags = events.Tags()["scalars"]
+    assert "eval/return_mean" in tags and "loss/critic" in tags
+    logged = [(r["step"], r["eval/return_mean"]) for r in rows if "eval/return_mean" in r]
+    read = [(e.step, e.value) for e in events.Scalars("eval/return_mean")]
+    assert [s for s, _ in read] == [s for s, _ in logged]
+    assert all(abs(a - b) < 1e-3 for (_, a), (_, b) in zip(read, logged))
+    assert not (tmp_path / "wandb").exists()

@@ -12,7 +12,7 @@ from typing import Optional
 
 import torch
 
-KINDS = ("wandb", "jsonl", "none")  # wandb writes the JSON lines too
+KINDS = ("wandb", "tensorboard", "jsonl", "none")  # wandb and tensorboard write the JSON lines too
 WANDB_MODES = ("offline", "online", "disabled")
 
 
@@ -124,6 +124,42 @@ class WandbWriter:
             except Exception:
                 pass
             self.run = None
+
+
+class TensorBoardWriter:
+    """Sends the same rows to TensorBoard event files in `<run>/tensorboard/` (rank 0 only; `tensorboard
+    --logdir <run or sweep folder>` shows them, each run folder a run). Like W&B, a failure warns once and
+    never stops training. A resumed run appends to the same folder, so its curve continues."""
+
+    def __init__(self, run_dir: str | Path):
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        except Exception as exc:
+            warnings.warn(f"TensorBoard logging disabled: {type(exc).__name__}: {exc}", stacklevel=2)
+
+    def write(self, row: dict) -> None:
+        if self.writer is None:
+            return
+        try:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, global_step=int(row["step"]))
+        except Exception as exc:
+            warnings.warn(f"TensorBoard logging stopped: {type(exc).__name__}: {exc}", stacklevel=2)
+            self.writer = None
+
+    def summarize(self, values: dict) -> None:
+        """Run totals (energy) as text: TensorBoard has no run summary."""
+        if self.writer is not None and values:
+            self.writer.add_text("summary", "\n".join(f"{k}: {v}" for k, v in sorted(values.items())))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 class Writers:
