@@ -262,6 +262,14 @@ def allreduce_table(report: dict) -> str:
     return markdown(["gradients", "floats", "ranks", "ms per all-reduce (median)"], rows)
 
 
+def threads_table(report: dict) -> str:
+    """bench_threads.py: the default run on one thread or every core, on a quiet machine and beside a busy core."""
+    rows = [[r["variant"], r["threads"], f"{r['wall_seconds']:.1f}", f"{r['steady_env_steps_per_second']:.1f}",
+             f"{r['steady_updates_per_second']:.1f}", times(r["vs_one_thread_quiet"])] for r in report["results"]]
+    return markdown(["variant", "torch threads", "wall s", "steady env steps/s", "steady updates/s",
+                     "vs one thread, quiet"], rows)
+
+
 RANKS_LABELS = {"solo": "one process, the other core idle", "alone": "two processes, each training alone",
                 "flat": "two ranks, GradientMean (one flat all-reduce)", "ddp": "two ranks, DDP"}
 
@@ -315,6 +323,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_loop": loop_table,
     "bench_allreduce": allreduce_table,
     "bench_ranks": ranks_table,
+    "bench_threads": threads_table,
     "quantize_actors": quantize_table,
     "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,

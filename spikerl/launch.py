@@ -94,8 +94,8 @@ def launch(rc: RunConfig, run_dir: Path, actor_name: str, jobs_at_once: int = 1)
                               "ranks (torchrun's processes or SLURM's tasks): make them agree")
         return run_rank(rc, run_dir, actor_name, external, backend, rc.dist.master_addr,
                         int(os.environ.get("MASTER_PORT", rc.dist.master_port or 29500)), jobs_at_once)
-    if rc.dist.world_size == 1:  # the cores this process may use (taskset), shared with the jobs beside it
-        torch.set_num_threads(distributed.threads_per_rank(1, jobs_at_once))
+    if rc.dist.world_size == 1:  # one thread on a CPU: a run on every core collapses beside a busy process
+        torch.set_num_threads(distributed.single_run_threads(device_type(rc.device), jobs_at_once))
         return train_run(rc, run_dir, actor_name)
     port = rc.dist.master_port or distributed.free_port()
     with _quiet_c10d():

@@ -127,6 +127,21 @@ def test_threads_per_rank_share_the_cores_up_to_omp_num_threads(monkeypatch):
     assert distributed.threads_per_rank(1) == 8
 
 
+def test_a_single_cpu_run_takes_one_thread_unless_asked_for_more(monkeypatch, tmp_path):
+    """A run on every core collapsed 20x beside a process busy on one of them (bench_threads); one thread
+    never does. OMP_NUM_THREADS asks for more, up to the cores; a GPU run's host keeps its share."""
+    from spikerl.config import compose, validate
+    from spikerl.launch import launch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    summary = launch(validate(compose([*TINY, "train.total_steps=300"])), tmp_path / "run", "popsan")
+    assert summary["machine_threads"] == 1
+    monkeypatch.setattr(distributed, "available_cores", lambda: 8)
+    assert distributed.single_run_threads("cpu") == 1 and distributed.single_run_threads("cuda") == 8
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert distributed.single_run_threads("cpu") == 4 and distributed.single_run_threads("cpu", jobs_at_once=4) == 2
+
+
 def test_world_size_two_from_the_command_line_writes_one_summary(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "spikerl.run", *TINY, "dist.world_size=2", "hydra.run.dir=out"],

@@ -117,6 +117,17 @@ def threads_per_rank(ranks_sharing: int, jobs_at_once: int = 1) -> int:
     return min(share, int(cap)) if cap.isdigit() and int(cap) > 0 else share
 
 
+def single_run_threads(device: str, jobs_at_once: int = 1) -> int:
+    """A single-process run's torch threads. On a CPU, one: a run on every core collapses when another
+    process keeps one of them busy (20x slower on a 2-core Xeon, experiments/bench_threads.py), which one
+    thread never does, for 1.2x less speed on a quiet machine; `OMP_NUM_THREADS` set by the user asks for
+    more (up to the run's share of the cores). With a GPU the host's share of the cores, as before."""
+    if device == "cuda":
+        return threads_per_rank(1, jobs_at_once)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return threads_per_rank(1, jobs_at_once) if cap.isdigit() and int(cap) > 0 else 1
+
+
 class RendezvousError(SpikeRLError, RuntimeError):
     """The ranks did not all meet at the rendezvous address within the timeout; the message is one line.
     The job failed (nothing was trained): exit code 1."""
