@@ -153,8 +153,12 @@ class TensorBoardWriter:
 
     def summarize(self, values: dict) -> None:
         """Run totals (energy) as text: TensorBoard has no run summary."""
-        if self.writer is not None and values:
+        if self.writer is None or not values:
+            return
+        try:
             self.writer.add_text("summary", "\n".join(f"{k}: {v}" for k, v in sorted(values.items())))
+        except Exception as exc:
+            warnings.warn(f"TensorBoard summary not written: {type(exc).__name__}: {exc}", stacklevel=2)
 
     def close(self) -> None:
         if self.writer is not None:
