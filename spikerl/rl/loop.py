@@ -64,24 +64,21 @@ class TrainingLoop:
 
     def run(self) -> dict:
         """Train to `train.total_steps` (from where a resumed run stopped); returns the loop's summary."""
-        bar, warm = self.progress_bar(warming_up=True), False
-        self.bar = bar
+        self.bar, warm = self.progress_bar(warming_up=True), False  # `saying` writes on it too
         self.state.start_segment()
         try:
             while not self.state.done:
                 tick = self.iteration()
-                bar = self.bar
-                bar.update(tick.after - tick.before)
+                self.bar.update(tick.after - tick.before)
                 if not warm and self.updates_run and tick.after >= self.train.start_steps:
                     # the segment's first policy action and update round compiled (once per process): the
                     # rate and time left count from here, or that one-off wait reads as hours to go
-                    bar.close()
-                    bar, warm = self.progress_bar(warming_up=False), True
-                    self.bar = bar
+                    self.bar.close()
+                    self.bar, warm = self.progress_bar(warming_up=False), True
                 if self.evaluator.history and self.evaluator.history[-1][0] == tick.after:
-                    bar.set_postfix(eval=f"{self.evaluator.history[-1][1]:.1f}", refresh=False)
+                    self.bar.set_postfix(eval=f"{self.evaluator.history[-1][1]:.1f}", refresh=False)
         finally:
-            bar.close()
+            self.bar.close()
             self.collector.close()  # the metric writers belong to the caller, who closes them
         return self.summary()
 
