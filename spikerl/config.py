@@ -326,10 +326,17 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, ove
         algo=algo, actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],
     )
     _check_values(rc, devices, rendezvous)
+    proxy_set = next((o for o in rc.variant if o.lstrip("~").startswith("algo.proxy.")), None)
+    if proxy_set and algo.get("target") != "proxy":
+        raise ConfigError(f"{proxy_set.split('=', 1)[0]}: the proxy's settings apply with algo.target=proxy "
+                          f"(this run's target: {algo.get('target')})")
     if "encoder" not in rc.actor and any(o.split("=", 1)[0].split(".")[0].lstrip("~") == "encoder" for o in rc.variant):
         raise ConfigError(f"encoder: the actor ({str(rc.actor.get('_target_')).rsplit('.', 1)[-1]}) takes no encoder "
                           f"(it sees the normalised observation): leave encoder settings out")
     return rc
+
+
+TARGET_KEYS = ("target", "proxy")  # the target actor's choice and its settings (spikerl/rl/targets.py)
 
 
 def _check_algo(spec: dict, critic: dict) -> type[Learner]:
@@ -338,6 +345,9 @@ def _check_algo(spec: dict, critic: dict) -> type[Learner]:
     cls = learner_class(spec)
     hyper = cls.hyperparameters()
     unknown = sorted(set(spec) - {"_target_"} - set(hyper))
+    if unknown and not cls.uses_actor_target and unknown[0] in TARGET_KEYS:
+        raise ConfigError(f"algo.{unknown[0]}: {cls.name} keeps no target actor (its TD target samples the policy), "
+                          f"so there is none to choose; algo.target applies to td3 and ddpg")
     if unknown:
         raise ConfigError(f"unknown key 'algo.{unknown[0]}' for algo={cls.name} (valid keys: {', '.join(hyper)})")
     missing = [key for key, required in hyper.items() if required and key not in spec]

@@ -321,3 +321,118 @@ def test_an_update_never_reads_a_value_back_to_the_host(algo, compiled, monkeypa
     monkeypatch.undo()
     assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in metrics.values())
     assert (learner.skipped, learner.consecutive_skips) == (2, 0)
+
+
+# -- algo.target=proxy (Proxy Target; its update against the published one: test_published_proxytarget.py) --
+PROXY = {"target": "proxy", "proxy": {"hidden_sizes": [16, 16], "lr": 1e-3, "iters": 3}}
+
+
+def proxy_update(learner, seed=1):
+    batches = [make_batch(seed=seed * 10 + k) for k in range(learner.batches_per_update)]
+    return learner.update(batches[-1], batches[:-1])
+
+
+@pytest.mark.parametrize("algo", ["td3", "ddpg"])
+def test_a_proxy_target_is_regressed_onto_the_actor_and_never_averaged(algo):
+    learner = make_learner(algo=algo, **PROXY)
+    proxy = learner.target.network
+    assert learner.actor_target is proxy and learner.batches_per_update == 3
+    assert set(learner.networks()) == {"actor", "critic", "critic_target", "proxy"}
+    assert "proxy_opt" in learner.state_dict()
+    before = [p.detach().clone() for p in proxy.parameters()]
+    learner.soft_update()  # Polyak averaging moves the critic's target only
+    assert all(torch.equal(a, b) for a, b in zip(before, proxy.parameters()))
+    obs = make_batch(seed=99).obs
+    with torch.no_grad():
+        gap = ((proxy(obs) - learner.actor(obs)) ** 2).mean()
+    for seed in range(30):
+        metrics = proxy_update(learner, seed)
+    with torch.no_grad():
+        assert ((proxy(obs) - learner.actor(obs)) ** 2).mean() < gap  # it follows the actor
+    assert torch.isfinite(metrics["loss/proxy"]) and torch.isfinite(metrics["loss/critic"])
+
+
+def test_the_proxy_step_moves_only_the_proxy(monkeypatch):
+    """The proxy's regression reads the actor without a gradient into it (the published one puts one there
+    that the actor's own step clears before use), then the critic and actor steps go on as before."""
+    learner = make_learner(**PROXY)
+    steps = []
+    real = learner.precision.step
+
+    def step(loss, optimizer, sync=None):
+        found = real(loss, optimizer, sync)
+        steps.append({key: [p.grad is not None for p in net.parameters()] for key, net in learner.networks().items()
+                      if not key.endswith("target")})
+        return found
+
+    monkeypatch.setattr(learner.precision, "step", step)
+    learner.updates = learner.policy_delay - 1
+    proxy_update(learner)
+    assert len(steps) == 3 + 2  # three regression steps, the critic's, the actor's
+    for seen in steps[:3]:
+        assert all(seen["proxy"]) and not any(seen["actor"]) and not any(seen["critic"])
+
+
+def test_an_update_takes_as_many_batches_as_its_target_asks():
+    learner = make_learner(**PROXY)
+    with pytest.raises(ValueError, match="takes 3 replay batches, got 1"):
+        learner.update(make_batch(seed=1))
+    with pytest.raises(ValueError, match="takes 1 replay batches, got 2"):
+        make_learner().update(make_batch(seed=1), [make_batch(seed=2)])
+
+
+def test_the_schedule_samples_the_proxys_batches_first_and_gives_the_critic_the_last():
+    import numpy as np
+
+    from spikerl.rl.normalizer import ObsNormalizer
+    from spikerl.rl.replay import ReplayBuffer
+    from spikerl.rl.updates import UpdateSchedule
+    from spikerl.telemetry.metrics import RunningMeans
+
+    replay = ReplayBuffer(OBS, ACT, 100)
+    replay.add(np.arange(100.0)[:, None].repeat(OBS, 1), np.zeros((100, ACT)), np.zeros(100), np.zeros((100, OBS)),
+               np.zeros(100))
+    seen = []
+
+    class Recording:
+        batches_per_update, consecutive_skips = 3, 0
+
+        def update(self, batch, lead=()):
+            seen.append([b.obs[:, 0].tolist() for b in (*lead, batch)])
+            return {}
+
+    norm = ObsNormalizer(OBS, kind="none")
+    schedule = UpdateSchedule(Recording(), replay, norm, 4, 1, 2, update_after=0, seed=5)
+    schedule.run_round(0, RunningMeans())
+    again = torch.Generator().manual_seed(5)
+    expected = [replay.sample(4, norm, again).obs[:, 0].tolist() for _ in range(6)]
+    assert seen == [expected[:3], expected[3:]]
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"target": "soft"}, "target must be one of polyak, proxy"),
+    ({"target": "proxy", "proxy": {"iters": 0}}, "proxy.iters must be a positive integer"),
+    ({"target": "proxy", "proxy": {"lr": 0.0}}, "proxy.lr must be positive"),
+    ({"target": "proxy", "proxy": {"hidden_sizes": []}}, "proxy.hidden_sizes must list positive integers"),
+    ({"target": "proxy", "proxy": {"layers": 2}}, "proxy.layers is not a setting of the proxy target"),
+])
+def test_bad_target_settings_are_refused(bad, message):
+    from spikerl.rl.learners import HyperparameterError
+
+    with pytest.raises(HyperparameterError, match=message):
+        make_learner(**bad)
+
+
+def test_the_compiled_proxy_update_equals_the_eager_one():
+    eager, compiled = learner_pair("td3", "mlp", **PROXY)
+    for seed in (1, 2, 3):
+        results = []
+        for learner in (eager, compiled):
+            torch.manual_seed(seed)
+            results.append(proxy_update(learner, seed))
+        for key in results[0]:
+            torch.testing.assert_close(results[1][key], results[0][key], rtol=1e-4, atol=1e-5)
+    assert compiled.target.objective.failed is None
+    for (name, a), b in zip(eager.networks().items(), compiled.networks().values()):
+        for p, q in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)

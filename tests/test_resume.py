@@ -24,12 +24,16 @@ def train(run_dir, *overrides):
 
 # SAC's variant is among make test's longest tests; CI runs it in make test-slow
 @pytest.mark.parametrize("algo,parts", [("td3", ("actor", "critic", "actor_target", "critic_target")),
+                                        # Proxy Target's proxy and its optimizer, and its three batches per update
+                                        ("td3 algo.target=proxy algo.proxy.hidden_sizes=[16,16]",
+                                         ("actor", "critic", "proxy", "critic_target")),
                                         pytest.param("sac", ("actor", "critic", "log_std", "critic_target"),
                                                      marks=pytest.mark.slow)])
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, algo, parts):
-    whole = train(tmp_path / "whole", f"algo={algo}")
-    train(tmp_path / "split", f"algo={algo}", "train.total_steps=300")  # stops (and checkpoints) half way
-    resumed = train(tmp_path / "split", f"algo={algo}", "resume=auto")
+    algo, *settings = algo.split()
+    whole = train(tmp_path / "whole", f"algo={algo}", *settings)
+    train(tmp_path / "split", f"algo={algo}", *settings, "train.total_steps=300")  # stops (and checkpoints) half way
+    resumed = train(tmp_path / "split", f"algo={algo}", *settings, "resume=auto")
     a = checkpoint.load(tmp_path / "whole")
     b = checkpoint.load(tmp_path / "split")
     assert b["counters"]["env_steps"] == 600 and resumed["total_env_steps"] == 600

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import torch
@@ -25,7 +26,9 @@ class Learner(Protocol):
 
     def explore(self, obs: torch.Tensor) -> torch.Tensor: ...
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]: ...  # 0-dim tensors, read when logged
+    batches_per_update: int  # replay batches an update takes (`lead`, then the critic's `batch`)
+
+    def update(self, batch: Batch, lead: Sequence[Batch] = ()) -> dict[str, torch.Tensor]: ...  # 0-dim tensors
 
     def state_dict(self) -> dict: ...
 

@@ -45,8 +45,11 @@ class UpdateSchedule:
         skip count is read once, after the round: reading it per update would wait for the device."""
         start, compiling = time.perf_counter(), compile_seconds()
         for _ in range(self.gradient_steps):
+            # the batches a target fits first (Proxy Target's), then the critic's: sampled in that order
+            lead = [self.replay.sample(self.batch_size, self.normalizer, self.sampler)
+                    for _ in range(self.learner.batches_per_update - 1)]
             batch = self.replay.sample(self.batch_size, self.normalizer, self.sampler)
-            window.update(self.learner.update(batch))
+            window.update(self.learner.update(batch, lead))
         self.seconds += time.perf_counter() - start
         self.compile_seconds += compile_seconds() - compiling
         if self.learner.consecutive_skips >= self.max_consecutive_skips:

@@ -6,15 +6,16 @@ and acting (with the way back to eager), mixed precision and the skip counters, 
 target updates, the state a checkpoint saves, and the `precision=auto` probe. Actions are in [-1, 1]
 throughout; noise scales are fractions of that range.
 
-An update is a critic step, then (every `policy_delay` iterations) an actor step with the critic
-frozen and the soft target updates: TD3, DDPG and SAC all follow that shape.
+An update is the target's own learning where it has any (spikerl/rl/targets.py: Proxy Target's
+regression), a critic step, then (every `policy_delay` iterations) an actor step with the critic frozen
+and the soft target updates: TD3, DDPG and SAC all follow that shape.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 import torch
@@ -120,11 +121,13 @@ class Learner:
                  polyak: float, actor_lr: float, critic_lr: float, policy_delay: int = 1,
                  policy: nn.Module | None = None, policy_extras: dict[str, tuple[nn.Module, float]] | None = None,
                  precision: Precision | None = None, sync: GradientMean | None = None, compile: bool = False,
-                 compile_mode: str = "default"):
+                 compile_mode: str = "default", target: str = "polyak", target_settings: Mapping | None = None):
         """Every learner takes the task's `obs_dim` and `act_dim` (SAC builds its log-std network from
         them). `policy` is the module the actor step runs (the actor itself unless the algorithm puts
         more around it, as SAC does its log-std network); `policy_extras` are its other trained
-        networks, by the name a checkpoint keeps them under, each with its learning rate."""
+        networks, by the name a checkpoint keeps them under, each with its learning rate. `target` is
+        where the critic's target action comes from (spikerl/rl/targets.py), for an algorithm that
+        keeps a target actor, with `target_settings` (each kind's, under its key)."""
         check_range("gamma", gamma, 0.0, 1.0)
         check_range("polyak", polyak, 0.0, 1.0, high_open=True)
         check_positive(actor_lr=actor_lr, critic_lr=critic_lr, policy_delay=policy_delay)
@@ -139,22 +142,22 @@ class Learner:
             for module in (actor, critic, *self.extra_networks.values()):
                 sync.broadcast(module)
         self.critic_target = frozen_copy(critic)
-        self.actor_target = frozen_copy(actor) if self.uses_actor_target else None
         self.actor_opt = adam([(actor, actor_lr), *policy_extras.values()])
         self.critic_opt = adam([(critic, critic_lr)])
         self.precision = precision or Precision("fp32")
-        # `compile`: each step's forward is one graph (the neuron kernels traced into it) and so is its
-        # backward; the gradients are averaged after it, outside the graphs.
-        losses = (type(self).critic_loss, type(self).actor_loss)
-        if compile:
-            losses = tuple(CompiledOrEager(fn, fullgraph=True, mode=compile_mode) for fn in losses)
-        self.critic_objective, self.actor_objective = losses
+        self.compile, self.compile_mode = compile, compile_mode
+        self.critic_objective = self.compiled_objective(type(self).critic_loss)
+        self.actor_objective = self.compiled_objective(type(self).actor_loss)
         # Acting: one graph over the whole actor (about 20 small operations at batch 1, whose dispatch
         # costs far more than their arithmetic), its batch dimension symbolic so that one env (batch 1)
         # and an evaluation's vector of envs share it. Never CUDA graphs: acting shapes vary.
-        self.compile = compile
         self.policy_action = self.compiled_acting(policy_action)
         self.cuda_graphs = compile and compile_mode in CUDA_GRAPH_MODES
+        from ..targets import make_target  # it builds on this module's helpers
+
+        self.target = make_target(self, target, target_settings or {}, actor, obs_dim, act_dim) \
+            if self.uses_actor_target else None
+        self.actor_target = self.target.network if self.target is not None else None  # the TD target's actor
         self.updates = 0
         device = next(critic.parameters()).device
         # Iterations with a skipped optimizer step (non-finite gradients), all and the latest run of them:
@@ -169,6 +172,11 @@ class Learner:
 
         params = inspect.signature(cls.__init__).parameters.values()
         return {p.name: p.default is inspect.Parameter.empty for p in params if p.kind is p.KEYWORD_ONLY}
+
+    def compiled_objective(self, fn: Callable) -> Callable:
+        """A step's forward `fn` as one graph (with `compile`; the neuron kernels traced into it), and so its
+        backward; the gradients are averaged after it, outside the graphs."""
+        return CompiledOrEager(fn, fullgraph=True, mode=self.compile_mode) if self.compile else fn
 
     def compiled_acting(self, fn: Callable) -> Callable:
         """`fn(policy, obs, precision, ...)` compiled (with `compile`), obs's batch dimension symbolic."""
@@ -187,6 +195,11 @@ class Learner:
 
     # -- the shell ------------------------------------------------------------------------------
     @property
+    def batches_per_update(self) -> int:
+        """Replay batches an update takes: one, unless its target learns from more (Proxy Target)."""
+        return self.target.batches_per_update if self.target is not None else 1
+
+    @property
     def skipped(self) -> int:
         return int(self.skip_counts[0].item())
 
@@ -199,15 +212,21 @@ class Learner:
         """Deterministic action for normalised observations (no exploration noise)."""
         return self.policy_action(self.actor, obs, self.precision)
 
-    def update(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One iteration: a critic step, and every `policy_delay` iterations an actor step and soft
-        target updates. Nothing here waits for the device: the metrics are 0-dim tensors on it."""
+    def update(self, batch: Batch, lead: Sequence[Batch] = ()) -> dict[str, torch.Tensor]:
+        """One iteration: the target's own learning (a proxy's regression, on `lead` then `batch`: the
+        replay batches sampled before this one, `batches_per_update - 1` of them), a critic step, and
+        every `policy_delay` iterations an actor step and soft target updates. Nothing here waits for
+        the device: the metrics are 0-dim tensors on it."""
+        if len(lead) + 1 != self.batches_per_update:
+            raise ValueError(f"an update takes {self.batches_per_update} replay batches, got {len(lead) + 1}")
+        metrics, skipped = self.target.fit([*lead, batch]) if self.target is not None else ({}, None)
         if self.cuda_graphs:
-            torch.compiler.cudagraph_mark_step_begin()  # a new iteration: the last one's graph outputs are free
+            torch.compiler.cudagraph_mark_step_begin()  # the critic's step: earlier graph outputs are free
         loss_q, info = self.critic_objective(**self.critic_inputs(batch))
-        skipped = self.precision.step(loss_q, self.critic_opt, self.sync)
+        step = self.precision.step(loss_q, self.critic_opt, self.sync)
+        skipped = step if skipped is None else torch.maximum(skipped, step)
         # copies: a CUDA graph's outputs are overwritten by its next replay
-        metrics = {"loss/critic": loss_q.detach().clone(), **{k: v.clone() for k, v in info.items()}}
+        metrics.update({"loss/critic": loss_q.detach().clone(), **{k: v.clone() for k, v in info.items()}})
         self.updates += 1
         if self.updates % self.policy_delay == 0:
             with frozen(self.critic):
@@ -222,8 +241,8 @@ class Learner:
         return metrics
 
     def targets(self) -> list[tuple[nn.Module, nn.Module]]:
-        pairs = [(self.critic, self.critic_target)]
-        return [(self.actor, self.actor_target), *pairs] if self.actor_target is not None else pairs
+        """(online, target) pairs that Polyak averaging moves: the critic's, and the target's own."""
+        return [*(self.target.soft_pairs() if self.target is not None else []), (self.critic, self.critic_target)]
 
     @torch.no_grad()
     def soft_update(self) -> None:
@@ -234,13 +253,17 @@ class Learner:
     def networks(self) -> dict[str, nn.Module]:
         """Every network a checkpoint keeps, by the name it is saved under."""
         nets = {"actor": self.actor, "critic": self.critic, **self.extra_networks, "critic_target": self.critic_target}
-        return {**nets, "actor_target": self.actor_target} if self.actor_target is not None else nets
+        return {**nets, **self.target.networks()} if self.target is not None else nets
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Every optimizer a checkpoint keeps, by the name it is saved under."""
+        own = {"actor_opt": self.actor_opt, "critic_opt": self.critic_opt}
+        return {**own, **self.target.optimizers()} if self.target is not None else own
 
     def state_dict(self) -> dict:
         return {
             **{name: net.state_dict() for name, net in self.networks().items()},
-            "actor_opt": self.actor_opt.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
+            **{name: opt.state_dict() for name, opt in self.optimizers().items()},
             "precision": self.precision.state_dict(),
             "updates": self.updates,
             "skip_counts": self.skip_counts.cpu(),
@@ -249,8 +272,8 @@ class Learner:
     def load_state_dict(self, state: dict) -> None:
         for name, net in self.networks().items():
             net.load_state_dict(state[name])
-        self.actor_opt.load_state_dict(state["actor_opt"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        for name, opt in self.optimizers().items():
+            opt.load_state_dict(state[name])
         self.precision.load_state_dict(state["precision"])
         self.updates = int(state["updates"])
         if "skip_counts" in state:
@@ -281,7 +304,7 @@ def update_probe(build: Callable[[Precision], Learner], obs_dim: int, act_dim: i
             def seconds(learner: Learner) -> float:
                 start = time.perf_counter()
                 for _ in range(2):  # a critic-only and an actor update where the actor waits a step
-                    learner.update(batch)
+                    learner.update(batch, [batch] * (learner.batches_per_update - 1))
                     learner.explore(one)
                 return time.perf_counter() - start
 

@@ -4,6 +4,8 @@ and a batch; the shell (base.py) runs them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -52,12 +54,16 @@ class TD3(Learner):
 
     def __init__(self, actor: nn.Module, critic: nn.Module, obs_dim: int, act_dim: int, *, gamma: float,
                  polyak: float, actor_lr: float, critic_lr: float, policy_delay: int, act_noise: float,
-                 target_noise: float, noise_clip: float, shared_noise: bool = False, **runtime):
+                 target_noise: float, noise_clip: float, shared_noise: bool = False, target: str = "polyak",
+                 proxy: Mapping | None = None, **runtime):
         """`shared_noise`: one exploration noise draw for all of an action's dimensions, and one target
-        smoothing draw for the whole batch (DSRL's src/td3_agent.py); else one per number (TD3's)."""
+        smoothing draw for the whole batch (DSRL's src/td3_agent.py); else one per number (TD3's).
+        `target`: where the TD target's next action comes from, `polyak` (a soft-updated copy of the
+        actor) or `proxy` (Proxy Target's regressed MLP, with the `proxy` settings): spikerl/rl/targets.py."""
         check_non_negative(act_noise=act_noise, target_noise=target_noise, noise_clip=noise_clip)
         super().__init__(actor, critic, obs_dim, act_dim, gamma=gamma, polyak=polyak, actor_lr=actor_lr,
-                         critic_lr=critic_lr, policy_delay=policy_delay, **runtime)
+                         critic_lr=critic_lr, policy_delay=policy_delay, target=target,
+                         target_settings={"proxy": proxy}, **runtime)
         self.act_noise, self.target_noise, self.noise_clip = act_noise, target_noise, noise_clip
         self.shared_noise = bool(shared_noise)
 
