@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test test-slow test-gpu lint clean
+.PHONY: install test test-slow test-gpu lint clean lava
 
 install: $(BIN)/python
 	# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
@@ -15,11 +15,32 @@ install: $(BIN)/python
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# A second environment for Lava, the third-party reader of `--quantize int8` bundles (`python -m spikerl.deploy
+# lava`). lava-nc declares Python < 3.11, so it cannot live in $(VENV): a Python 3.10 (LAVA_PYTHON, else the
+# first of python3.10 on the PATH and pyenv's 3.10.x that runs) gets lava-nc and its numpy, nothing of SpikeRL's.
+LAVA_VENV ?= .venv-lava
+LAVA      ?= lava-nc==0.10.0
+LAVA_PYTHON ?= $(shell for p in python3.10 $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/3.10.*/bin/python \
+                 2>/dev/null | sort -rV); do "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' \
+                 2>/dev/null && { echo "$$p"; break; }; done)
+
+lava: $(LAVA_VENV)/.installed
+
+$(LAVA_VENV)/.installed:
+	@test -n "$(LAVA_PYTHON)" || { echo "make lava: no Python 3.10 found (lava-nc needs Python < 3.11; tried python3.10 on the PATH and pyenv's 3.10.x): install one, or set LAVA_PYTHON" >&2; exit 2; }
+	$(LAVA_PYTHON) -m venv $(LAVA_VENV)
+	$(LAVA_VENV)/bin/pip install --quiet "$(LAVA)"
+	@touch $@
+	@echo "Lava installed in $(LAVA_VENV): python -m spikerl.deploy lava <bundle>"
+
 test:
 	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
+# Builds the Lava environment first where the machine can (its tests check bundles against Lava); where it
+# cannot, they skip and say why.
 test-slow:
-	$(BIN)/python -m pytest -q -m slow
+	@$(MAKE) --no-print-directory lava || echo "make test-slow: no Lava environment; its tests will skip"
+	$(BIN)/python -m pytest -q -m slow -rs
 
 # CUDA paths (NCCL DDP, autocast and the scaler, compile, NVML energy) on a machine with a GPU and a CUDA
 # build of torch in the venv; every test is skipped where no GPU is visible. CI does not run them.
@@ -30,4 +51,4 @@ lint:
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) $(LAVA_VENV) outputs multirun .pytest_cache

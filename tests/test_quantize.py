@@ -234,6 +234,9 @@ def test_quantised_export_writes_the_rules_and_the_closed_loop_result(popsan, tm
     assert info["quantization"]["target"] == "loihi" and closed["read_back_equal"] is True
     assert set(info["quantization"]["nodes"]) == {"fc1", "lif1", "fc2", "lif2", "fc3", "lif3"}
     assert len(closed["quantized_returns"]) == 1 and 0.0 <= closed["actions_equal_fraction"] <= 1.0
+    schedule = info["quantization"]["schedule"]  # T = 5 through three one-step synapse layers
+    assert schedule["steps_per_action"] == 8 and schedule["read"] == {"node": "lif3", "steps": [3, 8]}
+    assert closed["pipelined"]["ok"] and "pipelined (one-step synapses" in printed
     with np.load(out / "host.npz") as npz:
         assert npz["q_fc1_weight_mant"].dtype == np.int64 and "q_fc2_bias_mant" in npz.files
 
@@ -300,3 +303,81 @@ def test_the_closed_loop_line_says_how_a_negative_float_return_is_judged(float_r
     closed = {"float_return": float_return, "quantized_return": 0.9 * float_return, "seed": 3,
               "ratio": 0.9 if float_return > 0 else None, "kept": keeps_return(float_return, 0.9 * float_return, 0.95)}
     assert judged in closed_loop_line(closed, 2, 0.95)
+
+
+def naive_schedule(schedule: dict) -> dict:
+    """The deployment docs/neuromorphic.md described before the schedule: every bias input spiking at every
+    step, all states zero at the action's start only."""
+    naive = json.loads(json.dumps(schedule))
+    for node in naive["nodes"].values():
+        if node["bias_input_steps"] is not None:
+            node["bias_input_steps"] = [0, naive["steps_per_action"]]
+        node["reset_before_step"] = 0
+    return naive
+
+
+def test_the_pipeline_schedule_of_popsan_and_ilcsan_by_hand():
+    path = make_checkpoint_in_tmp(ilcsan_spec("max", 0.7, "intra"), "ilcsan")
+    actor, normalizer = actor_of(path)
+    s = quantized_bundle(build_bundle(checkpoint.load(path), "", actor, normalizer), "loihi").quant.schedule()
+    # T = 5; fc1, fc2, fc3 and the decoder are four one-step synapse layers: the decoder membranes are read at 4..8
+    assert s["steps_per_action"] == 9 and s["read"] == {"node": "decoder_membrane", "steps": [4, 9]}
+    assert [s["nodes"][n]["first_step"] for n in ("lif1", "lif2", "lif3", "decoder_membrane")] == [1, 2, 3, 4]
+    assert s["nodes"]["lif2"]["bias_input_steps"] == [1, 6]  # delivered one step later: at lif2's steps 2..6
+    assert s["nodes"]["lif3"]["synapse_groups"] == {"fc3": "lif2", "intra": "lif3"}
+    assert s["back_to_back_period"] is None  # the recurrent synapse would carry spikes into the next action
+
+
+@pytest.mark.parametrize("actor_kind", ["popsan", "ilcsan"])
+def test_a_pipelined_run_on_the_schedule_computes_the_integer_simulation(popsan, actor_kind):
+    """With one-step synapses (Lava's Dense), the schedule gives every layer the integer simulation's spikes;
+    the bias on at every step does not (layers 2 and 3 take extra bias steps while the pipeline fills)."""
+    from spikerl.export.quantize import pipeline_check, realign, simulate_pipelined
+
+    if actor_kind == "popsan":
+        bundle, raw = popsan[2], popsan[3]
+    else:
+        path = make_checkpoint_in_tmp(ilcsan_spec("max", 0.7, "intra"), "ilcsan")
+        actor, normalizer = actor_of(path)
+        bundle = build_bundle(checkpoint.load(path), "", actor, normalizer)
+        raw = recorded_observations(lambda o: actor(normalizer(o)).detach(), steps=10)
+    q = quantized_bundle(bundle, "loihi").quant
+    x = bundle.host.encode(bundle.host.normalise(raw))
+    check = pipeline_check(q, x)
+    assert check["ok"] and check["observations_equal_fraction"] == 1.0, check
+    pipelined = simulate_pipelined(q, x)
+    assert pipelined["lif1"].shape[0] == q.schedule()["steps_per_action"]
+    assert not pipelined["lif1"][0].any()  # nothing has reached layer 1 at step 0
+    naive = naive_schedule(q.schedule())
+    wrong = pipeline_check(q, x, naive)
+    assert wrong["nodes_equal"]["lif1"] and not wrong["nodes_equal"]["lif2"] and not wrong["ok"]
+    assert not torch.equal(realign(naive, simulate_pipelined(q, x, naive))["lif3"],
+                           realign(q.schedule(), pipelined)["lif3"])
+
+
+def test_every_a_in_stays_where_lavas_single_wrap_of_u_is_a_full_wrap(popsan, monkeypatch):
+    import spikerl.export.quantize as quantize_module
+
+    q = quantized_bundle(popsan[2], "loihi").quant
+    into = {"lif1": "fc1", "lif2": "fc2", "lif3": "fc3"}
+    # the units keep u within 24 bits, so a_in << 6 cannot reach 2^24 either
+    assert all(q.synapses[s].largest_a_in() < 2**17 for s in into.values())
+    monkeypatch.setattr(quantize_module, "A_IN_WRAP_SAFE", 100)
+    with pytest.raises(QuantizeError, match="single wrap of u") as info:
+        quantize(popsan[2].graph, "loihi")
+    assert "\n" not in str(info.value)
+
+
+def test_bundle_formats_read_and_refused(popsan, tmp_path):
+    from spikerl.export import ExportError, write_bundle
+
+    write_bundle(popsan[2], tmp_path / "b")
+    info_file = tmp_path / "b" / "bundle.json"
+    info = json.loads(info_file.read_text())
+    assert info["format"] == 3
+    info_file.write_text(json.dumps({**info, "format": 2}))  # format 2 lacks only the loihi schedule
+    assert read_bundle(tmp_path / "b").info["format"] == 2
+    info_file.write_text(json.dumps({**info, "format": 1}))
+    with pytest.raises(ExportError, match="bundle format 1; this SpikeRL reads 2 and 3: export it again") as caught:
+        read_bundle(tmp_path / "b")
+    assert "\n" not in str(caught.value)

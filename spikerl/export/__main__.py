@@ -40,7 +40,7 @@ from .nir_graph import (
     verify_round_trip,
     write_bundle,
 )
-from .quantize import SCHEMES, TARGETS
+from .quantize import SCHEMES, TARGETS, pipeline_check
 
 MIN_RETURN_RATIO = 0.95
 
@@ -239,9 +239,14 @@ def compare_actions(reference, quantized, written, raw_obs: torch.Tensor, genera
     ours = quantized.run(raw_obs, encoder_input=x)["action"]
     back = written.run(raw_obs, encoder_input=x)["action"]
     diff = (ref - ours).abs()
-    return {"observations": int(raw_obs.shape[0]), "actions_equal_fraction": float((diff == 0).all(1).float().mean()),
-            "action_mean_abs_diff": float(diff.mean()), "action_max_abs_diff": float(diff.max()),
-            "read_back_equal": torch.equal(ours, back)}
+    result = {"observations": int(raw_obs.shape[0]),
+              "actions_equal_fraction": float((diff == 0).all(1).float().mean()),
+              "action_mean_abs_diff": float(diff.mean()), "action_max_abs_diff": float(diff.max()),
+              "read_back_equal": torch.equal(ours, back)}
+    schedule = written.info["quantization"].get("schedule")
+    if schedule is not None:  # the written schedule, run as a chip with one-step synapses would run it
+        result["pipelined"] = pipeline_check(written.quant, x, schedule)
+    return result
 
 
 def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> int:
@@ -266,6 +271,9 @@ def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> i
         found.update(energy=energy, float_energy=float_energy, check=check, closed=closed)
         if not check["read_back_equal"]:
             return info, "the written quantised bundle does not act as the one built; nothing written"
+        if not check.get("pipelined", {"ok": True})["ok"]:
+            return info, ("the bundle's pipeline schedule, run with one-step synapses, does not give the integer "
+                          "simulation's spikes; nothing written")
         if not closed["kept"] and not args.force:
             return info, (f"the quantised actor's return {q:,.1f} is below {args.min_return_ratio:g} of the float "
                           f"actor's {f:,.1f} over {args.episodes} episodes; nothing written (--force writes it)")
@@ -287,6 +295,10 @@ def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> i
     print(f"actions on the {check['observations']:,} observations of those episodes: "
           f"{100 * check['actions_equal_fraction']:.1f} % equal the float actor's, mean |difference| "
           f"{check['action_mean_abs_diff']:.4f}, largest {check['action_max_abs_diff']:.4f}")
+    if "pipelined" in check:
+        steps = info["quantization"]["schedule"]["steps_per_action"]
+        print(f"pipelined (one-step synapses, as Lava's Dense; {steps} steps an action, bundle.json's schedule): "
+              f"every layer's spikes equal the integer simulation's on those observations")
     print("\n".join(energy_lines(energy)))
     return 0
 

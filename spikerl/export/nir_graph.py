@@ -41,7 +41,10 @@ from .snntorch_reader import check_with_snntorch
 
 DT = 1e-4  # seconds per actor timestep in the NIR graph
 UPDATE_ORDER = "current-first"  # the membrane integrates this step's synaptic current (snnTorch, Loihi)
-BUNDLE_FORMAT = 2  # 2: the host's parts named by class (spikerl/export/host.py); 1 named them by kind
+# 3: a loihi bundle states its pipeline schedule (quantize.py); 2: the host's parts named by class
+# (spikerl/export/host.py), read as 3 (it lacks only the schedule); 1 named the parts by kind
+BUNDLE_FORMAT = 3
+READS_FORMATS = (2, 3)
 GRAPH_FILE, HOST_FILE, INFO_FILE = "actor.nir", "host.npz", "bundle.json"
 
 
@@ -235,8 +238,9 @@ def read_bundle(folder: str | Path) -> Bundle:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, KeyError) as exc:
         raise ExportError(f"cannot read the bundle in {folder}: {type(exc).__name__}") from None
-    if info.get("format") != BUNDLE_FORMAT:
-        raise ExportError(f"{folder} holds bundle format {info.get('format')!r}; this SpikeRL reads {BUNDLE_FORMAT}")
+    if info.get("format") not in READS_FORMATS:
+        raise ExportError(f"{folder} holds bundle format {info.get('format')!r}; this SpikeRL reads "
+                          f"{' and '.join(map(str, READS_FORMATS))}: export it again")
     quant = from_written(info["quantization"], graph, arrays) if info.get("quantization") else None
     try:
         host = Host.read(info["host"], arrays)

@@ -23,11 +23,13 @@ Targets (TARGETS):
     float   int8 weights with one scale per synapse node (symmetric, [-127, 127]), biases in int32 at the
             same scale; neurons in float32 (a chip or accelerator with float neurons).
 
-What the simulator does not model of Lava: Lava's Dense processes deliver their output one timestep
-later (a pipeline: run T + depth steps there, and the output of step t comes out at t + depth; a
-recurrent edge's delay of one step stays one step); and Lava passes a_in on without saturating it (the
-chip's dendritic accumulator is 16 bits wide: the bound above keeps a_in inside it only where the
-weights allow, and `rules()` reports the largest a_in the weights can make).
+Pipelining (`schedule`, `simulate_pipelined`): Lava's Dense, like the chip's synapses, delivers its
+output one timestep later, so a graph of L synapse layers is a pipeline. The schedule says when each
+neuron node's bias input spikes and when its state resets so that the pipelined run computes what
+`simulate_fixed` computes, L steps later. Lava passes a_in on without saturating it (the chip's
+dendritic accumulator is 16 bits wide: `rules()` reports the largest a_in the weights can make) and
+wraps u once where this simulator wraps it fully; the two agree while |a_in| < 2^18, which the export
+checks.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ MANT_MIN, MANT_MAX = -256, 254  # mixed-sign 8-bit weights: stored as 7 bits + s
 EXP_MIN, EXP_MAX = -8, 7
 A_IN_BITS = 16            # the chip's dendritic accumulator
 INPUT_BITS = 8            # graded spikes of real-valued input (Lava's Dense num_message_bits; Loihi 2)
+# Lava wraps u once (u += 2^24 or -= 2^24) where wrap24 wraps fully; with |u| <= 2^23 before the input, the
+# two agree while |a_in << 6| < 2^24
+A_IN_WRAP_SAFE = 2 ** (STATE_BITS - ACT_SHIFT)
+SYNAPSE_DELAY = 1         # Lava's Dense (and the chip's synapses) deliver one step after their input
 
 
 class QuantizeError(SpikeRLError):
@@ -134,7 +140,8 @@ def decay_toward_zero(x: torch.Tensor, keep: int) -> torch.Tensor:
 
 
 def wrap24(x: torch.Tensor) -> torch.Tensor:
-    """Wrap the current into 24 bits as Lava does: into (-2^23, 2^23] (2^23 itself stays; -2^23 becomes 2^23)."""
+    """Wrap the current into 24 bits, into (-2^23, 2^23] (2^23 itself stays; -2^23 becomes 2^23). Lava wraps
+    once, which is the same for |a_in| < A_IN_WRAP_SAFE (checked at export)."""
     half = 2 ** (STATE_BITS - 1)
     return half - torch.remainder(half - x, 2 * half)
 
@@ -174,13 +181,21 @@ class FixedSynapses:
     bias_exp: int
     unit: float                 # the target neurons' unit
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, bias: bool = True) -> torch.Tensor:
+        """a_in from input x; `bias`: whether the bias group's input spikes at this step."""
         # float64 products of small integers are exact (|sums| << 2^53)
         total = torch.nn.functional.linear(x.double(), torch.from_numpy(self.mant).double()).round().long()
         a_in = shift(total, self.exp)
-        if self.bias_mant is not None:
+        if self.bias_mant is not None and bias:
             a_in = a_in + shift(torch.from_numpy(self.bias_mant), self.bias_exp)
         return a_in
+
+    def largest_a_in(self) -> float:
+        """The largest |a_in| this group and its bias can make (every input at its largest)."""
+        largest = np.abs(self.mant).sum(1).max(initial=0) * 2.0**self.exp
+        if self.bias_mant is not None:
+            largest += float(np.abs(self.bias_mant).max(initial=0)) * 2.0**self.bias_exp
+        return float(largest)
 
     def dequantized(self) -> tuple[np.ndarray, np.ndarray | None]:
         """The float weights and bias these integers stand for (a floor after a negative exponent aside)."""
@@ -216,6 +231,10 @@ class QuantizedGraph:
     scales: dict[str, float]
     input_step: float | None = None  # real-valued input: the float value of one graded-spike step
 
+    @property
+    def timesteps(self) -> int:
+        return int((self.graph.metadata or {}).get("timesteps", 1))
+
     def rules(self) -> dict:
         """What bundle.json records: the target's rules and each node's parameters."""
         if self.target == "float":
@@ -225,9 +244,7 @@ class QuantizedGraph:
                     "scales": self.scales}
         nodes = {}
         for name, syn in self.synapses.items():
-            largest = np.abs(syn.mant).sum(1).max(initial=0) * 2.0**syn.exp
-            if syn.bias_mant is not None:
-                largest += float(np.abs(syn.bias_mant).max(initial=0)) * 2.0**syn.bias_exp
+            largest = syn.largest_a_in()
             nodes[name] = {"weight_exp": syn.exp, "bias_exp": syn.bias_exp if syn.bias_mant is not None else None,
                            "unit": syn.unit, "largest_a_in": float(largest),
                            "a_in_fits_16_bits": bool(largest < 2 ** (A_IN_BITS - 1))}
@@ -235,7 +252,43 @@ class QuantizedGraph:
             nodes[name] = {"du": neu.du, "dv": neu.dv, "vth": neu.vth, "unit": neu.unit}
         graded = None if self.input_step is None else {"bits": INPUT_BITS, "step": self.input_step}
         return {"target": "loihi", "scheme": self.scheme, "rules": RULES["loihi"], "graded_input": graded,
-                "nodes": nodes}
+                "nodes": nodes, "schedule": self.schedule()}
+
+    def schedule(self) -> dict:
+        """The pipeline timing of one action on a chip whose synapses deliver one step late (Lava's Dense).
+
+        A node's depth d is the number of synapse groups on its forward path from the input; the output's
+        depth is L. The encoder input of timestep tau goes in at step tau, and node n computes timestep tau
+        at step d_n + tau, so an action takes T + L steps from zero states and the output node's timestep tau
+        is read at step L + tau. Each node's bias input spikes at steps [d - 1, d - 1 + T) (its synapse group
+        delivers it at [d, d + T)): a bias on at every step would add d - 1 extra bias steps while the
+        pipeline fills. Each node's u and v are zeroed before its step d, which is what lets actions follow
+        each other every T steps (a period P >= T: input at [kP, kP + T), the rest shifted by kP) where no
+        edge closes a cycle; a recurrent synapse instead carries the last spikes of one action into the
+        next one's first step, so there each action starts from zero states."""
+        graph, timesteps = self.graph, self.timesteps
+        order, back = order_and_back_edges(graph)
+        preds = predecessors(graph)
+        depth: dict[str, int] = {}
+        for name in order:
+            forward = [depth[p] for p in preds[name] if (p, name) not in back]
+            depth[name] = max(forward, default=0) + (SYNAPSE_DELAY if name in self.synapses else 0)
+        groups = {name: [p for p in preds[name] if p in self.synapses] for name in self.neurons}
+        nodes = {}
+        for name in self.neurons:
+            d = depth[name]
+            biased = any(self.synapses[g].bias_mant is not None for g in groups[name])
+            nodes[name] = {"first_step": d, "reset_before_step": d,
+                           "bias_input_steps": [d - SYNAPSE_DELAY, d - SYNAPSE_DELAY + timesteps] if biased else None,
+                           "synapse_groups": {g: preds[g][0] for g in groups[name]}}
+        output = next(preds[name][0] for name, node in graph.nodes.items() if isinstance(node, nir.Output))
+        inputs = next(name for name, node in graph.nodes.items() if isinstance(node, nir.Input))
+        depth_out = depth[output]
+        return {"synapse_delay_steps": SYNAPSE_DELAY, "timesteps": timesteps, "steps_per_action": timesteps + depth_out,
+                "input": {"node": inputs, "steps": [0, timesteps]},
+                "read": {"node": output, "steps": [depth_out, depth_out + timesteps]},
+                "nodes": nodes, "back_to_back_period": None if back else timesteps,
+                "steps": "half-open [first, last + 1), counted from the action's first input step"}
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The integer parameters as arrays for host.npz (q_<node>_*)."""
@@ -325,6 +378,11 @@ def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, input_range: float | 
                                                                           else np.zeros(w.shape[0])).astype(np.float32))
             else:
                 nodes[s] = nir.Linear(weight=w.astype(np.float32))
+    for name in neurons:
+        largest = sum(synapses[s].largest_a_in() for s in into[name])
+        if largest >= A_IN_WRAP_SAFE:  # not reached by the units above; where it were, Lava's u would differ
+            raise QuantizeError(f"node {name!r}: its synapses can make an a_in of {largest:,.0f}, where Lava's "
+                                f"single wrap of u departs from a full one (from {A_IN_WRAP_SAFE:,})")
     metadata = {**(graph.metadata or {}), "quantization": "loihi"}
     qgraph = nir.NIRGraph(nodes=nodes, edges=list(graph.edges), metadata=metadata, type_check=False)
     return QuantizedGraph("loihi", "int8", qgraph, synapses, neurons, {}, step)
@@ -406,6 +464,74 @@ def simulate_fixed(q: QuantizedGraph, inputs: torch.Tensor, record: bool = False
         return result
     return result, {name: (torch.stack([torch.as_tensor(v) for v in seen[name]]).float(), outputs[name])
                     for name in order}
+
+
+def simulate_pipelined(q: QuantizedGraph, inputs: torch.Tensor, schedule: dict | None = None) -> dict:
+    """Run a loihi-quantised graph as a chip whose synapses deliver one step late (Lava's Dense): one action
+    of `schedule["steps_per_action"]` steps from zero states, each node's bias input and state reset as
+    the schedule (default: `q.schedule()`) says. Returns every node's output [steps, B, N] (spikes 0/1,
+    a readout's v in float); node n's timestep tau is at step first_step + tau (`realign`)."""
+    schedule = schedule or q.schedule()
+    graph, timesteps = q.graph, inputs.shape[0]
+    order, _ = order_and_back_edges(graph)
+    preds = predecessors(graph)
+    nodes = schedule["nodes"]
+    states: dict[str, dict] = {name: {} for name in q.neurons}
+    # what each synapse group delivers at the next step: nothing has reached it before the first
+    pending: dict[str, torch.Tensor | int] = {name: 0 for name in q.synapses}
+    target = {s: next(d for src, d in graph.edges if src == s) for s in q.synapses}
+    done: dict[str, list] = {name: [] for name in order if name not in q.synapses}
+    for t in range(schedule["steps_per_action"]):
+        now: dict[str, torch.Tensor] = {}
+        for name in order:
+            node = graph.nodes[name]
+            if isinstance(node, nir.Input):
+                x = inputs[min(t, timesteps - 1)] * (1 if t < timesteps else 0)  # nothing after the last timestep
+                y = x if q.input_step is None else graded_spikes(x, q.input_step)
+            elif name in q.synapses:
+                y = pending[name]
+            elif name in q.neurons:
+                if t == nodes[name]["reset_before_step"]:
+                    states[name] = {}
+                a_in = sum(pending[p] for p in preds[name])
+                a_in = a_in if torch.is_tensor(a_in) else torch.zeros(inputs.shape[1], _width(q, name),
+                                                                       dtype=torch.int64)
+                y = q.neurons[name].step(states[name], a_in)
+                if q.neurons[name].vth is None:
+                    y = y.double() * (q.neurons[name].unit / (1 << ACT_SHIFT))
+            else:
+                y = now[preds[name][0]]
+            now[name] = y
+            if name in done:
+                done[name].append(y)
+        for s in q.synapses:  # the groups take this step's output of their sources, to deliver at t + 1
+            window = nodes[target[s]]["bias_input_steps"]
+            pending[s] = q.synapses[s](now[preds[s][0]], bias=window is not None and window[0] <= t < window[1])
+    return {name: torch.stack(ys).float() for name, ys in done.items()}
+
+
+def _width(q: QuantizedGraph, neuron: str) -> int:
+    syn = next(s for s, d in q.graph.edges if d == neuron and s in q.synapses)
+    return q.synapses[syn].mant.shape[0]
+
+
+def realign(schedule: dict, pipelined: dict) -> dict:
+    """The neuron nodes' outputs of a pipelined run [T, B, N], timestep tau taken from step first_step + tau."""
+    timesteps = schedule["timesteps"]
+    return {name: pipelined[name][p["first_step"]:p["first_step"] + timesteps] for name, p in schedule["nodes"].items()}
+
+
+def pipeline_check(q: QuantizedGraph, inputs: torch.Tensor, schedule: dict | None = None) -> dict:
+    """Whether the pipelined run (`simulate_pipelined`) gives every neuron node's output of `simulate_fixed`
+    on encoder input [T, B, N]: {"nodes_equal": {node: bool}, "observations_equal_fraction" (every node
+    equal at every timestep), "ok"}."""
+    schedule = schedule or q.schedule()
+    _, trace = simulate_fixed(q, inputs, record=True)
+    ran = realign(schedule, simulate_pipelined(q, inputs, schedule))
+    equal = {name: torch.equal(ran[name], trace[name][1]) for name in ran}
+    per_obs = torch.stack([(ran[n] == trace[n][1]).flatten(2).all(2).all(0) for n in ran]).all(0)
+    return {"nodes_equal": equal, "observations_equal_fraction": float(per_obs.float().mean()),
+            "ok": all(equal.values())}
 
 
 def from_written(rules: dict, graph: nir.NIRGraph, arrays: dict[str, np.ndarray]) -> QuantizedGraph:
