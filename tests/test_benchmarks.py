@@ -100,6 +100,18 @@ def test_quick_run_writes_its_report(script, rate, tmp_path):
     assert "| ours" in proc.stdout or "| fp32 | ours |" in proc.stdout
 
 
+def test_bench_proxy_times_every_proxy_target_preset(tmp_path):
+    out = tmp_path / "proxy.json"
+    cmd = [sys.executable, "experiments/bench_proxy.py", "--quick", "--threads", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    rows = {r["variant"]: r for r in report["results"]}
+    assert rows.keys() == {"vanilla", "proxy", "proxy-k1", "ann"} and rows["vanilla"]["time_vs_vanilla"] == 1.0
+    assert all(r["updates_per_second"] > 0 for r in rows.values())
+    assert report["meta"]["command"].startswith("python experiments/bench_proxy.py --quick")
+
+
 def test_bench_actors_writes_its_report_and_says_when_the_published_code_is_missing(tmp_path, monkeypatch):
     monkeypatch.delenv("SPIKERL_ILCSAN_REPO", raising=False)
     out = tmp_path / "actors.json"

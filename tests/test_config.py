@@ -139,7 +139,8 @@ BAD_INPUTS = [
     (["compile_mode=fastest"], "compile_mode must be one of default, reduce-overhead, max-autotune-no-cudagraphs"),
     (["env=pong"], "choose one of: ant, halfcheetah, hopper, humanoid, inverted_pendulum, walker2d"),
     (["actor=transformer"], "choose one of: carebn, dsrl, ilcsan, mdcsan, mlp, popsan, proxytarget"),
-    (["experiment=ppo"], "choose one of: carebn, dsrl, ilcsan, mdcsan, popsan, popsan_sac, proxytarget, proxytarget_ann, proxytarget_vanilla, spikerl, td3"),
+    (["experiment=ppo"], "choose one of: carebn, dsrl, ilcsan, mdcsan, popsan, popsan_sac, proxytarget, "
+                         "proxytarget_ann, proxytarget_vanilla, spikerl, td3"),
     (["experiment=mdcsan", "actor.neuron.model=izhikevich"], "unknown neuron model 'izhikevich'; choose one of"),
     (["experiment=ilcsan", "actor.connections=[bias,sideways]"], "unknown connection 'sideways'; choose from"),
     (["experiment=ilcsan", "actor.decoder.readout=median"], "decoder readout must be one of ['last', 'max', 'mean']"),
