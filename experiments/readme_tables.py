@@ -228,6 +228,13 @@ def actors_table(report: dict) -> str:
         "\n\n" + " ".join(notes) if notes else "")
 
 
+def proxy_table(report: dict) -> str:
+    """bench_proxy.py: the Proxy Target presets' updates, the proxy's cost against the vanilla actor's."""
+    rows = [[r["variant"], ms(r["median_seconds"]), num(r["updates_per_second"], ".1f"), times(r["time_vs_vanilla"]),
+             "-" if r.get("compile_seconds") is None else f"{r['compile_seconds']:.1f} s"] for r in report["results"]]
+    return markdown(["variant", "ms per update", "updates/s", "time vs vanilla", "compiling (apart)"], rows)
+
+
 def compile_table(report: dict) -> str:
     """bench_compile.py: compile seconds per graph, cold cache then warm, with Inductor's phase timers."""
     phases = list(report["meta"]["settings"]["phases"])
@@ -328,7 +335,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
     "profile_update": profile_table, "bench_scaling": scaling_table, "bench_gpu": gpu_table,
-    "bench_actors": actors_table,
+    "bench_actors": actors_table, "bench_proxy": proxy_table,
 }
 
 
