@@ -6,6 +6,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -223,6 +224,32 @@ def test_sigterm_checkpoints_exits_143_and_resume_auto_finishes(tmp_path, world_
     stopped_at = checkpoint.load(tmp_path / "run")["counters"]["env_steps"]
     assert 400 <= stopped_at < 20000
     finish_with_resume(tmp_path, stopped_at + 400, f"dist.world_size={world_size}")
+
+
+def test_ctrl_c_while_compiling_stops_at_once_and_keeps_the_last_checkpoint(tmp_path):
+    """Compiling the first update blocks for a minute or more on a CPU without a safe point: Ctrl-C there
+    ends the run within seconds (it used to wait for the compile to finish), writes no checkpoint of a
+    half-done round, and resume=auto continues from the last one (here: none, so it starts afresh)."""
+    proc = start_cli(tmp_path, "compile=true", f"compile_cache={tmp_path / 'cache'}", "train.checkpoint_every=100",
+                     "train.progress=true")
+    seen = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(64), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while "compiling the update" not in "".join(seen):
+        assert proc.poll() is None and time.monotonic() < deadline, "".join(seen)[-2000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # from an empty cache, compiling goes on for tens of seconds more
+    start = time.monotonic()
+    proc.wait(timeout=120)
+    waited = time.monotonic() - start
+    reader.join(timeout=10)
+    err = "".join(seen)
+    assert proc.returncode == 128 + signal.SIGINT, err[-2000:]
+    assert "while compiling the update, at once: no checkpoint written since the last one" in err
+    assert waited < 10, f"{waited:.1f} s from Ctrl-C to exit"
+    saved = checkpoint.load(tmp_path / "run")["counters"]["env_steps"]  # the warm-up's, before the round
+    assert saved == 200, saved
 
 
 def finish_with_resume(tmp_path, total, *args):

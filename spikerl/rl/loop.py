@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..runtime.distributed import all_reduce_
-from ..runtime.signals import Preempted
+from ..runtime.signals import Preempted, StopNow
 from ..telemetry.metrics import RunningMeans
 from .collector import Collector
 from .evaluation import Evaluator
@@ -121,7 +121,13 @@ class TrainingLoop:
             self.collector.sync_normalizer(state.dist.enabled)
         if round_due and self.updates.ready(tick.after):
             first = not self.updates_run and getattr(self.updates.learner, "compile", False)
-            with self.saying("compiling the update (once per process)") if first else contextlib.nullcontext():
+            if first:  # minutes on a CPU without a safe point: a stop request ends it at once, and the run
+                try:   # continues from its last checkpoint (before the round: nothing of it is kept)
+                    with self.saying("compiling the update (once per process)"), state.stop_at_once():
+                        self.updates_run += self.updates.run_round(tick.after, self.window)
+                except StopNow as stop:
+                    raise Preempted(stop.signum, tick.after, checkpointed=False) from None
+            else:
                 self.updates_run += self.updates.run_round(tick.after, self.window)
         self.updates.recalibrate(tick)
         row = {}

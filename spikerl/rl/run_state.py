@@ -3,6 +3,7 @@ wall time spent, the checkpoint that gathers every part's state, and the ranks' 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class RunState:
         self.segment_start = time.perf_counter()
         self.segment_compile_start = compile_seconds()
         self.stop_signal = 0  # set by a signal handler; the loop stops at the next safe point
+        self.at_once = False  # a stop signal raises StopNow at once (runtime/signals.py): set by `stop_at_once`
         self.on_checkpoint: Callable[[], None] | None = None
 
     @property
@@ -92,6 +94,17 @@ class RunState:
         self.env_steps += self.steps_per_iteration
         self.local_steps += self.num_envs
         return Tick(before, self.env_steps, local_before, self.local_steps, self.done)
+
+    @contextlib.contextmanager
+    def stop_at_once(self):
+        """A stop signal inside the block ends it there and then (StopNow) instead of at the next safe
+        point: for a block that reaches none for minutes (compiling). One process only: ranks must stop
+        together, at a round boundary."""
+        self.at_once = not self.dist.enabled
+        try:
+            yield
+        finally:
+            self.at_once = False
 
     def stop_requested(self, at_round_boundary: bool) -> bool:
         """Whether to stop now. Ranks decide together, at update-round boundaries, so that they all

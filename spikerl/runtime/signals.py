@@ -22,11 +22,24 @@ def stop_signals() -> tuple[int, ...]:
 
 
 class Preempted(Exception):
-    """Training stopped on request (SIGTERM, SIGINT, submitit's preemption signal) after writing a checkpoint."""
+    """Training stopped on request (SIGTERM, SIGINT, submitit's preemption signal), after writing a
+    checkpoint unless it stopped while compiling (`checkpointed` False: the last checkpoint is kept)."""
 
-    def __init__(self, signum: int, step: int):
-        super().__init__(f"stopped by signal {signum} at env step {step}; checkpoint written")
-        self.signum, self.step = signum, step
+    def __init__(self, signum: int, step: int, checkpointed: bool = True):
+        what = "; checkpoint written" if checkpointed else \
+            " while compiling the update, at once: no checkpoint written since the last one"
+        super().__init__(f"stopped by signal {signum} at env step {step}{what}")
+        self.signum, self.step, self.checkpointed = signum, step, checkpointed
+
+
+class StopNow(KeyboardInterrupt):
+    """Raised by the stop handler inside a block that cannot reach a safe point soon (torch.compile
+    compiling the first update: minutes on a CPU). A KeyboardInterrupt, so that nothing that catches
+    Exception (torch.compile's own error handling, the fallback to eager) swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 @contextlib.contextmanager
@@ -46,7 +59,7 @@ def handling(handler):
 
 def stop_on_signals(state):
     """Set `state.stop_signal`: the training loop stops at its next safe point (after the current
-    update, with a checkpoint)."""
+    update, with a checkpoint); inside `state.at_once` (compiling), it stops there and then (StopNow)."""
 
     preempt = preemption_signal()
 
@@ -54,6 +67,9 @@ def stop_on_signals(state):
         if state.stop_signal and signum != preempt:
             os._exit(128 + signum)
         state.stop_signal = signum
+        if state.at_once:
+            state.at_once = False
+            raise StopNow(signum)
 
     return handling(handler)
 
