@@ -47,3 +47,27 @@ def import_published(folder, name: str):
         return __import__(name)
     finally:
         sys.path.pop(0)
+
+
+class StepRecorder:
+    """While installed (with a pytest monkeypatch): the loss of every backward pass, and every named
+    parameter's gradient at each optimizer step that holds it (`grads`: name -> one tensor per step).
+    `names` maps id(parameter) -> name; it may be filled after installing."""
+
+    def __init__(self, monkeypatch, names: dict[int, str]):
+        self.losses, self.grads = [], {}
+        real_backward, real_step = torch.Tensor.backward, torch.optim.Adam.step
+
+        def backward(tensor, *args, **kwargs):
+            self.losses.append(tensor.detach().clone())
+            return real_backward(tensor, *args, **kwargs)
+
+        def step(opt, *args, **kwargs):
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None and id(p) in names:
+                        self.grads.setdefault(names[id(p)], []).append(p.grad.detach().clone())
+            return real_step(opt, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, "backward", backward)
+        monkeypatch.setattr(torch.optim.Adam, "step", step)

@@ -25,7 +25,8 @@ def test_help_shows_examples_groups_and_exit_codes_without_a_config_dump(tmp_pat
         assert example in screen
     # the config groups with their options, filled in by Hydra from conf/
     for line in ("env: ant, halfcheetah, hopper, humanoid, inverted_pendulum, walker2d", "algo: ddpg, sac, td3",
-                 "experiment: carebn, dsrl, ilcsan, mdcsan, popsan, popsan_sac, spikerl, td3",
+                 "experiment: carebn, dsrl, ilcsan, mdcsan, popsan, popsan_sac, proxytarget, proxytarget_ann, "
+                 "proxytarget_vanilla, spikerl, td3",
                  "precision: auto, bf16, fp16, fp32",
                  "dist: default"):
         assert line in screen

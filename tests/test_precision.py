@@ -169,11 +169,13 @@ def test_the_update_probe_times_the_learner_it_is_given_in_both_precisions(monke
     monkeypatch.setattr(time, "perf_counter", lambda: now[0])
 
     class StandIn:
+        batches_per_update = 1
+
         def __init__(self, precision):
             self.mode, self.calls = precision.mode, []
             built.append(self)
 
-        def update(self, batch):
+        def update(self, batch, lead=()):
             self.calls.append("update")
             now[0] += 0.25 if self.mode == "fp32" else 0.125  # binary fractions: the sums are exact
 
@@ -205,7 +207,7 @@ def test_the_run_probes_its_own_algorithm(monkeypatch):
     rc = validate(compose(["algo=sac", "precision=auto", "actor.hidden_sizes=[8,8]", "critic.hidden_sizes=[8,8]",
                            "compile=false", "logger=none", "energy=none"]))
     learner = job.build_loop(rc, "unused").updates.learner
-    monkeypatch.setattr(base.Learner, "update", lambda self, batch: timed.append(self))
+    monkeypatch.setattr(base.Learner, "update", lambda self, batch, lead=(): timed.append(self))
     monkeypatch.setattr(base.Learner, "explore", lambda self, obs: None)
     probes[0].ratio()
     assert {type(t).__name__ for t in timed} == {"SAC"} and learner not in timed  # copies, not the run's own

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal
 
+from reference import StepRecorder
 from spikerl.rl.learners import DDPG, SAC
 from spikerl.rl.networks import QEnsemble
 from spikerl.rl.replay import Batch
@@ -68,28 +69,6 @@ def noise() -> list[torch.Tensor]:
     return [torch.randn(BATCH, ACT, generator=g) for _ in range(2)]
 
 
-class Recorder:
-    """The loss of every backward pass, and every parameter's gradient at every optimizer step, by name."""
-
-    def __init__(self, monkeypatch, names: dict[int, str]):
-        self.losses, self.grads = [], {}
-        real_backward, real_step = torch.Tensor.backward, torch.optim.Adam.step
-
-        def backward(tensor, *args, **kwargs):
-            self.losses.append(tensor.detach().clone())
-            return real_backward(tensor, *args, **kwargs)
-
-        def step(opt, *args, **kwargs):
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None and id(p) in names:
-                        self.grads[names[id(p)]] = p.grad.detach().clone()
-            return real_step(opt, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, "backward", backward)
-        monkeypatch.setattr(torch.optim.Adam, "step", step)
-
-
 # -- our side ------------------------------------------------------------------------------------------------
 def run_ours(algo: str, monkeypatch) -> dict:
     learner = ours(algo)
@@ -102,10 +81,11 @@ def run_ours(algo: str, monkeypatch) -> dict:
     with monkeypatch.context() as patch:
         if algo == "sac":  # our update draws its noise with randn_like: critic step, then actor step
             patch.setattr(torch, "randn_like", lambda t, *a, **k: draws.pop(0))
-        record = Recorder(patch, names)
+        record = StepRecorder(patch, names)
         learner.update(replay_batch())
     after = {f"{k}.{n}": p.detach().clone() for k, m in named.items() for n, p in m.named_parameters()}
-    return {"losses": record.losses, "grads": record.grads, "before": before, "after": after}
+    return {"losses": record.losses, "grads": {n: gs[-1] for n, gs in record.grads.items()}, "before": before,
+            "after": after}
 
 
 # -- the published update, restated ---------------------------------------------------------------------------
@@ -276,7 +256,7 @@ def published(algo: str, state: dict, monkeypatch, tmp_path: Path) -> dict:
     # one-step test episode. The learning rates are the published __main__'s.
     extra = {"alpha": 0.2} if algo == "sac" else {"act_noise": 0.1}
     names: dict[int, str] = {}
-    record = Recorder(monkeypatch, names)
+    record = StepRecorder(monkeypatch, names)
     original = module.deepcopy
     targets = []
 
@@ -300,7 +280,8 @@ def published(algo: str, state: dict, monkeypatch, tmp_path: Path) -> dict:
         after.update({f"log_std.{n}": v for n, v in ac.popsan.log_std_network.state_dict().items()})
     else:
         after.update(_ours_from_popsan(target.popsan.state_dict(), "actor_target"))
-    grads = {n: g.squeeze(1) if n == "actor.decoder.weight" else g for n, g in record.grads.items()}  # Conv1d's
+    grads = {n: gs[-1].squeeze(1) if n == "actor.decoder.weight" else gs[-1]  # Conv1d's
+             for n, gs in record.grads.items()}
     return {"losses": record.losses, "grads": grads, "after": after}
 
 

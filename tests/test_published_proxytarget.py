@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference import import_published, popsan_spike
+from reference import StepRecorder, import_published, popsan_spike
 from spikerl.rl.learners import TD3
 from spikerl.rl.networks import QEnsemble
 from spikerl.rl.replay import Batch
@@ -258,28 +258,6 @@ def our_learner(neurons: str = "LIF", target: str = "proxy", **kwargs) -> TD3:
                proxy={"hidden_sizes": list(PROXY_HIDDEN), "lr": PROXY_LR, "iters": ITERS}, **kwargs)
 
 
-class Recorder:
-    """Every backward pass's loss, and every parameter's gradient at every optimizer step (by our name)."""
-
-    def __init__(self, monkeypatch, names: dict[int, str]):
-        self.losses, self.grads = [], {}
-        real_backward, real_step = torch.Tensor.backward, torch.optim.Adam.step
-
-        def backward(tensor, *args, **kwargs):
-            self.losses.append(tensor.detach().clone())
-            return real_backward(tensor, *args, **kwargs)
-
-        def step(opt, *args, **kwargs):
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None and id(p) in names:
-                        self.grads.setdefault(names[id(p)], []).append(p.grad.detach().clone())
-            return real_step(opt, *args, **kwargs)
-
-        monkeypatch.setattr(torch.Tensor, "backward", backward)
-        monkeypatch.setattr(torch.optim.Adam, "step", step)
-
-
 def named(nets: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     return {f"{k}.{n}": p for k, net in nets.items() for n, p in net.named_parameters()}
 
@@ -297,7 +275,7 @@ def run_ours(monkeypatch, updates: int = 2, reversion=None, **kwargs) -> dict:
     batches, draws = replay_batches(ITERS * updates), smoothing_noise(updates)
     with monkeypatch.context() as patch:
         patch.setattr(torch, "randn_like", lambda t, *a, **k: draws.pop(0))
-        record = Recorder(patch, {id(p): n for n, p in named(our_nets(learner)).items()})
+        record = StepRecorder(patch, {id(p): n for n, p in named(our_nets(learner)).items()})
         for u in range(updates):
             mine = batches[u * ITERS:(u + 1) * ITERS]
             learner.update(mine[-1], mine[:-1])
@@ -377,7 +355,7 @@ def published_update(state: dict, monkeypatch, updates: int = 2) -> dict:
             return b.obs, b.act, b.next_obs, b.rew[:, None], 1.0 - b.terminated[:, None]
 
     monkeypatch.setattr(torch, "randn_like", lambda t, *a, **k: draws.pop(0))
-    record = Recorder(monkeypatch, names)
+    record = StepRecorder(monkeypatch, names)
     for _ in range(updates):
         policy.train(Replay(), BATCH)
     after = {f"{key}.{n}": p.detach().clone().reshape(state[f"{key}.{n}"].shape)

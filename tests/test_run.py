@@ -79,9 +79,9 @@ def test_compile_time_is_reported_apart_and_steady_rates_leave_it_out(tiny_run, 
     monkeypatch.setattr(updates, "compile_seconds", lambda: next(rounds))
 
     class Learner:
-        consecutive_skips = 0
+        consecutive_skips, batches_per_update = 0, 1
 
-        def update(self, batch):
+        def update(self, batch, lead=()):
             return {}
 
     class Replay:
