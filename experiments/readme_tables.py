@@ -9,7 +9,8 @@ stem of a JSON report in experiments/results/ (`bench_update_1thread` for bench_
 block gets the machine the report was measured on (CPU model, torch's `cpu_capability`, threads, as the
 JSON records them), the command that made it, its settings, and the table. The kind of table follows
 the script named in the report's command (bench_update.py, bench_act.py, bench_train.py,
-profile_update.py, bench_scaling.py, bench_compile.py, bench_allreduce.py, bench_ranks.py, quantize_actors.py). Text
+profile_update.py, bench_scaling.py, bench_compile.py, bench_allreduce.py, bench_ranks.py, quantize_actors.py,
+bench_seeds.py). Text
 outside the blocks is left alone. Standard library only.
 """
 
@@ -325,6 +326,39 @@ def first_run_table(report: dict) -> str:
                      "why it compiled or not"], rows)
 
 
+def seeds_table(report: dict) -> str:
+    """bench_seeds.py: S seeds batched against S separate learners, per seed: updates, acting, the whole
+    loop (seeds per core-hour), then memory and compile time."""
+    results = report["results"]
+    env = next(r for r in results if r["kind"] == "env")["median_seconds"]
+    sample = next(r for r in results if r["kind"] == "sample")["median_seconds"]
+    rows = []
+    for c in report["comparisons"]:
+        per_seed = [ms(c.get(f"{v}_{k}_seconds_per_seed")) for k in ("update", "act") for v in ("separate", "batched")]
+        rows.append([c["seeds"], "each side's faster mode" if c["mode"] == "best" else c["mode"], per_seed[0],
+                     per_seed[1], times(c.get("update_speedup")), per_seed[2], per_seed[3], times(c.get("act_speedup")),
+                     ms(c["separate_loop_seconds_per_seed_step"]), ms(c["batched_loop_seconds_per_seed_step"]),
+                     f"**{times(c['seeds_per_core_hour_gain'])}**"])
+    main = markdown(["S", "mode", "update ms/seed, separate", "batched", "speedup", "action ms/seed, separate",
+                     "batched", "speedup", "loop ms per seed-step, separate", "batched",
+                     "seeds per core-hour, batched / separate"], rows)
+    memory = [r for r in results if r["kind"] == "memory"]
+    mib = lambda b: "-" if b is None else f"{b / 2**20:.0f}" if b >= 100 * 2**20 else f"{b / 2**20:.1f}"  # noqa: E731
+    mem = markdown(["S", "state MB (all seeds)", "saved for backward MB, separate", "batched",
+                    "peak RSS MB, S processes", "one batched process"],
+                   [[m["seeds"], mib(m["state_bytes"]), mib(m["activation_bytes_separate"]),
+                     mib(m["activation_bytes_batched"]), mib(m.get("rss_bytes_separate")),
+                     mib(m.get("rss_bytes_batched"))] for m in memory])
+    compiles = [r for r in results if r["kind"] == "compile"]
+    parts = [main, f"Per seed and env step, both sides also pay a HalfCheetah-v4 step ({env * 1e6:.0f} us) and a "
+                   f"replay sample of 100 ({sample * 1e6:.0f} us).", mem]
+    if compiles:
+        parts.append(markdown(["S", "compiling the batched graphs (s)", "compiling the separate learners' graphs (s)"],
+                              [[r["seeds"], f"{r['batched_compile_seconds']:.1f}",
+                                f"{r['separate_compile_seconds']:.1f}"] for r in compiles]))
+    return "\n\n".join(parts)
+
+
 TABLES: dict[str, Callable[[dict], str]] = {
     "bench_first_run": first_run_table,
     "bench_loop": loop_table,
@@ -335,7 +369,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
     "profile_update": profile_table, "bench_scaling": scaling_table, "bench_gpu": gpu_table,
-    "bench_actors": actors_table, "bench_proxy": proxy_table,
+    "bench_actors": actors_table, "bench_proxy": proxy_table, "bench_seeds": seeds_table,
 }
 
 

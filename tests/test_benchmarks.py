@@ -275,3 +275,38 @@ def test_bench_first_run_refuses_bad_options_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "experiments/bench_first_run.py", "--rounds", "0", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--rounds must be at least 1" in proc.stderr and not out.exists()
+
+
+def test_bench_seeds_quick_run_writes_its_report(tmp_path):
+    out = tmp_path / "seeds.json"
+    cmd = [sys.executable, "experiments/bench_seeds.py", "--quick", "--threads", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "equivalence check passed (S=2, eager)" in proc.stderr
+    report = json.loads(out.read_text())
+    assert report["meta"]["command"].startswith("python experiments/bench_seeds.py --quick")
+    assert report["meta"]["machine"]["threads"] == 1 and report["meta"]["machine"]["cpu_capability"]
+    timed = {(r["kind"], r["seeds"], r["variant"]) for r in report["results"] if r["kind"] in ("update", "act")}
+    assert timed == {(k, s, v) for k in ("update", "act") for s in (1, 2) for v in ("separate", "batched")}
+    assert all(r["median_seconds"] > 0 for r in report["results"] if "median_seconds" in r)
+    assert [(c["seeds"], c["mode"]) for c in report["comparisons"]] == [(1, "eager"), (2, "eager")]
+    assert all(c["seeds_per_core_hour_gain"] > 0 for c in report["comparisons"])
+    memory = {m["seeds"]: m for m in report["results"] if m["kind"] == "memory"}
+    assert memory[2]["state_bytes"] == 2 * memory[1]["state_bytes"]  # every seed its own state
+    assert memory[2]["activation_bytes_batched"] > memory[2]["activation_bytes_separate"]
+
+
+def test_bench_seeds_stops_before_timing_when_the_seed_axis_is_mixed_up(capsys):
+    bench_seeds = importlib.import_module("bench_seeds")
+    batches = bench_seeds.seed_batches(2, torch.Generator().manual_seed(0))
+    learners = bench_seeds.separate_learners(2, compiled=False)
+    assert bench_seeds.mismatches(learners, bench_seeds.BatchedTD3(learners), batches) == []
+    learners = bench_seeds.separate_learners(2, compiled=False)
+    batched = bench_seeds.BatchedTD3(learners)
+    with torch.no_grad():  # seed 1's second hidden layer in seed 0's place, and the other way round
+        weight = batched.actor["snn.linears.1.weight"]
+        weight.copy_(weight.flip(0))
+    with pytest.raises(SystemExit) as stop:
+        bench_seeds.check_equivalence(learners, batched, batches, "mixed up")
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "equivalence check FAILED" in err and "seed 0 actions" in err
