@@ -5,8 +5,8 @@ lava`). First the integer simulation acts for --episodes episodes (at most --max
 each) and Lava is given the same encoder input on every observation they went through: every neuron
 node's output and every action must be equal (exit 1 where they are not). With --closed-loop E, Lava
 then acts itself for E episodes (the actions of all running episodes run back to back), and the
-returns are printed beside the integer simulation's on the same reset seeds. Lava steps cost tens of
-milliseconds each: the line printed says what it cost. Nothing is written. Bad input (no bundle, not a
+returns are printed beside the integer simulation's on the same reset seeds. Lava steps cost milliseconds
+each: the line printed says what it cost. Nothing is written. Bad input (no bundle, not a
 loihi bundle, no Lava environment) is refused in one line with exit code 2.
 """
 
