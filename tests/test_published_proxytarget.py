@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference import StepRecorder, import_published, popsan_spike
+from spikerl.config import compose
 from spikerl.rl.learners import TD3
 from spikerl.rl.networks import QEnsemble
 from spikerl.rl.replay import Batch
@@ -46,10 +47,16 @@ REFERENCES = ["restated", pytest.param("published", marks=pytest.mark.skipif(
 OBS, ACT, POP, T, BATCH = 17, 6, 10, 5, 32  # HalfCheetah's sizes
 HIDDEN = (64, 48)  # the actor alone; PT_TD3 builds its own at 256 x 256
 STD = math.sqrt(0.05)
-# SAN.py 17-24 and 148-168, 231-250: the neurons as our configs (conf/actor/proxytarget.yaml)
-NEURONS = {"LIF": {"current_decay": 0.0, "voltage_decay": 0.75, "threshold": 0.5},
-           "CLIF": {"current_decay": 0.5, "voltage_decay": 0.75, "threshold": 0.5},
-           "DN": {"model": "dynamic", "current_decay": 0.5, "threshold": 0.5, "theta_u": -0.529}}
+
+
+def config_neuron(actor: str) -> dict:
+    """An actor config's neuron settings (conf/actor/<actor>.yaml, as the preset composes it)."""
+    return dict(compose([f"actor={actor}"]).actor.neuron)
+
+
+# SAN.py 17-24 and 148-168, 231-250: its neurons, as the configs give them (CLIF: the LIF with PopSAN's current)
+NEURONS = {"LIF": config_neuron("proxytarget"), "CLIF": {**config_neuron("proxytarget"), "current_decay": 0.5},
+           "DN": config_neuron("proxytarget_dn")}
 
 
 def published(name: str):
