@@ -19,7 +19,15 @@ UPDATES = 4
 
 
 def build_learner(algo="td3", sync=None):
+    """`td3-proxy`: TD3 with Proxy Target's proxy (two regression batches per update)."""
+    if algo == "td3-proxy":
+        return make_learner(spiking=True, algo="td3", sync=sync, target="proxy",
+                            proxy={"hidden_sizes": [16, 16], "lr": 1e-3, "iters": 2})
     return make_learner(spiking=True, algo=algo, sync=sync)
+
+
+def update(learner, batch):
+    learner.update(batch, [batch] * (learner.batches_per_update - 1))
 
 
 def rank_batches(rank):
@@ -32,16 +40,17 @@ def _worker(rank, world, port, out_dir, algo):
     torch.manual_seed(rank)  # different target noise per rank, as in a real job
     learner = build_learner(algo, sync=distributed.GradientMean())
     for batch in rank_batches(info.rank):
-        learner.update(batch)
+        update(learner, batch)
     torch.save({name: net.state_dict() for name, net in learner.networks().items()},
                os.path.join(out_dir, f"rank{rank}.pt"))
     distributed.shutdown()
 
 
-@pytest.mark.parametrize("algo", ["td3", "sac"])
+@pytest.mark.parametrize("algo", ["td3", "sac", "td3-proxy"])
 def test_two_gloo_ranks_hold_identical_weights_that_differ_from_one_rank_alone(tmp_path, algo):
     """The ranks average the gradients of every network a loss trains (SAC's log-std network too, which
-    the actor's optimizer steps): they stay equal, and differ from a rank alone."""
+    the actor's optimizer steps, and Proxy Target's proxy, which its own does): they stay equal, and
+    differ from a rank alone."""
     mp.start_processes(_worker, args=(2, distributed.free_port(), str(tmp_path), algo), nprocs=2, join=True,
                        start_method="spawn")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
@@ -53,14 +62,14 @@ def test_two_gloo_ranks_hold_identical_weights_that_differ_from_one_rank_alone(t
     torch.manual_seed(0)
     alone = build_learner(algo)
     for batch in rank_batches(0):
-        alone.update(batch)
+        update(alone, batch)
     start = build_learner(algo)
     changed = [k for k, v in alone.critic.state_dict().items() if not torch.equal(v, start.critic.state_dict()[k])]
     assert changed  # the updates did move the weights ...
     differs = [k for k in changed if not torch.allclose(alone.critic.state_dict()[k], r0["critic"][k], atol=1e-7)]
     assert differs  # ... and rank 1's data changed where they moved to: gradients were averaged
     for part, net in alone.networks().items():
-        if part in ("actor", "log_std"):
+        if part in ("actor", "log_std", "proxy"):
             assert [k for k, v in net.state_dict().items() if not torch.allclose(v, r0[part][k], atol=1e-7)], part
     assert not dist.is_initialized()
 
