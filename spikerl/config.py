@@ -17,24 +17,27 @@ import re
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import BAD_INPUT, SpikeRLError
-from .rl.envs import EnvConfig
-from .rl.learners import Learner
-from .rl.loop import TrainConfig
-from .rl.normalizer import NormalizerConfig
-from .rl.replay import ReplayConfig
-from .runtime.compiler import CUDA_GRAPH_MODES
-from .runtime.compiler import MODES as COMPILE_MODES
-from .runtime.device import DEVICES
-from .runtime.distributed import DistConfig
-from .runtime.precision import PrecisionConfig
-from .snn.through_time import NEURON_BACKENDS
-from .telemetry.energy import EnergyConfig
-from .telemetry.metrics import LoggerConfig
+
+if TYPE_CHECKING:
+    from .rl.envs import EnvConfig
+    from .rl.learners import Learner
+    from .rl.loop import TrainConfig
+    from .rl.normalizer import NormalizerConfig
+    from .rl.replay import ReplayConfig
+    from .runtime.distributed import DistConfig
+    from .runtime.precision import PrecisionConfig
+    from .telemetry.energy import EnergyConfig
+    from .telemetry.metrics import LoggerConfig
+
+# The schemas and the allowed values live with the code that owns them, in modules that import torch; this
+# module imports them when a check needs them, so that composing a config, and the one-line answer to most
+# mistakes, come without torch's second of importing (spikerl.run answers those before importing it).
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
@@ -92,6 +95,8 @@ def local_batch(launcher_target: str, world_size: int, nnodes: int) -> int | Non
 def learner_class(spec: dict) -> type[Learner]:
     """The learner class an `algo` spec names; ConfigError if it names none."""
     from hydra.utils import get_class
+
+    from .rl.learners import Learner
 
     target = spec.get("_target_") if isinstance(spec, dict) else None
     try:
@@ -151,16 +156,22 @@ for _name, _resolver in (("ranks_per_node", ranks_per_node), ("memory_gb", memor
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 
 
-SCHEMAS = {
-    "train": TrainConfig,
-    "replay": ReplayConfig,
-    "normalizer": NormalizerConfig,
-    "env": EnvConfig,
-    "precision": PrecisionConfig,
-    "dist": DistConfig,
-    "energy": EnergyConfig,
-    "logger": LoggerConfig,
-}
+SCHEMA_SECTIONS = ("train", "replay", "normalizer", "env", "precision", "dist", "energy", "logger")
+
+
+def schemas() -> dict[str, type]:
+    """The sections with fixed keys and the dataclass each is checked against (imported when first asked)."""
+    from .rl.envs import EnvConfig
+    from .rl.loop import TrainConfig
+    from .rl.normalizer import NormalizerConfig
+    from .rl.replay import ReplayConfig
+    from .runtime.distributed import DistConfig
+    from .runtime.precision import PrecisionConfig
+    from .telemetry.energy import EnergyConfig
+    from .telemetry.metrics import LoggerConfig
+
+    return {"train": TrainConfig, "replay": ReplayConfig, "normalizer": NormalizerConfig, "env": EnvConfig,
+            "precision": PrecisionConfig, "dist": DistConfig, "energy": EnergyConfig, "logger": LoggerConfig}
 
 
 @dataclass
@@ -194,7 +205,7 @@ class RunConfig:
 
 
 def _typed(section: str, node) -> object:
-    schema = SCHEMAS[section]
+    schema = schemas()[section]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         return OmegaConf.to_object(merged)
@@ -227,7 +238,7 @@ def _check_values(rc: RunConfig, devices: bool = True, rendezvous: bool = True) 
     check the device, precision and backend against this machine (not where a scheduler runs the job
     on other machines); `rendezvous`: a multi-node job must name its rendezvous (not where the
     scheduler gives it, as SLURM does)."""
-    for section in SCHEMAS:
+    for section in schemas():
         _check_declared(section, getattr(rc, section))
     e, d = rc.env, rc.dist
     if d.world_size > 1 and (rc.actor.get("normalization") or None) is not None:
@@ -237,6 +248,8 @@ def _check_values(rc: RunConfig, devices: bool = True, rendezvous: bool = True) 
         raise ConfigError(f"train.batch_size ({rc.train.batch_size}) is larger than replay.size ({rc.replay.size})")
     if e.max_episode_steps is not None and e.max_episode_steps <= 0:
         raise ConfigError(f"env.max_episode_steps must be positive or null, got {e.max_episode_steps}")
+    from .runtime.device import DEVICES
+
     if rc.device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {rc.device!r}")
     if len(rc.energy.country) != 3 or not rc.energy.country.isalpha():
@@ -248,6 +261,7 @@ def _check_values(rc: RunConfig, devices: bool = True, rendezvous: bool = True) 
 
 def _check_devices(rc: RunConfig) -> None:
     """The device, precision and backend a run asks for, against this machine's hardware."""
+    from .runtime.compiler import CUDA_GRAPH_MODES
     from .runtime.device import device_type
 
     if rc.device == "cuda" and device_type(rc.device) != "cuda":
@@ -303,6 +317,9 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, ove
     if not isinstance(resolved.get("compile", False), bool) and resolved.get("compile") != "auto":
         raise ConfigError(f"compile must be true, false or auto, got {resolved['compile']!r}")
     compile_mode = resolved.get("compile_mode", "default")
+    from .runtime.compiler import MODES as COMPILE_MODES
+    from .snn.through_time import NEURON_BACKENDS
+
     if compile_mode not in COMPILE_MODES:
         raise ConfigError(f"compile_mode must be one of {', '.join(COMPILE_MODES)}; got {compile_mode!r}")
     backend = resolved.get("neuron_backend", "bptt")
@@ -312,7 +329,7 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, ove
         if key in (resolved.get("actor") or {}):
             raise ConfigError(f"actor.{key}: how the actor computes is the top-level `{key}` (set {key}=...), "
                               f"not part of its spec")
-    sections = {name: _typed(name, resolved.get(name, {})) for name in SCHEMAS}
+    sections = {name: _typed(name, resolved.get(name, {})) for name in schemas()}
     algo = resolved.get("algo") or {}
     learner = _check_algo(algo, resolved.get("critic") or {})
     rc = RunConfig(
@@ -387,7 +404,8 @@ def _short(exc: BaseException) -> str:
     return first
 
 
-def _parse(args: list[str]) -> list:
+def parse_overrides(args: list[str]) -> list:
+    """Hydra's parse of command-line overrides; ConfigError (one line) where one does not parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -407,7 +425,7 @@ def _sweep_values(override, line: str) -> list[str]:
 def sweeper_params(args: list[str]) -> list[str]:
     """The sweeps a config (a benchmark preset) asks Hydra's sweeper for, as overrides, less the keys
     the command line sets itself (those win). Composed with each command-line sweep's first value."""
-    first = [_sweep_values(ov, line)[0] for ov, line in zip(_parse(args), args)]
+    first = [_sweep_values(ov, line)[0] for ov, line in zip(parse_overrides(args), args)]
     params = compose(first, with_hydra=True).hydra.sweeper.get("params") or {}
     given = {a.lstrip("+~").split("=", 1)[0] for a in args}
     return [f"{key}={value}" for key, value in params.items() if key not in given]
@@ -419,7 +437,7 @@ def expand_overrides(args: list[str]) -> list[list[str]]:
     left to Hydra."""
     mine = [a for a in args if not a.lstrip("+~").startswith("hydra")]
     mine = [*sweeper_params(mine), *mine]
-    choices = [_sweep_values(ov, line) for ov, line in zip(_parse(mine), mine)]
+    choices = [_sweep_values(ov, line) for ov, line in zip(parse_overrides(mine), mine)]
     return [list(combo) for combo in itertools.product(*choices)]
 
 
@@ -463,8 +481,8 @@ def _unknown_key(key: str, rest: list[str] | None = None) -> str:
         return f"{key} is now the top-level `{key[len('actor.'):]}` (how the actor computes, not part of its spec)"
     listed = "(`python -m spikerl.run --cfg job` lists every key)"
     section, _, leaf = key.partition(".")
-    if section in SCHEMAS and leaf:
-        names = [f.name for f in fields(SCHEMAS[section])]
+    if section in SCHEMA_SECTIONS and leaf:
+        names = [f.name for f in fields(schemas()[section])]
         return (f"unknown key {key!r}{did_you_mean(leaf, names, f'{section}.')} "
                 f"(valid keys of {section}: {', '.join(names)})")
     if not leaf:

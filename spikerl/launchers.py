@@ -77,10 +77,10 @@ def check_plugin(name: str | None) -> None:
 def master_config(args: list[str]):
     """The config Hydra gives the launcher and the sweeper of a multirun: the command line without its
     sweeps (each job adds its own values), Hydra's section included."""
-    from .config import _parse
+    from .config import parse_overrides
 
     overrides = [a for a in args if not a.startswith("-")]
-    plain = [line for ov, line in zip(_parse(overrides), overrides) if not ov.is_sweep_override()]
+    plain = [line for ov, line in zip(parse_overrides(overrides), overrides) if not ov.is_sweep_override()]
     return compose(plain, with_hydra=True)
 
 

@@ -15,17 +15,10 @@ import os
 import sys
 from pathlib import Path
 
-from .config import CONF_DIR, ConfigError, compose, expand_overrides, validate
+# Only the config's composition is imported up front: a mistake in the command line is answered before
+# torch (about a second of importing) is; what runs a job is imported by the functions that need it.
+from .config import CONF_DIR, ConfigError, compose, expand_overrides, parse_overrides, validate
 from .errors import FAILED, SpikeRLError, error_line, exit_code, report
-from .job import check, expected_meta, format_summary, idle_schedule
-from .launch import launch
-
-# FAILED_JOBS: run folders of this multirun's failed jobs, those run in this process and (found by the
-# FAILURE_MARKER they leave, spikerl.callbacks.FailedJobs) those run elsewhere. They live in
-# spikerl.launchers, shared with the callback also when this module runs as __main__ (python -m spikerl.run).
-from .launchers import FAILED_JOBS, FAILURE_MARKER
-from .rl.envs import notices_held
-from .runtime.checkpoint import compatible_view, resume_path
 
 # What Hydra and the job write into a run folder before its ranks have started. A single run into an
 # existing folder keeps their bytes here (preflight), to put back if its ranks then fail to start: a
@@ -58,9 +51,12 @@ def _job(cfg) -> None:
     from omegaconf import OmegaConf
     from torch.multiprocessing import ProcessExitedException, ProcessRaisedException
 
-    from .launchers import jobs_beside, sweep_id
+    from .job import format_summary, idle_schedule
+    from .launch import launch
+    from .launchers import FAILED_JOBS, FAILURE_MARKER, jobs_beside, sweep_id
     from .rl.envs import NOTICE_LEDGER
     from .runtime import scheduler
+    from .runtime.checkpoint import resume_path
     from .runtime.distributed import RendezvousError
     from .runtime.signals import Preempted
 
@@ -143,9 +139,19 @@ def preflight(args: list[str]) -> None:
     if any(a in ("-h", "--help", "--hydra-help", "--info", "-c", "--cfg", "--resolve") or a.startswith("--info")
            for a in args):
         return
-    from . import launchers
-
     overrides = [a for a in args if not a.startswith("-")]
+    # every job composed first: Hydra's and the keys' mistakes are answered before torch is imported. A sweep
+    # without -m is one job, which Hydra refuses (its value is ambiguous), as it will
+    single = [a for a in overrides if not a.lstrip("+~").startswith("hydra")]
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    if not multirun:
+        parse_overrides(overrides)  # a line Hydra cannot parse is answered as in a sweep
+    jobs = [(job, compose(job)) for job in (expand_overrides(overrides) if multirun else [single])]
+    from . import launchers
+    from .job import check, expected_meta
+    from .rl.envs import notices_held
+    from .runtime.checkpoint import compatible_view
+
     launcher, master = "basic", None
     if launchers.is_multirun(args):  # the launcher Hydra will use, its plugin and the resources it gives
         launchers.check_plugin(launchers.choice(args))
@@ -154,8 +160,8 @@ def preflight(args: list[str]) -> None:
     here = launcher != "slurm"  # SLURM's nodes have the devices, and SLURM gives the rendezvous
     built, dists = set(), {}
     hydra_args = [a for a in overrides if a.lstrip("+~").startswith("hydra")]
-    for job in expand_overrides(overrides):
-        rc = validate(compose(job), devices=here, rendezvous=here, overrides=job)
+    for job, cfg in jobs:
+        rc = validate(cfg, devices=here, rendezvous=here, overrides=job)
         dists.setdefault(json.dumps([rc.dist.world_size, rc.dist.nnodes, rc.device]), rc)
         # resume=auto in a single run: its folder's checkpoint is checked now, before Hydra writes into it
         run_dir = run_folder([*job, *hydra_args]) if rc.resume == "auto" and master is None else None
@@ -179,10 +185,12 @@ def run_folder(overrides: list[str]) -> Path:
 
 def refuse_multirun_inspection(args: list[str]) -> None:
     """Hydra inspects one config at a time (`--cfg`, `--info`, ...): with -m it raises a traceback."""
+    shown = [a for a in args if a in ("-c", "--cfg", "--resolve", "--shell-completion") or a.startswith("--info")]
+    if not shown:
+        return
     from . import launchers
 
-    shown = [a for a in args if a in ("-c", "--cfg", "--resolve", "--shell-completion") or a.startswith("--info")]
-    if shown and launchers.is_multirun(args):
+    if launchers.is_multirun(args):
         raise ConfigError(f"{shown[0]} shows one job's config: leave out -m/--multirun and give one value per "
                           "swept key")
 
@@ -196,6 +204,11 @@ def main() -> None:
     except SpikeRLError as exc:  # bad input: nothing started
         sys.exit(report(exc))
     hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")(_job)()
+    # FAILED_JOBS: run folders of this multirun's failed jobs, those run in this process and (found by the
+    # FAILURE_MARKER they leave, spikerl.callbacks.FailedJobs) those run elsewhere. They live in
+    # spikerl.launchers, shared with the callback also when this module runs as __main__ (python -m spikerl.run).
+    from .launchers import FAILED_JOBS
+
     if FAILED_JOBS:
         print(error_line("spikerl", f"{len(FAILED_JOBS)} job(s) of the multirun failed: {', '.join(FAILED_JOBS)}"),
               file=sys.stderr)

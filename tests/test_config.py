@@ -87,10 +87,12 @@ def test_a_preset_derived_from_another_takes_its_per_task_values(env):
 
 
 def test_allowed_values_are_read_from_the_modules_that_own_them():
-    from spikerl.config import SCHEMAS
+    from spikerl.config import SCHEMA_SECTIONS, schemas
     from spikerl.rl import normalizer
     from spikerl.runtime import distributed, precision
     from spikerl.telemetry import energy, metrics
+
+    SCHEMAS = schemas()  # noqa: N806
 
     assert SCHEMAS["normalizer"].CHOICES["kind"] is normalizer.KINDS
     assert SCHEMAS["precision"].CHOICES["mode"] is precision.CHOICES
@@ -99,6 +101,7 @@ def test_allowed_values_are_read_from_the_modules_that_own_them():
     assert SCHEMAS["logger"].CHOICES == {"kind": metrics.KINDS, "mode": metrics.WANDB_MODES}
     assert all(SCHEMAS[name].__module__.startswith("spikerl.") and SCHEMAS[name].__module__ != "spikerl.config"
                for name in SCHEMAS)
+    assert tuple(SCHEMAS) == SCHEMA_SECTIONS  # the names kept apart for the messages that need no import
 
 
 def test_sweeps_expand_into_jobs():
@@ -124,8 +127,10 @@ def test_every_job_of_a_large_sweep_is_checked_before_the_first_starts():
     jobs = expand_overrides(args)
     assert len(jobs) == 140 and jobs[-1] == ["seed=69", "algo.gamma=1.5"]
     with pytest.raises(ConfigError, match="algo.gamma must be in"):
-        run.preflight(["seed=range(0,70)", "algo.gamma=0.99,1.5"])
+        run.preflight(["-m", "seed=range(0,70)", "algo.gamma=0.99,1.5"])
     run.preflight(["-m", "seed=range(0,70)", "algo.gamma=0.98,0.99"])  # fine: nothing raised
+    with pytest.raises(ConfigError, match="requires --multirun"):  # without -m: one job, which Hydra refuses
+        run.preflight(["seed=range(0,70)", "algo.gamma=0.98,0.99"])
 
 
 BAD_INPUTS = [
@@ -174,7 +179,7 @@ BAD_INPUTS = [
     (["dist.backend=nccl"], "dist.backend=nccl needs networks on CUDA GPUs"),
     (["dist.backend=tcp"], "dist.backend must be one of auto, gloo, nccl, mpi"),
     (["dist.world_size=3", "dist.nnodes=2"], "must be a positive multiple of dist.nnodes"),
-    (["env=hopper,pong"], "choose one of"),  # a sweep is checked job by job before any starts
+    (["-m", "env=hopper,pong"], "choose one of"),  # a sweep is checked job by job before any starts
     (["train.total_steps=[1,2"], "cannot parse overrides"),
     (["resume=/nonexistent/last.pt"], "resume: no checkpoint at /nonexistent/last.pt"),
     (["energy=solar"], "choose one of: codecarbon, none"),

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import TINY
-from spikerl import errors, run
+from spikerl import errors, launch, run
 from spikerl.config import ConfigError
 from spikerl.errors import BAD_INPUT, FAILED, SpikeRLError, exit_code
 from spikerl.rl.collector import EnvFault
@@ -78,7 +78,7 @@ def test_a_single_run_exits_with_the_errors_code_and_its_one_line(error, code, t
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text("before\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(run, "launch", lambda *args: (_ for _ in ()).throw(error))
+    monkeypatch.setattr(launch, "launch", lambda *args: (_ for _ in ()).throw(error))  # run imports it when it runs
     monkeypatch.setattr(sys, "argv", ["spikerl.run", *TINY, f"hydra.run.dir={run_dir}"])
     with pytest.raises(SystemExit) as info:
         run.main()

@@ -18,7 +18,8 @@ import torch
 from conftest import TINY
 from spikerl import launchers
 from spikerl.config import ConfigError
-from spikerl.run import FAILURE_MARKER, preflight
+from spikerl.launchers import FAILURE_MARKER
+from spikerl.run import preflight
 from spikerl.runtime import checkpoint, distributed
 
 HERE = Path(__file__).parent
