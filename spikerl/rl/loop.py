@@ -111,6 +111,17 @@ class TrainingLoop:
             teller.join()
             self.bar.set_postfix_str("", refresh=False)
 
+    @contextlib.contextmanager
+    def compiling(self, env_step: int):
+        """The first update round, which compiles: minutes on a CPU without a safe point. The bar says so,
+        and a stop request ends it at once; the run continues from its last checkpoint (before the
+        round: nothing of it is kept)."""
+        try:
+            with self.saying("compiling the update (once per process)"), self.state.stop_at_once():
+                yield
+        except StopNow as stop:
+            raise Preempted(stop.signum, env_step, checkpointed=False) from None
+
     def iteration(self) -> Tick:
         """One step of every env copy, and whatever falls due at the env step it reaches."""
         state, train = self.state, self.train
@@ -121,13 +132,7 @@ class TrainingLoop:
             self.collector.sync_normalizer(state.dist.enabled)
         if round_due and self.updates.ready(tick.after):
             first = not self.updates_run and getattr(self.updates.learner, "compile", False)
-            if first:  # minutes on a CPU without a safe point: a stop request ends it at once, and the run
-                try:   # continues from its last checkpoint (before the round: nothing of it is kept)
-                    with self.saying("compiling the update (once per process)"), state.stop_at_once():
-                        self.updates_run += self.updates.run_round(tick.after, self.window)
-                except StopNow as stop:
-                    raise Preempted(stop.signum, tick.after, checkpointed=False) from None
-            else:
+            with self.compiling(tick.after) if first else contextlib.nullcontext():
                 self.updates_run += self.updates.run_round(tick.after, self.window)
         self.updates.recalibrate(tick)
         row = {}
