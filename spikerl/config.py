@@ -11,6 +11,7 @@ message is one line naming the key and, where there is a choice, the valid optio
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
@@ -159,6 +160,7 @@ warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is valida
 SCHEMA_SECTIONS = ("train", "replay", "normalizer", "env", "precision", "dist", "energy", "logger")
 
 
+@functools.cache
 def schemas() -> dict[str, type]:
     """The sections with fixed keys and the dataclass each is checked against (imported when first asked)."""
     from .rl.envs import EnvConfig
