@@ -7,7 +7,7 @@ host side on the host), per layer and timestep:
                     nonzero weights it feeds: fan-out, or its block's share for ILC-SAN's intra-layer
                     connections and grouped decoder)
     dense MACs      a layer whose input is real-valued (DSRL's two-neuron input): its nonzero weights per step
-    neuron updates  neurons x timesteps (every neuron node: CubaLIF, LIF, CubaLI, LI, I)
+    neuron updates  neurons x timesteps (every neuron node: CubaLIF, LIF, CubaLI, LI, I, IF), once per node
     firing rate     spikes / (neurons x timesteps) of each spiking layer, and of its input
 
 The ANN actor (`td3`'s MLP) does fan-in x fan-out MACs per layer whatever the input: counted from its
@@ -18,7 +18,9 @@ was checked against its primary source. Two estimates of the chip's energy per a
 
     45nm   synaptic op = one 32-bit float add (an event adds a weight into a current), dense MAC =
            float mult + add, neuron update by node (UPDATE_OPS): CubaLIF 2 mults + 3 adds (two decays
-           and sums, the threshold compare), CubaLI 2 + 2, LIF 1 + 2, LI 1 + 1, I 0 + 1; plus 1 add
+           and sums, the threshold compare), CubaLI 2 + 2, LIF 1 + 2, LI 1 + 1, I 0 + 1, IF 0 + 2
+           (an integrator into a Threshold node too; its subtracting reset is counted as the synaptic
+           op of its -threshold synapse, one per spike), once per neuron and step; plus 1 add
            per neuron and step where the layer has a bias. All from Horowitz (ISSCC 2014), 45 nm;
            memory access is not counted. A graph quantised for Loihi (integer states) is priced with
            the same table's 32-bit integer add and multiply instead (`arithmetic`: int32).
@@ -42,7 +44,7 @@ from .nir_graph import Bundle, build_bundle
 from .simulate import NEURON_NODES, SPIKING_NODES, node_order, predecessors
 
 # (float mults, float adds) of one neuron's update at one timestep, by NIR node
-UPDATE_OPS = {"CubaLIF": (2, 3), "CubaLI": (2, 2), "LIF": (1, 2), "LI": (1, 1), "I": (0, 1)}
+UPDATE_OPS = {"CubaLIF": (2, 3), "CubaLI": (2, 2), "LIF": (1, 2), "LI": (1, 1), "I": (0, 1), "IF": (0, 2)}
 
 
 @dataclass(frozen=True)
@@ -94,22 +96,27 @@ class OpCounter:
         succs: dict[str, list[str]] = {name: [] for name in self.graph.nodes}
         for src, dst in self.graph.edges:
             succs[src].append(dst)
-        self.layers = []
+        self.layers, updated = [], set()
         for name in node_order(self.graph):
             node = self.graph.nodes[name]
             if not isinstance(node, (nir.Affine, nir.Linear)):
                 continue
             neuron = next((s for s in succs[name] if isinstance(self.graph.nodes[s], NEURON_NODES)), None)
+            # an integrator into a Threshold node: integrate-and-fire neurons that reset by subtraction
+            threshold = next((s for s in succs[neuron] if isinstance(self.graph.nodes[s], nir.Threshold)), None)
+            kind = "IF" if threshold is not None else type(self.graph.nodes[neuron]).__name__
             fan_out, fan_in = node.weight.shape
             # synapses leaving each input: the nonzero weights of its column (a block matrix, such as
             # intra-layer connections or a grouped decoder, has fewer than fan_out)
             targets = torch.from_numpy((np.asarray(node.weight) != 0).sum(0).astype(np.float64))
-            self.layers.append({"name": f"{name}->{neuron}", "synapses": name, "neurons": neuron,
+            self.layers.append({"name": f"{name}->{neuron}", "synapses": name, "neurons": threshold or neuron,
                                 "source": preds[name][0], "fan_in": int(fan_in), "fan_out": int(fan_out),
                                 "targets": targets, "nonzero_weights": int(targets.sum()),
                                 "bias": isinstance(node, nir.Affine),
-                                "spiking": isinstance(self.graph.nodes[neuron], SPIKING_NODES),
-                                "neuron": type(self.graph.nodes[neuron]).__name__})
+                                "spiking": threshold is not None or isinstance(self.graph.nodes[neuron], SPIKING_NODES),
+                                # a node fed by several synapse nodes (a recurrent one too) updates once a step
+                                "updates": neuron not in updated, "neuron": kind})
+            updated.add(neuron)
         self.actions = 0
         self.binary = {layer["name"]: True for layer in self.layers}
         zeros = lambda: np.zeros(self.T)  # noqa: E731
@@ -145,7 +152,7 @@ class OpCounter:
             per_t = self.in_spikes[name] / n
             syn_t = self.in_synops[name] / n if binary else np.zeros(self.T)
             macs = 0.0 if binary else float(self.T * layer["nonzero_weights"])
-            updates = float(self.T * fan_out)
+            updates = float(self.T * fan_out) if layer["updates"] else 0.0
             row = {"name": name, "fan_in": fan_in, "fan_out": fan_out, "nonzero_weights": layer["nonzero_weights"],
                    "input": "spikes" if binary else "real",
                    "input_rate": float(per_t.sum() / (self.T * fan_in)) if binary else None,

@@ -78,17 +78,18 @@ def refuse_unexportable(actor) -> None:
 def neuron_node(layer, n: int, dt: float = DT):
     """A layer's neurons (a ChipLayer: snnTorch `Synaptic` constants) as a NIR neuron node: CubaLIF
     (CubaLI for a non-spiking readout); LIF (LI) where the layer has no synaptic current (alpha = 0);
-    I for a readout that neither has a current nor leaks (alpha = 0, beta = 1)."""
+    IF (I for a readout) where it neither has a current nor leaks (alpha = 0, beta = 1)."""
     alpha, beta, spiking = layer.alpha, layer.beta, layer.threshold is not None
-    integrator = alpha == 0.0 and beta == 1.0 and not spiking
+    integrator = alpha == 0.0 and beta == 1.0
     if not (0.0 <= alpha < 1.0 and (0.0 <= beta < 1.0 or integrator)):
         raise ExportError(f"NIR's neuron nodes need decaying current and voltage (0 <= alpha, beta < 1), or neither "
                           f"for a readout; got alpha={alpha}, beta={beta}")
     if layer.graded != 1.0:
         raise ExportError(f"NIR spikes are 0/1; this layer's snnTorch graded_spikes_factor is {layer.graded}")
     full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
-    if integrator:
-        return nir.I(r=full(1.0 / dt))
+    if integrator:  # an integrate-and-fire neuron (ANN-to-SNN conversion's), or an integrator readout
+        return nir.IF(r=full(1.0 / dt), v_threshold=full(layer.threshold), v_reset=full(0.0)) if spiking \
+            else nir.I(r=full(1.0 / dt))
     tau_mem = dt / (1.0 - beta)
     membrane = {"r": full(tau_mem / dt), "v_leak": full(0.0)}
     threshold = {"v_threshold": full(layer.threshold), "v_reset": full(0.0)} if spiking else {}
@@ -97,6 +98,22 @@ def neuron_node(layer, n: int, dt: float = DT):
     tau_syn = dt / (1.0 - alpha)
     common = {"tau_syn": full(tau_syn), "tau_mem": full(tau_mem), **membrane, "w_in": full(tau_syn / dt)}
     return (nir.CubaLIF if spiking else nir.CubaLI)(**common, **threshold)
+
+
+def subtracting_neurons(layer, n: int, name: str, dt: float = DT) -> dict:
+    """Integrate-and-fire neurons that reset by subtracting the threshold, which NIR's IF (reset to
+    v_reset) cannot state, as three standard nodes: an integrator `<name>_v` (I), a Threshold `<name>`
+    (the spikes, z = v > threshold) and a Linear `<name>_reset` (-threshold on the diagonal) on the
+    recurrent edge back into the integrator. A recurrent edge carries the previous step's spikes, so
+    v_t = v_{t-1} + x_t - threshold z_{t-1}: the pre-reset membrane of the subtracting neuron."""
+    if not (layer.alpha == 0.0 and layer.beta == 1.0 and layer.threshold is not None):
+        raise ExportError(f"reset by subtraction is written for integrate-and-fire neurons only; got alpha="
+                          f"{layer.alpha}, beta={layer.beta}, threshold={layer.threshold}")
+    if layer.graded != 1.0:
+        raise ExportError(f"NIR spikes are 0/1; this layer's snnTorch graded_spikes_factor is {layer.graded}")
+    full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
+    return {f"{name}_v": nir.I(r=full(1.0 / dt)), name: nir.Threshold(threshold=full(layer.threshold)),
+            f"{name}_reset": nir.Linear(weight=np.diag(full(-layer.threshold)).astype(np.float32))}
 
 
 def synapse_node(weight: torch.Tensor, bias: torch.Tensor | None):
@@ -120,6 +137,13 @@ def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
         n = layer.weight.shape[0]
         syn, neu = layer.names or (f"fc{i}", f"lif{i}")
         nodes[syn] = synapse_node(layer.weight, layer.bias)
+        if layer.reset == "subtract":
+            nodes.update(subtracting_neurons(layer, n, neu, dt))
+            edges += [(previous, syn), (syn, f"{neu}_v"), (f"{neu}_v", neu), (neu, f"{neu}_reset"),
+                      (f"{neu}_reset", f"{neu}_v")]
+            neurons.append(neu)
+            previous = neu
+            continue
         nodes[neu] = neuron_node(layer, n, dt)
         edges += [(previous, syn), (syn, neu)]
         if layer.recurrent is not None:

@@ -71,7 +71,7 @@ class QuantizeError(SpikeRLError):
 def neuron_decays(node, dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-neuron (alpha, beta) of a NIR neuron node at step dt, as the float simulator steps it."""
     a = lambda v: np.asarray(v, np.float64)  # noqa: E731
-    if isinstance(node, nir.I):
+    if isinstance(node, (nir.I, nir.IF)):
         n = a(node.r).shape
         return np.zeros(n), np.ones(n)
     if isinstance(node, (nir.LIF, nir.LI)):
@@ -91,7 +91,7 @@ def _check_export_form(name: str, node, dt: float) -> None:
     """The integer targets take the neuron form the export writes: unit gains, no leak potential, reset to 0."""
     a = lambda v: np.asarray(v, np.float64)  # noqa: E731
     gains = []
-    if isinstance(node, nir.I):
+    if isinstance(node, (nir.I, nir.IF)):
         gains.append(a(node.r) * dt)
     elif isinstance(node, (nir.LIF, nir.LI)):
         gains.append(a(node.r) * dt / a(node.tau))
@@ -99,9 +99,9 @@ def _check_export_form(name: str, node, dt: float) -> None:
         gains += [a(node.w_in) * dt / a(node.tau_syn), a(node.r) * dt / a(node.tau_mem)]
     if not all(np.allclose(g, 1.0, rtol=1e-9, atol=0) for g in gains):
         raise QuantizeError(f"node {name!r}: the integer targets need unit input gains (as the export writes them)")
-    if not isinstance(node, nir.I) and np.any(a(node.v_leak) != 0):
+    if not isinstance(node, (nir.I, nir.IF)) and np.any(a(node.v_leak) != 0):
         raise QuantizeError(f"node {name!r} has a nonzero v_leak, which the integer targets have no register for")
-    if isinstance(node, (nir.CubaLIF, nir.LIF)) and np.any(a(node.v_reset) != 0):
+    if isinstance(node, SPIKING_NODES) and np.any(a(node.v_reset) != 0):
         raise QuantizeError(f"node {name!r} resets to a nonzero v_reset; Loihi resets to 0")
 
 
@@ -318,6 +318,9 @@ RULES = {
 
 
 def _loihi(graph: nir.NIRGraph, dt: float, timesteps: int, input_range: float | None) -> QuantizedGraph:
+    if any(isinstance(node, nir.Threshold) for node in graph.nodes.values()):
+        raise QuantizeError("Loihi's compartments reset to zero: neurons that reset by subtraction (an integrator into "
+                            "a Threshold node) have no loihi form; convert with --reset zero, or use --target float")
     inputs = {name for name, node in graph.nodes.items() if isinstance(node, nir.Input)}
     step = None if input_range is None else input_range / (2**INPUT_BITS - 1)  # a graded spike's step
 

@@ -18,6 +18,9 @@ Nodes and their discrete-time semantics at step `dt` (forward Euler of each node
     CubaLI            the same without threshold; the output is v
     LIF / LI          tau dv/dt = (v_leak - v) + r x, one state (LIF spikes and resets like CubaLIF)
     I                 dv/dt = r x: v_t = v_{t-1} + r dt x_t; the output is v
+    IF                I that spikes and resets like CubaLIF
+    Threshold         z = x > threshold (an integrate-and-fire neuron that resets by subtraction is an I
+                      node into a Threshold node, fed back through -threshold: spikerl/export/nir_graph.py)
 
 `order` chooses which synaptic current the membrane integrates (the one place where discretisations
 of CubaLIF differ, see docs/neuromorphic.md):
@@ -43,7 +46,7 @@ from ..errors import BAD_INPUT, SpikeRLError
 ORDERS = ("current-first", "euler")
 
 
-SPIKING_NODES = (nir.CubaLIF, nir.LIF)
+SPIKING_NODES = (nir.CubaLIF, nir.LIF, nir.IF)
 NEURON_NODES = (*SPIKING_NODES, nir.CubaLI, nir.LI, nir.I)
 
 
@@ -156,11 +159,11 @@ class _Neuron:
 def _neuron(node, dt: float, order: str, dtype, device) -> _Neuron:
     f = lambda v: _coef(v, dtype, device)  # noqa: E731
     a = lambda v: np.asarray(v, np.float64)  # noqa: E731
-    spiking = isinstance(node, (nir.CubaLIF, nir.LIF))
+    spiking = isinstance(node, SPIKING_NODES)
     threshold = f(node.v_threshold) if spiking else None
     reset = f(node.v_reset) if spiking else None
-    if isinstance(node, nir.I):
-        return _Neuron(1.0, f(a(node.r) * dt), 0.0)
+    if isinstance(node, (nir.I, nir.IF)):
+        return _Neuron(1.0, f(a(node.r) * dt), 0.0, threshold=threshold, reset=reset)
     if isinstance(node, (nir.LIF, nir.LI)):
         tau = a(node.tau)
         return _Neuron(f(1.0 - dt / tau), f(a(node.r) * dt / tau), f(a(node.v_leak) * dt / tau),
@@ -178,6 +181,9 @@ def node_step(node, dt: float, order: str = "current-first", dtype=torch.float32
         weight = torch.as_tensor(node.weight, device=device).to(dtype)
         bias = torch.as_tensor(node.bias, device=device).to(dtype) if isinstance(node, nir.Affine) else None
         return lambda x: torch.nn.functional.linear(x, weight, bias)
+    if isinstance(node, nir.Threshold):
+        threshold = torch.as_tensor(np.asarray(node.threshold, np.float64), device=device).to(dtype)
+        return lambda x: (x > threshold).to(dtype)
     if isinstance(node, nir.Scale):
         scale = torch.as_tensor(node.scale, device=device).to(dtype)
         return lambda x: x * scale

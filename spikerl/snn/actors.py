@@ -25,6 +25,7 @@ from torch import nn
 
 from .connections import IntraConnections, connection_kinds
 from .decoders import ChipLayer, MembraneReadout, PopulationDecoder
+from .encoders import TwoNeuronEncoder
 from .neurons import LIFSpec, current_lif, make_neuron, make_surrogate
 from .through_time import neuron_backend
 
@@ -74,12 +75,12 @@ class SpikingLayers(nn.Module):
         if self.norms is not None:
             raise ValueError(f"the NIR export does not write normalisation layers ({type(self.norms[0]).__name__}, "
                              f"CaRe-BN): fold them into the synapses first")
-        other = next((spec for spec in self.specs if not isinstance(spec, LIFSpec)), None)
+        other = next((spec for spec in self.specs if not hasattr(spec, "chip")), None)
         if other is not None:
             raise ValueError(f"NIR has no node for {other.name}")
         last = len(self.linears) - 1
         conn = self.connections
-        return [ChipLayer(linear.weight, self.bias(i), spec.alpha, spec.beta, spec.threshold if spec.spiking else None,
+        return [ChipLayer(linear.weight, self.bias(i), *spec.chip(),
                           recurrent=conn.full() if i == last and conn is not None and conn.recurrent else None,
                           graded=float(getattr(module, "graded_spikes_factor", 1.0)))
                 for i, (linear, spec, module) in enumerate(zip(self.linears, self.specs, self.neurons))]
@@ -278,6 +279,43 @@ class DSRLSpikingActor(SpikingActor):
 
     def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
         """The readout's last membrane [B, act_dim] (the chip's output at the last step)."""
+        return self.decode(spikes)
+
+    def host_decoder(self) -> MembraneReadout:
+        return MembraneReadout(self.readout.out_features, "last")
+
+
+class ConvertedActor(SpikingActor):
+    """An ANN actor converted into integrate-and-fire neurons (spikerl/convert.py): the normalised
+    observation as a constant input current, split into its positive and negative parts (two input
+    neurons per dim, as DSRL's: a chip's graded spikes are non-negative), integrate-and-fire hidden
+    layers (threshold 1, reset by subtraction or to zero: spikerl/snn/neurons.py, IFSpec) whose firing
+    rates stand for the ANN's ReLU activations, and a non-spiking integrator readout with a bias whose
+    membrane after the last timestep, through tanh, is the action. The conversion sets the weights (each
+    layer's scaled by its input's and its own activation scale, the readout's by 1 / T as well, so its
+    membrane is the time mean of what the ANN's last layer computes from the rates); built here, the
+    actor has random weights like any other."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_sizes: Sequence[int] = (256, 256), timesteps: int = 32,
+                 reset: str = "subtract", neuron_backend: str = "bptt", compile: bool = False):
+        if timesteps < 1:
+            raise ValueError(f"a converted actor needs at least one timestep, got {timesteps}")
+        surrogate = {"name": "fast_sigmoid", "slope": 100.0}  # for gradients only; the conversion trains nothing
+        super().__init__(obs_dim, TwoNeuronEncoder, hidden_sizes, timesteps,
+                         {"model": "if", "threshold": 1.0, "reset": reset}, surrogate, True, neuron_backend, compile)
+        self.readout = nn.Linear(hidden_sizes[-1], act_dim)
+        self.readout_spec = LIFSpec.of(current_lif(current_decay=0.0, voltage_decay=1.0, threshold=1.0,
+                                                   surrogate=make_surrogate(**surrogate), spiking=False))
+
+    def decode(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The readout's membrane after the last timestep: the action before its tanh."""
+        return self.snn.run(self.readout_spec, self.readout(spikes).float())[1]
+
+    def chip_layers(self) -> list[ChipLayer]:
+        readout = ChipLayer(self.readout.weight, self.readout.bias, 0.0, 1.0, None, names=("readout", "integrator"))
+        return [*self.snn.chip_layers(), readout]
+
+    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
         return self.decode(spikes)
 
     def host_decoder(self) -> MembraneReadout:

@@ -39,15 +39,17 @@ def read_membrane(v: torch.Tensor, readout: str) -> torch.Tensor:
 @dataclass(frozen=True)
 class ChipLayer:
     """One synapse layer and its neurons as a chip computes them: input [T, B, n_in] -> W x + b into
-    neurons with c <- alpha c + x, v <- beta v + c, spiking when v > threshold (reset to zero), or, with
-    threshold None, a non-spiking membrane; `recurrent`: weights from the layer's own spikes of the
-    previous step (connections inside the output populations), if any."""
+    neurons with c <- alpha c + x, v <- beta v + c, spiking when v > threshold, then v <- 0 (`reset`
+    "zero") or v <- v - threshold ("subtract"), or, with threshold None, a non-spiking membrane;
+    `recurrent`: weights from the layer's own spikes of the previous step (connections inside the output
+    populations), if any."""
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     alpha: float
     beta: float
     threshold: float | None
+    reset: str = "zero"
     recurrent: torch.Tensor | None = None
     graded: float = 1.0  # the spike's value (snnTorch's graded_spikes_factor)
     names: tuple[str, str] | None = None  # its synapse and neuron nodes' names (None: fc<i>, lif<i>)

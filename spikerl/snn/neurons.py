@@ -149,6 +149,10 @@ class LIFSpec:
                    threshold=float(neuron.threshold), spiking=mechanism == "zero", surrogate=neuron.spike_grad,
                    module=neuron, reset_gradient=bool(reset_gradient))
 
+    def chip(self) -> tuple[float, float, float | None, str]:
+        """(current decay, voltage decay, threshold or None for a readout, reset) as a chip layer holds them."""
+        return self.alpha, self.beta, self.threshold if self.spiking else None, "zero"
+
 
 def step_input(current: torch.Tensor, t: int, recurrent, spikes: torch.Tensor) -> torch.Tensor:
     """A layer's input at step t: I_t, plus `recurrent` of its own spikes of step t - 1 when the layer
@@ -242,21 +246,74 @@ class DynamicNeuron(torch.nn.Module):
                 f"theta_r={s.theta_r}, theta_s={s.theta_s}")
 
 
-NEURON_MODELS = ("lif", "dynamic")
+RESETS = ("subtract", "zero")
+
+
+@dataclass(frozen=True)
+class IFSpec:
+    """Integrate-and-fire neurons without leak or synaptic current, the neuron of ANN-to-SNN conversion
+    (spikerl/convert.py): u = m + I; z = surrogate(u - threshold); then m = u - threshold z (reset by
+    subtraction, which keeps the charge above the threshold: rate coding's residual) or m = u - z u
+    (reset to zero). Spikes where u > threshold, strictly, as NIR, snnTorch and Lava do.
+
+    With subtraction the pre-reset u is carried, u_t = u_{t-1} + (I_t - threshold z_{t-1}): the same
+    numbers, summed in the order of the NIR form (an integrator fed its own spikes times -threshold:
+    spikerl/export/nir_graph.py), so that the export's round trip holds to the bit."""
+
+    threshold: float
+    reset: str
+    surrogate: Surrogate
+    spiking: bool = True
+    name = "integrate-and-fire neurons"
+
+    def __post_init__(self):
+        if self.reset not in RESETS:
+            raise ValueError(f"integrate-and-fire reset must be one of {list(RESETS)}, got {self.reset!r}")
+
+    def run(self, current: torch.Tensor, recurrent=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """T steps from zero state: the spikes [T, B, N] and the last (post-reset) membrane [B, N]."""
+        u = torch.zeros_like(current[0])
+        z = torch.zeros_like(current[0])
+        spikes = []
+        for t in range(current.shape[0]):
+            x = step_input(current, t, recurrent, z)
+            u = u + (x - self.threshold * z) if self.reset == "subtract" else (u - z * u) + x
+            z = self.surrogate(u - self.threshold)
+            spikes.append(z)
+        return torch.stack(spikes), u - z * (self.threshold if self.reset == "subtract" else u)
+
+    def chip(self) -> tuple[float, float, float, str]:
+        """(current decay, voltage decay, threshold, reset) as a chip layer holds them (spikerl/snn/decoders.py)."""
+        return 0.0, 1.0, self.threshold, self.reset
+
+
+class IFNeuron(torch.nn.Module):
+    """A layer's integrate-and-fire neurons (`IFSpec`), held by the actor like its snnTorch neurons."""
+
+    def __init__(self, *, threshold: float = 1.0, reset: str = "subtract", surrogate):
+        super().__init__()
+        self.spec = IFSpec(float(threshold), reset, surrogate)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.spec.threshold}, reset={self.spec.reset!r}"
+
+
+NEURON_MODELS = ("lif", "dynamic", "if")
 
 
 def make_neuron(settings, surrogate) -> tuple[torch.nn.Module, LIFSpec | DynamicSpec]:
-    """A layer's neurons from its config (`model`: lif, the default, or dynamic; the model's constants;
+    """A layer's neurons from its config (`model`: lif, the default, dynamic, or if; the model's constants;
     a LIF layer may add `reset_gradient`): the module the actor holds and the spec the kernels use.
     A new neuron model is a spec with `run` and `name` and a module here, an entry in NEURON_MODELS,
     its config and its tests; the actors, the checkpoints and the export need no change (the export
-    refuses what is not a LIF in one line, with its `name`)."""
+    takes a spec with `chip()`, its constants as a chip holds them, and refuses any other in one line,
+    with its `name`)."""
     settings = dict(settings)
     model = settings.pop("model", "lif")
     if model not in NEURON_MODELS:
         raise ValueError(f"unknown neuron model {model!r}; choose one of {list(NEURON_MODELS)}")
-    if model == "dynamic":
-        module = DynamicNeuron(**settings, surrogate=surrogate)
+    if model in ("dynamic", "if"):
+        module = (DynamicNeuron if model == "dynamic" else IFNeuron)(**settings, surrogate=surrogate)
         return module, module.spec
     reset_gradient = settings.pop("reset_gradient", True)
     module = current_lif(**settings, surrogate=surrogate)
