@@ -10,8 +10,7 @@ block gets the machine the report was measured on (CPU model, torch's `cpu_capab
 JSON records them), the command that made it, its settings, and the table. The kind of table follows
 the script named in the report's command (bench_update.py, bench_act.py, bench_train.py,
 profile_update.py, bench_scaling.py, bench_compile.py, bench_allreduce.py, bench_ranks.py, quantize_actors.py,
-bench_seeds.py). Text
-outside the blocks is left alone. Standard library only.
+convert_actors.py, bench_seeds.py). Text outside the blocks is left alone. Standard library only.
 """
 
 from __future__ import annotations
@@ -263,6 +262,31 @@ def quantize_table(report: dict) -> str:
                      "45nm µJ/action, float -> quantised", "kept at"], rows)
 
 
+def convert_table(report: dict) -> str:
+    """convert_actors.py: converted actors' return and energy per action at each T, beside the ANN's and the
+    trained spiking actors' of the task."""
+    rows, seen = [], set()
+    for r in report["results"]:
+        task, ann = r["env_id"].split("-")[0], r["ann"]
+        if r["run"] not in seen:
+            seen.add(r["run"])
+            rows.append([task, f"ANN ({r['method']}, {Path(r['run']).name})", "-", num(ann["return_mean"], ",.0f"),
+                         "1", "0", num(ann["macs"], ",.0f"), "-", num(ann["energy_uj"]["45nm"], ".3f"), "-"])
+        for c in r["converted"]:
+            rates = " / ".join(num(f, ".3f") for f in c["firing_rates"] if f is not None)
+            rows.append([task, f"converted, {c['reset']} reset", str(c["timesteps"]), num(c["return_mean"], ",.0f"),
+                         num(c["return_ratio"], ".3f"), num(c["synaptic_ops"], ",.0f"), num(c["macs"], ",.0f"), rates,
+                         num(c["energy_uj"]["45nm"], ".3f"), num(c["energy_uj"]["loihi"], ".3f")])
+        for t in r.get("trained_spiking", []):
+            if t["kind"] == "spiking":
+                rows.append([task, f"trained {t['method']} ({t['runs']} runs)", "-",
+                             num(t["final_return_mean"], ",.0f"), "-", num(t["synaptic_ops"], ",.0f"),
+                             num(t["macs"], ",.0f"), num(t["firing_rate"], ".3f"), num(t["energy_uj_45nm"], ".3f"),
+                             num(t["energy_uj_loihi"], ".3f")])
+    return markdown(["task", "actor", "T", "return", "of the ANN's", "synaptic ops", "MACs", "firing rates",
+                     "45nm µJ/action", "Loihi µJ/action"], rows)
+
+
 def allreduce_table(report: dict) -> str:
     """bench_allreduce.py: one gloo all-reduce between two ranks at the gradients' sizes."""
     rows = [[r["gradients"], f"{r['elements']:,}", "one core each" if r["pinned"] else "unpinned",
@@ -365,7 +389,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_allreduce": allreduce_table,
     "bench_ranks": ranks_table,
     "bench_threads": threads_table,
-    "quantize_actors": quantize_table,
+    "quantize_actors": quantize_table, "convert_actors": convert_table,
     "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
     "profile_update": profile_table, "bench_scaling": scaling_table, "bench_gpu": gpu_table,
