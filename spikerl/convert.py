@@ -247,7 +247,9 @@ def _convert(args, argv: list[str], timesteps: list[int], fail) -> int:
         rows.append({"timesteps": T, "reset": args.reset, "return_mean": float(np.mean(returns)), "returns": returns,
                      "return_ratio": ratio, "synaptic_ops": energy["totals"]["synaptic_ops"],
                      "macs": energy["totals"]["macs"], "neuron_updates": energy["totals"]["neuron_updates"],
-                     "firing_rates": [layer["firing_rate"] for layer in energy["layers"]],
+                     # each spiking layer's once (a subtracting layer's reset synapse reads the same spikes)
+                     "firing_rates": list({layer["name"].split("->")[1]: layer["firing_rate"] for layer in energy["layers"]
+                                           if layer["firing_rate"] is not None}.values()),
                      "energy_uj": energy["energy_uj"], "energy_episodes": args.energy_episodes,
                      "seconds": time.perf_counter() - start})
         checkpoints[f"T{T}_{args.reset}.pt"] = cstate

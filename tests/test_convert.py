@@ -146,6 +146,7 @@ def test_convert_reports_every_timestep_and_writes_checkpoints_that_evaluate(tmp
                          "--energy-episodes", "1", "--out", str(out)]) == 0
     result = json.loads((out / "convert.json").read_text())
     assert [row["timesteps"] for row in result["converted"]] == [4, 16]
+    assert all(len(row["firing_rates"]) == 2 for row in result["converted"])  # each hidden layer once
     assert result["calibration"]["source"] == "episodes acted by the ANN" and len(result["scales"]) == 2
     assert result["command"].startswith("python -m spikerl.convert ") and result["env_id"] == ENV
     state = checkpoint.load(out / "T16_subtract.pt")
