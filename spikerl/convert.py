@@ -244,12 +244,12 @@ def _convert(args, argv: list[str], timesteps: list[int], fail) -> int:
         returns = closed_loop(snn, normalizer, meta, episodes, seed, args.max_episode_steps)
         energy = inference_energy(cstate, args.energy_episodes, seed, args.max_episode_steps)
         ratio = float(np.mean(returns) / np.mean(ann_returns)) if np.mean(ann_returns) > 0 else None
+        # each spiking layer's once (a subtracting layer's reset synapse reads the same spikes)
+        rates = {layer["name"].split("->")[1]: layer["firing_rate"] for layer in energy["layers"]}
         rows.append({"timesteps": T, "reset": args.reset, "return_mean": float(np.mean(returns)), "returns": returns,
                      "return_ratio": ratio, "synaptic_ops": energy["totals"]["synaptic_ops"],
                      "macs": energy["totals"]["macs"], "neuron_updates": energy["totals"]["neuron_updates"],
-                     # each spiking layer's once (a subtracting layer's reset synapse reads the same spikes)
-                     "firing_rates": list({layer["name"].split("->")[1]: layer["firing_rate"] for layer in energy["layers"]
-                                           if layer["firing_rate"] is not None}.values()),
+                     "firing_rates": [rate for rate in rates.values() if rate is not None],
                      "energy_uj": energy["energy_uj"], "energy_episodes": args.energy_episodes,
                      "seconds": time.perf_counter() - start})
         checkpoints[f"T{T}_{args.reset}.pt"] = cstate
