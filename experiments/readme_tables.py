@@ -277,12 +277,14 @@ def convert_table(report: dict) -> str:
             rows.append([task, f"converted, {c['reset']} reset", str(c["timesteps"]), num(c["return_mean"], ",.0f"),
                          num(c["return_ratio"], ".3f"), num(c["synaptic_ops"], ",.0f"), num(c["macs"], ",.0f"), rates,
                          num(c["energy_uj"]["45nm"], ".3f"), num(c["energy_uj"]["loihi"], ".3f")])
-        for t in r.get("trained_spiking", []):
+        for t in r.get("trained_spiking", []) if r["env_id"] not in seen else []:  # once per task
             if t["kind"] == "spiking":
                 rows.append([task, f"trained {t['method']} ({t['runs']} runs)", "-",
                              num(t["final_return_mean"], ",.0f"), "-", num(t["synaptic_ops"], ",.0f"),
                              num(t["macs"], ",.0f"), num(t["firing_rate"], ".3f"), num(t["energy_uj_45nm"], ".3f"),
                              num(t["energy_uj_loihi"], ".3f")])
+        if r.get("trained_spiking"):
+            seen.add(r["env_id"])
     return markdown(["task", "actor", "T", "return", "of the ANN's", "synaptic ops", "MACs", "firing rates",
                      "45nm µJ/action", "Loihi µJ/action"], rows)
 
