@@ -109,6 +109,7 @@ def test_converted_actor_exports_and_round_trips_exactly(tmp_path, reset, capsys
     converted = out / f"T8_{reset}.pt"
     bundle = tmp_path / "bundle"
     assert export_main([str(converted), "--out", str(bundle), "--episodes", "1"]) == 0
+    assert json.loads((bundle / "bundle.json").read_text())["round_trip"]["layer_spikes_equal"] == [True, True]
     graph = nir.read(bundle / "actor.nir")
     kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
     if reset == "zero":

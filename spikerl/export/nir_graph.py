@@ -36,7 +36,7 @@ from ..errors import BAD_INPUT, SpikeRLError
 from ..rl.evaluation import trained_actor
 from .host import Host, HostError
 from .quantize import QuantizedGraph, QuantizeError, from_written, quantize
-from .simulate import SPIKING_NODES, simulate
+from .simulate import SPIKE_SOURCES, simulate
 from .snntorch_reader import check_with_snntorch
 
 DT = 1e-4  # seconds per actor timestep in the NIR graph
@@ -324,7 +324,7 @@ def verify_round_trip(actor, normalizer, bundle: Bundle, raw_obs: torch.Tensor,
     raw_obs = raw_obs.float()
     ran = bundle.run(raw_obs, generator=generator, record=True)
     ref = actor_reference(actor, normalizer, raw_obs, ran["encoder_input"])
-    spiking = [name for name in bundle.neurons if isinstance(bundle.graph.nodes[name], SPIKING_NODES)]
+    spiking = [name for name in bundle.neurons if isinstance(bundle.graph.nodes[name], SPIKE_SOURCES)]
     layers = [torch.equal(ref_spikes, ran["trace"][name][1]) for ref_spikes, name in zip(ref["layers"], spiking)]
     # DSRL's readout: its last membrane; the others: the whole output (spikes, or decoder membranes)
     output = ran["output"][-1] if ref["output"].dim() < ran["output"].dim() else ran["output"]

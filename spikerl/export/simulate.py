@@ -48,6 +48,7 @@ ORDERS = ("current-first", "euler")
 
 SPIKING_NODES = (nir.CubaLIF, nir.LIF, nir.IF)
 NEURON_NODES = (*SPIKING_NODES, nir.CubaLI, nir.LI, nir.I)
+SPIKE_SOURCES = (*SPIKING_NODES, nir.Threshold)  # the nodes whose output is a layer's spikes
 
 
 class SimulationError(SpikeRLError):

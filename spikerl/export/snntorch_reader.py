@@ -21,7 +21,7 @@ import nir
 import numpy as np
 import torch
 
-from .simulate import SPIKING_NODES, order_and_back_edges
+from .simulate import SPIKE_SOURCES, order_and_back_edges
 
 SNNTORCH_DT = 1e-4  # snnTorch's importer assumes this step for every neuron node
 SUPPORTED = (nir.Input, nir.Output, nir.Affine, nir.Linear, nir.CubaLIF, nir.LIF)
@@ -78,7 +78,7 @@ def check_with_snntorch(bundle, encoder_input: torch.Tensor, reference: dict) ->
     if why:
         return {"checked": False, "why": why}
     ran = run_with_snntorch(bundle.graph, encoder_input)
-    spiking = [name for name in bundle.neurons if isinstance(bundle.graph.nodes[name], SPIKING_NODES)]
+    spiking = [name for name in bundle.neurons if isinstance(bundle.graph.nodes[name], SPIKE_SOURCES)]
     return {"checked": True, "reader": f"snntorch.import_nir.import_from_nir; {reader_versions()}",
             "layer_spikes_equal": [torch.equal(ref, ran[name]) for ref, name in zip(reference["layers"], spiking)],
             "actions_equal": torch.equal(reference["action"], bundle.host.decode(ran["output"]))}
