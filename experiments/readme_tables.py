@@ -10,7 +10,7 @@ block gets the machine the report was measured on (CPU model, torch's `cpu_capab
 JSON records them), the command that made it, its settings, and the table. The kind of table follows
 the script named in the report's command (bench_update.py, bench_act.py, bench_train.py,
 profile_update.py, bench_scaling.py, bench_compile.py, bench_allreduce.py, bench_ranks.py, quantize_actors.py,
-convert_actors.py, bench_seeds.py). Text outside the blocks is left alone. Standard library only.
+qat_actors.py, convert_actors.py, bench_seeds.py). Text outside the blocks is left alone. Standard library only.
 """
 
 from __future__ import annotations
@@ -289,6 +289,27 @@ def convert_table(report: dict) -> str:
                      "45nm µJ/action", "Loihi µJ/action"], rows)
 
 
+def qat_table(report: dict) -> str:
+    """qat_actors.py: the int8 return after post-training quantisation and after quantisation-aware
+    fine-tuning, beside the float actor's, and a control fine-tuned in float then quantised."""
+    def returned(value: float, ratio: float | None) -> str:
+        return num(value, ",.0f") + ("" if ratio is None else f" ({ratio:.3f})")
+
+    def kept(yes: bool) -> str:
+        return "yes" if yes else "**no**"
+
+    rows = [[r["method"], r["target"], num(r["float_return"], ",.0f"),
+             returned(r["post_training_return"], r["post_training_ratio"]), returned(r["qat_return"], r["qat_ratio"]),
+             f"{r['min_return_ratio']:g}: {kept(r['post_training_kept'])} -> {kept(r['kept'])}",
+             num(r["fine_tuned_float_return"], ",.0f"),
+             returned(r["control_quantized_return"], r["control_ratio"]),
+             f"{r['updates']:,} at {r['lr']:g}", f"{r['qat_seconds']:.0f} (+ {r['replay']['seconds']:.0f} replay)"]
+            for r in report["results"]]
+    return markdown(["actor", "target", "float return", "int8 post-training (ratio)", "int8 after QAT (ratio)",
+                     "kept at", "fine-tuned float actor", "control: float fine-tuning, then int8 (ratio)",
+                     "updates at actor lr", "QAT s"], rows)
+
+
 def allreduce_table(report: dict) -> str:
     """bench_allreduce.py: one gloo all-reduce between two ranks at the gradients' sizes."""
     rows = [[r["gradients"], f"{r['elements']:,}", "one core each" if r["pinned"] else "unpinned",
@@ -392,6 +413,7 @@ TABLES: dict[str, Callable[[dict], str]] = {
     "bench_ranks": ranks_table,
     "bench_threads": threads_table,
     "quantize_actors": quantize_table, "convert_actors": convert_table,
+    "qat_actors": qat_table,
     "bench_compile": compile_table,
     "bench_update": update_table, "bench_act": act_table, "bench_train": train_table,
     "profile_update": profile_table, "bench_scaling": scaling_table, "bench_gpu": gpu_table,

@@ -38,14 +38,11 @@ def load_policy(state: dict):
 def run_eval_episodes(path, meta: dict) -> int:
     """How many episodes the run's own evaluations used: its checkpoint's record, else its run folder's
     config.yaml (checkpoints written before the record), else 10."""
-    from pathlib import Path
-
     from omegaconf import OmegaConf
 
     if meta.get("eval_episodes"):
         return int(meta["eval_episodes"])
-    path = Path(path)
-    config = path / "config.yaml" if path.is_dir() else path.parent.parent / "config.yaml"
+    config = checkpoint.run_folder(path) / "config.yaml"
     try:
         return int(OmegaConf.select(OmegaConf.load(config), "train.eval_episodes", default=10))
     except (OSError, ValueError, TypeError):

@@ -81,6 +81,36 @@ def build_learner(rc: RunConfig, actor: torch.nn.Module, critic: torch.nn.Module
                         precision=precision, sync=sync, compile=rc.compile, compile_mode=rc.compile_mode)
 
 
+def checkpoint_learner(state: dict, algo: dict) -> tuple[Learner, ObsNormalizer]:
+    """A run's learner rebuilt from its checkpoint to train on (fp32, eager, one process), with the
+    observation normaliser saved beside it: the actor as `trained_actor` rebuilds it, the critic of the
+    checkpoint's spec, the `algo` spec's learner over them (a run's config.yaml holds it; the
+    checkpoint names only the algorithm), and every network's and optimizer's state loaded.
+    CheckpointError (one line) where the checkpoint lacks any of them; ConfigError for a bad spec."""
+    from .rl.evaluation import trained_actor
+
+    meta = state["meta"]
+    actor, normalizer = trained_actor(state)
+    cls = learner_class(algo)
+    if meta.get("algo", cls.name) != cls.name:
+        raise checkpoint.CheckpointError(f"the checkpoint was trained by {meta['algo']}, its config names {cls.name}")
+    if "critic_spec" not in meta:
+        raise checkpoint.CheckpointError("the checkpoint has no critic spec: not a checkpoint of a training run")
+    obs_dim, act_dim = meta["obs_dim"], meta["act_dim"]
+    critic = _instantiate("critic", meta["critic_spec"], obs_dim=obs_dim, act_dim=act_dim, n=cls.num_q)
+    learner = _instantiate("algo", algo, actor=actor.train(), critic=critic, obs_dim=obs_dim, act_dim=act_dim,
+                           precision=Precision("fp32"))
+    try:
+        learner.load_state_dict(state["learner"])
+    except KeyError as exc:
+        raise checkpoint.CheckpointError(f"the checkpoint holds no {exc.args[0]} of its learner: only a training "
+                                         f"run's checkpoint (checkpoints/last.pt) keeps the whole learner") from None
+    except (RuntimeError, ValueError) as exc:
+        raise checkpoint.CheckpointError(f"the checkpoint's learner does not fit its config: "
+                                         f"{str(exc).strip().splitlines()[0]}") from None
+    return learner, normalizer
+
+
 @functools.cache
 def env_dims(env_id: str) -> tuple[int, int]:
     """Observation and action sizes of a gymnasium task; unknown ids are a ConfigError. Making a task

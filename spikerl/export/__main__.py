@@ -11,6 +11,10 @@ is written unless the check passes; an existing folder is replaced only with --f
 (spikerl/export/quantize.py): it is run in the target's arithmetic for the evaluation episodes beside
 the float actor, and written only if its return keeps --min-return-ratio of the float return (or
 with --force); the returns, the share of equal actions and the energy at that precision are printed.
+With --qat-updates N the actor is first fine-tuned for N learner updates with its weights fake-quantised
+under the target's rules (spikerl/export/qat.py; --qat-lr, --qat-collect), then quantised as above and
+judged against the original float actor's return; the fine-tuned learner is written beside the bundle
+(qat.pt).
 
 --energy-only prints the energy per action of any actor, the MLP (ANN) actor included, and writes
 nothing. Bad input (not a spiking actor, an unreadable checkpoint, an existing output folder) is
@@ -31,6 +35,7 @@ import torch
 from ..errors import BAD_INPUT, SpikeRLError, error_line, report
 from ..rl.evaluation import trained_actor
 from ..runtime import checkpoint
+from . import qat
 from .energy import energy_lines, inference_energy, spiking_energy
 from .nir_graph import (
     INFO_FILE,
@@ -46,7 +51,7 @@ MIN_RETURN_RATIO = 0.95
 
 
 def default_out(path: Path, quantized: str | None = None) -> Path:
-    """<run folder>/nir (a quantised bundle: nir_<target>_<scheme>, beside the float one), or
+    """<run folder>/nir (a quantised bundle: nir_<target>_<scheme>[_qat], beside the float one), or
     <checkpoint>_nir beside a checkpoint file."""
     path, name = Path(path), "nir" if quantized is None else f"nir_{quantized}"
     return path / name if path.is_dir() else path.with_name(f"{path.stem}_{name}")
@@ -85,6 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-return-ratio", metavar="R",
                         help=f"with --quantize: write only if the quantised return keeps this share of the float "
                              f"return (default {MIN_RETURN_RATIO}); --force writes anyway")
+    parser.add_argument("--qat-updates", metavar="N",
+                        help="with --quantize: first fine-tune the actor for N learner updates with its weights "
+                             "fake-quantised under the target's rules (quantisation-aware fine-tuning)")
+    parser.add_argument("--qat-lr", metavar="LR",
+                        help=f"with --qat-updates: the actor's learning rate (default: the run's times "
+                             f"{qat.DEFAULT_LR_FACTOR:g}; the other learning rates scale with it)")
+    parser.add_argument("--qat-collect", metavar="STEPS",
+                        help=f"with --qat-updates: refill the replay by acting STEPS env steps with the trained actor "
+                             f"and its exploration noise (default: the checkpoint's replay, else "
+                             f"{qat.DEFAULT_COLLECT:,} steps)")
     args = parser.parse_args(argv)
     if args.episodes <= 0:
         parser.error("--episodes must be positive")
@@ -104,19 +119,27 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result, indent=2) if args.json else "\n".join(energy_lines(result)))
             return 0
         out = Path(args.out) if args.out else default_out(
-            Path(args.path), f"{args.target}_{args.quantize}" if args.quantize else None)
+            Path(args.path), f"{args.target}_{args.quantize}{'_qat' if args.qat_updates else ''}" if args.quantize
+            else None)
         if out.exists() and not out.is_dir():
             return fail(f"{out} exists and is not a folder")
         if out.exists() and not args.force:
             return fail(f"output folder {out} exists; pass --force to replace it")
         actor, normalizer = trained_actor(state)
+        # fine-tuning's input checked before anything runs
+        prepared = qat.prepare(state, args.path, actor, args.target, args.quantize) if args.qat_updates else None
         bundle = build_bundle(state, str(args.path), actor, normalizer)
         quantized = quantized_bundle(bundle, args.target, args.quantize) if args.quantize else None
+        tuned = post_training = None
+        if prepared is not None:
+            tuned = qat.fine_tune(prepared, state, args.qat_updates, args.qat_lr, args.qat_collect)
+            # the fine-tuned actor, quantised as the plain export quantises one
+            post_training, quantized = quantized, quantized_bundle(
+                build_bundle(state, str(args.path), tuned.actor, normalizer), args.target, args.quantize)
+        if quantized is not None:
+            return export_quantized(args, state, bundle, quantized, out, fail, tuned, post_training)
     except SpikeRLError as exc:
         return report(exc, "spikerl.export")
-
-    if quantized is not None:
-        return export_quantized(args, state, bundle, quantized, out, fail)
 
     def round_trip(written) -> tuple[dict, str | None]:
         energy, observations = spiking_energy(state, written, args.episodes, args.seed, args.max_episode_steps,
@@ -165,15 +188,17 @@ def snntorch_line(check: dict) -> str:
             f"{check['layer_spikes_equal']}, actions equal {check['actions_equal']}")
 
 
-def write_checked(bundle, out: Path, fail, check) -> tuple[int | None, dict | None]:
+def write_checked(bundle, out: Path, fail, check, extra: dict | None = None) -> tuple[int | None, dict | None]:
     """Write `bundle` into a temporary folder beside `out`, read it back, and let `check(written)` give
     bundle.json's content and a one-line problem (or None); move the folder into place only without one
-    (an existing `out`, allowed by --force, is swapped out). Returns (exit code of a failure, or None;
-    the info written)."""
+    (an existing `out`, allowed by --force, is swapped out). `extra`: checkpoints to write beside the
+    bundle, by file name. Returns (exit code of a failure, or None; the info written)."""
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     try:
         try:
             write_bundle(bundle, tmp)
+            for name, state in (extra or {}).items():
+                checkpoint.save_atomic(state, tmp / name)
         except OSError as exc:
             return fail(f"cannot write {out}: {exc.strerror or exc}"), None
         info, problem = check(read_bundle(tmp))
@@ -192,8 +217,9 @@ def write_checked(bundle, out: Path, fail, check) -> tuple[int | None, dict | No
 def _quantize_args(args) -> str | None:
     """The quantisation options checked (and their defaults filled in); a one-line problem, or None."""
     if not args.quantize:
-        given = [flag for flag, value in (("--target", args.target), ("--min-return-ratio", args.min_return_ratio))
-                 if value is not None]
+        given = [flag for flag, value in (("--target", args.target), ("--min-return-ratio", args.min_return_ratio),
+                                          ("--qat-updates", args.qat_updates), ("--qat-lr", args.qat_lr),
+                                          ("--qat-collect", args.qat_collect)) if value is not None]
         return f"{' and '.join(given)} apply to a quantised export: add --quantize int8" if given else None
     if args.energy_only:
         return "--energy-only prints the float actor's energy; the quantised export prints its own: leave one out"
@@ -208,6 +234,28 @@ def _quantize_args(args) -> str | None:
         return f"--min-return-ratio must be a number in (0, 1], got {args.min_return_ratio!r}"
     if not 0.0 < args.min_return_ratio <= 1.0:
         return f"--min-return-ratio must be in (0, 1], got {args.min_return_ratio:g}"
+    return _qat_args(args)
+
+
+def _qat_args(args) -> str | None:
+    """The fine-tuning options checked and converted; a one-line problem, or None."""
+    if args.qat_updates is None:
+        given = [flag for flag, value in (("--qat-lr", args.qat_lr), ("--qat-collect", args.qat_collect))
+                 if value is not None]
+        return f"{' and '.join(given)} apply to quantisation-aware fine-tuning: add --qat-updates N" if given else None
+    for flag, key, kind in (("--qat-updates", "qat_updates", int), ("--qat-collect", "qat_collect", int),
+                            ("--qat-lr", "qat_lr", float)):
+        value = getattr(args, key)
+        if value is None:
+            continue
+        try:
+            number = kind(value)
+        except ValueError:
+            number = None
+        if number is None or not number > 0 or (kind is float and number == float("inf")):
+            what = "a positive integer" if kind is int else "a positive number"
+            return f"{flag} must be {what}, got {value!r}"
+        setattr(args, key, number)
     return None
 
 
@@ -222,6 +270,24 @@ def closed_loop_line(closed: dict, episodes: int, min_ratio: float) -> str:
     kept = "" if closed["kept"] else ": NOT kept, written with --force"
     return (f"closed loop over {episodes} episodes (seed {closed['seed']}): quantised return {q:,.1f}, float "
             f"{f:,.1f} ({judged}{kept})")
+
+
+def qat_line(record: dict) -> str:
+    """The fine-tuning in one line: its updates, learning rate, replay and time, and the post-training
+    quantised return it started from."""
+    replay = record["replay"]
+    if replay["source"] == "checkpoint":
+        data = f"the checkpoint's replay ({replay['transitions']:,} transitions)"
+    else:
+        noise = replay["exploration"]
+        data = (f"a replay of {replay['env_steps']:,} env steps acted by the trained actor with its exploration noise "
+                f"({noise['act_noise']:g}{', shared' if noise['shared_noise'] else ''}; {replay['seconds']:.0f} s)")
+    before = record["post_training"]
+    ratio = f", ratio {before['ratio']:.3f}" if before["ratio"] is not None else ""
+    return (f"quantisation-aware fine-tuning: {record['updates']:,} updates at actor lr {record['lr']:g} (batch "
+            f"{record['batch_size']}) on {data} in {record['seconds']:.0f} s, weights fake-quantised for "
+            f"{record['target']}; post-training quantised return before it {before['quantized_return']:,.1f}{ratio}; "
+            f"fine-tuned learner in {record['checkpoint']}")
 
 
 def keeps_return(float_return: float, quantized_return: float, ratio: float) -> bool:
@@ -249,23 +315,40 @@ def compare_actions(reference, quantized, written, raw_obs: torch.Tensor, genera
     return result
 
 
-def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> int:
-    """Write the quantised bundle if it keeps the float return (or --force); print what it did."""
+def judged(float_return: float, quantized_return: float, min_ratio: float) -> dict:
+    """The quantised return's ratio to the float one (None where the float return is not positive) and
+    whether it keeps `min_ratio` of it."""
+    f, q = float_return, quantized_return
+    return {"ratio": q / f if f > 0 else None, "kept": keeps_return(f, q, min_ratio)}
+
+
+def export_quantized(args, state: dict, bundle, quantized, out: Path, fail, tuned: qat.FineTuned | None = None,
+                     post_training=None) -> int:
+    """Write the quantised bundle if it keeps the float return (or --force); print what it did. With
+    `tuned`, `quantized` is the fine-tuned actor's and `post_training` the original actor's quantised
+    bundle: both are run, and the fine-tuned one is judged against the original float actor's return."""
     found: dict = {}
 
     def closed_loop(written) -> tuple[dict, str | None]:
         steps = args.max_episode_steps
         float_energy, _ = spiking_energy(state, bundle, args.episodes, args.seed, steps, source=args.path)
+        f = float_energy["return_mean"]
+        if tuned is not None:
+            before, _ = spiking_energy(state, post_training, args.episodes, args.seed, steps, source=args.path)
+            found["qat"] = {**tuned.record, "checkpoint": qat.CHECKPOINT, "post_training": {
+                "quantized_return": before["return_mean"], "quantized_returns": before["returns"],
+                **judged(f, before["return_mean"], args.min_return_ratio)}}
         energy, observations = spiking_energy(state, written, args.episodes, args.seed, steps, source=args.path)
         check = compare_actions(bundle, quantized, written, observations,
                                 torch.Generator().manual_seed(energy["seed"] + 1))
-        f, q = float_energy["return_mean"], energy["return_mean"]
+        q = energy["return_mean"]
         closed = {"episodes": args.episodes, "seed": energy["seed"], "float_return": f, "quantized_return": q,
                   "float_returns": float_energy["returns"], "quantized_returns": energy["returns"],
-                  "ratio": q / f if f > 0 else None, "min_return_ratio": args.min_return_ratio,
-                  "kept": keeps_return(f, q, args.min_return_ratio), **check}
+                  **judged(f, q, args.min_return_ratio), "min_return_ratio": args.min_return_ratio, **check}
         info = dict(written.info)
         info["quantization"] = {**info["quantization"], "closed_loop": closed}
+        if tuned is not None:
+            info["quantization"]["qat"] = found["qat"]
         info["energy_per_action_uj"] = energy["energy_uj"]
         info["float_energy_per_action_uj"] = float_energy["energy_uj"]
         found.update(energy=energy, float_energy=float_energy, check=check, closed=closed)
@@ -279,7 +362,8 @@ def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> i
                           f"actor's {f:,.1f} over {args.episodes} episodes; nothing written (--force writes it)")
         return info, None
 
-    code, info = write_checked(quantized, out, fail, closed_loop)
+    code, info = write_checked(quantized, out, fail, closed_loop,
+                               {qat.CHECKPOINT: tuned.state} if tuned is not None else None)
     if code is not None:
         return code
     energy, float_energy, check, closed = found["energy"], found["float_energy"], found["check"], found["closed"]
@@ -291,6 +375,8 @@ def export_quantized(args, state: dict, bundle, quantized, out: Path, fail) -> i
     print(f"exported {source['method']} ({source['actor_name']}, {source['env_id']}) quantised {args.quantize} for "
           f"{args.target} to {out}: actor.nir (the weights the integers stand for), host.npz (the integers), "
           f"bundle.json (the rules)")
+    if tuned is not None:
+        print(qat_line(found["qat"]))
     print(closed_loop_line(closed, args.episodes, args.min_return_ratio))
     print(f"actions on the {check['observations']:,} observations of those episodes: "
           f"{100 * check['actions_equal_fraction']:.1f} % equal the float actor's, mean |difference| "

@@ -273,19 +273,24 @@ def read_bundle(folder: str | Path) -> Bundle:
     return Bundle(graph, list(info["graph"]["neurons"]), host, info, quant)
 
 
+def graph_input_range(encoder, normalizer, target: str) -> float | None:
+    """What `quantize` takes as `input_range` for an actor's encoder and normaliser: None where the
+    graph's input is spikes, else the largest of the encoder's real values (DSRL's split of the
+    observation); ExportError (one line) where those are unbounded or signed."""
+    values = encoder.input_range(normalizer.bound)
+    if values is not None and (values[0] is None or values[1] is None):
+        raise ExportError(f"cannot quantise for {target}: real-valued input needs a bounded normaliser "
+                          f"(maxabs or zscore), this actor's is {normalizer.kind!r}")
+    if values is not None and values[0] < 0:
+        raise ExportError(f"cannot quantise for {target}: {type(encoder).__name__} feeds signed real values; "
+                          f"the chip's graded input is unsigned")
+    return None if values is None else values[1]
+
+
 def quantized_bundle(bundle: Bundle, target: str, scheme: str = "int8") -> Bundle:
     """The bundle with its graph under a target's integer rules (spikerl/export/quantize.py): actor.nir
     then holds the weights the integers stand for, host.npz the integers, bundle.json the rules."""
-    host = bundle.host
-    # None: the graph's input is spikes; else the encoder's real values (DSRL's split of the observation)
-    values = host.encoder.input_range(host.normalizer.bound)
-    input_range = None if values is None else values[1]
-    if values is not None and (values[0] is None or values[1] is None):
-        raise ExportError(f"cannot quantise for {target}: real-valued input needs a bounded normaliser "
-                          f"(maxabs or zscore), this actor's is {host.normalizer.kind!r}")
-    if values is not None and values[0] < 0:
-        raise ExportError(f"cannot quantise for {target}: {type(host.encoder).__name__} feeds signed real values; "
-                          f"the chip's graded input is unsigned")
+    input_range = graph_input_range(bundle.host.encoder, bundle.host.normalizer, target)
     try:
         quant = quantize(bundle.graph, target, scheme, input_range)
     except QuantizeError as exc:

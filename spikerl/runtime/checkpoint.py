@@ -161,6 +161,13 @@ def save_atomic(state: dict, path: str | Path) -> Path:
     return path
 
 
+def run_folder(path: str | Path) -> Path:
+    """The run folder a checkpoint belongs to (where its config.yaml lies): `path` itself where it is a
+    folder, else the folder above the checkpoint's (a run keeps them in <run folder>/checkpoints/)."""
+    path = Path(path)
+    return path if path.is_dir() else path.parent.parent
+
+
 def load(path: str | Path) -> dict:
     """Load a checkpoint with `weights_only=True` (tensors and plain containers only), migrated to
     FORMAT_VERSION."""
