@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test test-slow test-gpu lint clean lava
+.PHONY: install test test-slow test-gpu lint clean lava spikingjelly
 
 install: $(BIN)/python
 	# The CPU wheel first: an unpinned torch would pull a multi-GB CUDA build.
@@ -33,6 +33,18 @@ $(LAVA_VENV)/.installed:
 	@touch $@
 	@echo "Lava installed in $(LAVA_VENV): python -m spikerl.deploy lava <bundle>"
 
+# SpikingJelly's ANN-to-SNN converter, the reference tests/test_convert.py checks `spikerl.convert` against.
+# Not a dependency: its release requires torchvision and torchaudio builds that would replace the pinned torch,
+# so only the package itself (and its logger) go into a folder of their own, put on the path by that test.
+SPIKINGJELLY_DIR ?= .spikingjelly
+SPIKINGJELLY     ?= spikingjelly==2.0.0 loguru==0.7.3
+
+spikingjelly: $(SPIKINGJELLY_DIR)/.installed
+
+$(SPIKINGJELLY_DIR)/.installed:
+	$(BIN)/pip install --quiet --no-deps --target $(SPIKINGJELLY_DIR) $(SPIKINGJELLY)
+	@touch $@
+
 test:
 	$(BIN)/python -m pytest -q -n auto --dist worksteal
 
@@ -40,7 +52,8 @@ test:
 # cannot, they skip and say why.
 test-slow:
 	@$(MAKE) --no-print-directory lava || echo "make test-slow: no Lava environment; its tests will skip"
-	$(BIN)/python -m pytest -q -m slow -rs
+	@$(MAKE) --no-print-directory spikingjelly || echo "make test-slow: no SpikingJelly; its comparison will skip"
+	SPIKERL_SPIKINGJELLY=$(abspath $(SPIKINGJELLY_DIR)) $(BIN)/python -m pytest -q -m slow -rs
 
 # CUDA paths (NCCL DDP, autocast and the scaler, compile, NVML energy) on a machine with a GPU and a CUDA
 # build of torch in the venv; every test is skipped where no GPU is visible. CI does not run them.
@@ -51,4 +64,4 @@ lint:
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) $(LAVA_VENV) outputs multirun .pytest_cache
+	rm -rf $(VENV) $(LAVA_VENV) $(SPIKINGJELLY_DIR) outputs multirun .pytest_cache

@@ -1,8 +1,8 @@
 """ANN-to-SNN conversion (spikerl/convert.py): the integrate-and-fire neuron by hand, the rate bound the
 conversion rests on, the weights it sets, the export of a converted actor (NIR round trip for both resets,
 int8 under both targets), the command's results and refusals, and, where SpikingJelly is importable
-(`SPIKERL_SPIKINGJELLY=<a folder with spikingjelly 2.0 installed: pip install --no-deps --target DIR
-spikingjelly==2.0.0 loguru>`), the same scales and outputs as SpikingJelly's rate-coding converter."""
+(`make spikingjelly`, which `make test-slow` runs, or `SPIKERL_SPIKINGJELLY=<a folder with it installed>`),
+the same scales and outputs as SpikingJelly's rate-coding converter."""
 
 import json
 import os
@@ -197,7 +197,9 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(tmp_path, capsy
 SPIKINGJELLY = os.environ.get("SPIKERL_SPIKINGJELLY")
 
 
-@pytest.mark.skipif(not SPIKINGJELLY, reason="set SPIKERL_SPIKINGJELLY to a folder with spikingjelly 2.0 installed")
+@pytest.mark.slow  # `make test-slow` installs SpikingJelly (`make spikingjelly`) and points this at it
+@pytest.mark.skipif(not SPIKINGJELLY or not os.path.isdir(os.path.join(SPIKINGJELLY, "spikingjelly")),
+                    reason="set SPIKERL_SPIKINGJELLY to a folder with spikingjelly 2.0 installed (make spikingjelly)")
 def test_same_scales_and_outputs_as_spikingjellys_rate_coding_converter():
     """SpikingJelly's RateCodingRecipe on the same ANN and calibration batch: its scales (the VoltageScaler
     pairs around each IFNode) are ours, and its network's outputs, stepped T times and averaged, are our
