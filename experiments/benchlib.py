@@ -15,19 +15,24 @@ import time
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
-import popsan_baseline
-import torch
-from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
+# The checkout these scripts are in comes first, so that the code a report names (its commit) is the code that
+# ran: `python experiments/x.py` would otherwise import whatever spikerl is installed (an editable install of
+# another checkout, say).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from spikerl import job
-from spikerl.analysis.report import markdown_table
-from spikerl.config import RunConfig, compose, validate
-from spikerl.job import build_components
-from spikerl.rl.learners import Learner
-from spikerl.rl.replay import Batch
-from spikerl.runtime.precision import Precision
-from spikerl.telemetry.provenance import code_version, host
+import popsan_baseline  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+from spikerl import job  # noqa: E402
+from spikerl.analysis.report import markdown_table  # noqa: E402
+from spikerl.config import RunConfig, compose, validate  # noqa: E402
+from spikerl.job import build_components  # noqa: E402
+from spikerl.rl.learners import Learner  # noqa: E402
+from spikerl.rl.replay import Batch  # noqa: E402
+from spikerl.runtime.precision import Precision  # noqa: E402
+from spikerl.telemetry.provenance import code_version, host  # noqa: E402
 
 OBS_DIM, ACT_DIM = 17, 6  # HalfCheetah-v4's sizes, fixed here so that no environment is built
 VARIANTS = ("ours", "compiled", "baseline", "mlp")  # (a), (a) with compile=true, (b), (c)

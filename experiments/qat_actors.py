@@ -24,7 +24,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))  # the checkout beside this script, whatever spikerl pip installed elsewhere
 from benchlib import markdown, write_report  # noqa: E402
 
 from spikerl.api import evaluate  # noqa: E402
