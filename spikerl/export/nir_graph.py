@@ -100,20 +100,23 @@ def neuron_node(layer, n: int, dt: float = DT):
     return (nir.CubaLIF if spiking else nir.CubaLI)(**common, **threshold)
 
 
-def subtracting_neurons(layer, n: int, name: str, dt: float = DT) -> dict:
+def subtracting_neurons(layer, n: int, name: str, dt: float = DT) -> tuple[dict, list, str]:
     """Integrate-and-fire neurons that reset by subtracting the threshold, which NIR's IF (reset to
     v_reset) cannot state, as three standard nodes: an integrator `<name>_v` (I), a Threshold `<name>`
     (the spikes, z = v > threshold) and a Linear `<name>_reset` (-threshold on the diagonal) on the
     recurrent edge back into the integrator. A recurrent edge carries the previous step's spikes, so
-    v_t = v_{t-1} + x_t - threshold z_{t-1}: the pre-reset membrane of the subtracting neuron."""
+    v_t = v_{t-1} + x_t - threshold z_{t-1}: the pre-reset membrane of the subtracting neuron.
+    Returns the nodes, the edges among them, and the node the layer's input goes into."""
     if not (layer.alpha == 0.0 and layer.beta == 1.0 and layer.threshold is not None):
         raise ExportError(f"reset by subtraction is written for integrate-and-fire neurons only; got alpha="
                           f"{layer.alpha}, beta={layer.beta}, threshold={layer.threshold}")
     if layer.graded != 1.0:
         raise ExportError(f"NIR spikes are 0/1; this layer's snnTorch graded_spikes_factor is {layer.graded}")
     full = lambda v: np.full(n, v, dtype=np.float64)  # noqa: E731
-    return {f"{name}_v": nir.I(r=full(1.0 / dt)), name: nir.Threshold(threshold=full(layer.threshold)),
-            f"{name}_reset": nir.Linear(weight=np.diag(full(-layer.threshold)).astype(np.float32))}
+    v, reset = f"{name}_v", f"{name}_reset"
+    nodes = {v: nir.I(r=full(1.0 / dt)), name: nir.Threshold(threshold=full(layer.threshold)),
+             reset: nir.Linear(weight=np.diag(full(-layer.threshold)).astype(np.float32))}
+    return nodes, [(v, name), (name, reset), (reset, v)], v
 
 
 def synapse_node(weight: torch.Tensor, bias: torch.Tensor | None):
@@ -138,17 +141,14 @@ def build_graph(actor, dt: float = DT) -> tuple[nir.NIRGraph, list[str]]:
         syn, neu = layer.names or (f"fc{i}", f"lif{i}")
         nodes[syn] = synapse_node(layer.weight, layer.bias)
         if layer.reset == "subtract":
-            nodes.update(subtracting_neurons(layer, n, neu, dt))
-            edges += [(previous, syn), (syn, f"{neu}_v"), (f"{neu}_v", neu), (neu, f"{neu}_reset"),
-                      (f"{neu}_reset", f"{neu}_v")]
-            neurons.append(neu)
-            previous = neu
-            continue
-        nodes[neu] = neuron_node(layer, n, dt)
-        edges += [(previous, syn), (syn, neu)]
+            own, inner, into = subtracting_neurons(layer, n, neu, dt)
+        else:
+            own, inner, into = {neu: neuron_node(layer, n, dt)}, [], neu
+        nodes.update(own)
+        edges += [(previous, syn), (syn, into), *inner]
         if layer.recurrent is not None:
             nodes["intra"] = nir.Linear(weight=_numpy(layer.recurrent))
-            edges += [(neu, "intra"), ("intra", neu)]
+            edges += [(neu, "intra"), ("intra", into)]
         neurons.append(neu)
         previous = neu
     nodes["output"] = nir.Output(output_type={"output": np.array([n])})

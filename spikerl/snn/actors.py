@@ -221,10 +221,37 @@ class PopSpikingActor(SpikingActor):
         return self.decoder.host_part()
 
 
+class MembraneReadoutActor(SpikingActor):
+    """A spiking actor read out by a non-spiking layer (`readout`, a Linear, into neurons of
+    `readout_spec`, which the subclass sets) whose membrane after the last timestep, through tanh, is
+    the action: on the chip the readout's membranes are the output, the host takes their tanh."""
+
+    readout: nn.Linear
+    readout_spec: LIFSpec
+
+    def decode(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The readout's membrane after the last timestep: the action before its tanh."""
+        _, membrane = self.snn.run(self.readout_spec, self.readout(spikes).float())
+        return membrane
+
+    def chip_layers(self) -> list[ChipLayer]:
+        spec = self.readout_spec
+        names = ("readout", "integrator" if spec.alpha == 0.0 and spec.beta == 1.0 else "li")
+        readout = ChipLayer(self.readout.weight, self.readout.bias, spec.alpha, spec.beta, None, names=names)
+        return [*self.snn.chip_layers(), readout]
+
+    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
+        """The readout's last membrane [B, act_dim] (the chip's output at the last step)."""
+        return self.decode(spikes)
+
+    def host_decoder(self) -> MembraneReadout:
+        return MembraneReadout(self.readout.out_features, "last")
+
+
 DSRL_NEURON = {"current_decay": 0.5, "voltage_decay": 0.5, "threshold": 1.0, "reset_gradient": False}
 
 
-class DSRLSpikingActor(SpikingActor):
+class DSRLSpikingActor(MembraneReadoutActor):
     """DSRL's spiking actor as its published code computes it (mahmoudakl/dsrl, src/model.py,
     `TD3ActorDSNN.forward`): two-neuron input coding -> bias-free LIF hidden layers -> a bias-free,
     non-spiking readout whose membrane after the last timestep, through tanh, is the action. Weights
@@ -266,26 +293,8 @@ class DSRLSpikingActor(SpikingActor):
         for linear in [*self.snn.linears, self.readout]:
             nn.init.normal_(linear.weight, 0.0, 1.0 / math.sqrt(linear.in_features))
 
-    def decode(self, spikes: torch.Tensor) -> torch.Tensor:
-        """The readout's membrane after the last timestep: the action before its tanh."""
-        _, membrane = self.snn.run(self.readout_spec, self.readout(spikes).float())
-        return membrane
 
-    def chip_layers(self) -> list[ChipLayer]:
-        spec = self.readout_spec
-        names = ("readout", "integrator" if spec.alpha == 0.0 and spec.beta == 1.0 else "li")
-        readout = ChipLayer(self.readout.weight, None, spec.alpha, spec.beta, None, names=names)
-        return [*self.snn.chip_layers(), readout]
-
-    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
-        """The readout's last membrane [B, act_dim] (the chip's output at the last step)."""
-        return self.decode(spikes)
-
-    def host_decoder(self) -> MembraneReadout:
-        return MembraneReadout(self.readout.out_features, "last")
-
-
-class ConvertedActor(SpikingActor):
+class ConvertedActor(MembraneReadoutActor):
     """An ANN actor converted into integrate-and-fire neurons (spikerl/convert.py): the normalised
     observation as a constant input current, split into its positive and negative parts (two input
     neurons per dim, as DSRL's: a chip's graded spikes are non-negative), integrate-and-fire hidden
@@ -306,17 +315,3 @@ class ConvertedActor(SpikingActor):
         self.readout = nn.Linear(hidden_sizes[-1], act_dim)
         self.readout_spec = LIFSpec.of(current_lif(current_decay=0.0, voltage_decay=1.0, threshold=1.0,
                                                    surrogate=make_surrogate(**surrogate), spiking=False))
-
-    def decode(self, spikes: torch.Tensor) -> torch.Tensor:
-        """The readout's membrane after the last timestep: the action before its tanh."""
-        return self.snn.run(self.readout_spec, self.readout(spikes).float())[1]
-
-    def chip_layers(self) -> list[ChipLayer]:
-        readout = ChipLayer(self.readout.weight, self.readout.bias, 0.0, 1.0, None, names=("readout", "integrator"))
-        return [*self.snn.chip_layers(), readout]
-
-    def chip_output(self, spikes: torch.Tensor) -> torch.Tensor:
-        return self.decode(spikes)
-
-    def host_decoder(self) -> MembraneReadout:
-        return MembraneReadout(self.readout.out_features, "last")
