@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import sys
@@ -45,7 +46,6 @@ from torch import nn
 from .errors import BAD_INPUT, SpikeRLError, error_line, report
 
 DEFAULT_TIMESTEPS = (8, 16, 32, 64)
-CALIBRATION_SEED_OFFSET = 20_000  # calibration episodes' reset seeds: seed + this + k, apart from evaluation's
 CONVERTED_TARGET = "spikerl.snn.actors.ConvertedActor"
 
 
@@ -129,6 +129,7 @@ def calibration_observations(state: dict, actor, normalizer, samples: int, episo
         return normalizer(raw[pick].float()), {"source": "replay", "observations": int(len(pick)),
                                                "replay_size": int(replay["size"])}
     from .rl.evaluation import evaluate_policy
+    from .rl.seeding import CALIBRATION_SEED_OFFSET
 
     meta, seen = state["meta"], []
     seed = meta["seed"] + CALIBRATION_SEED_OFFSET
@@ -213,8 +214,7 @@ def _convert(args, argv: list[str], timesteps: list[int], fail) -> int:
     state = checkpoint.load(path)
     ann, normalizer = trained_actor(state)
     linears = ann_layers(ann)
-    run_dir = path if path.is_dir() else path.parent
-    out = Path(args.out) if args.out else (run_dir / "converted" if path.is_dir() else path.with_name(
+    out = Path(args.out) if args.out else (path / "converted" if path.is_dir() else path.with_name(
         f"{path.stem}_converted"))
     if out.exists() and not (args.force and out.is_dir()):
         return fail(f"output folder {out} exists; pass --force to replace it" if out.is_dir()
@@ -265,15 +265,17 @@ def _convert(args, argv: list[str], timesteps: list[int], fail) -> int:
               "ann": {"return_mean": float(np.mean(ann_returns)), "returns": ann_returns,
                       "macs": ann_energy["totals"]["macs"], "energy_uj": ann_energy["energy_uj"]},
               "converted": rows}
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, cstate in checkpoints.items():
-        torch.save(cstate, tmp / name)
-    (tmp / "convert.json").write_text(json.dumps(result, indent=2) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        tmp.mkdir(parents=True)
+        for name, cstate in checkpoints.items():
+            checkpoint.save_atomic(cstate, tmp / name)
+        (tmp / "convert.json").write_text(json.dumps(result, indent=2) + "\n")
+        checkpoint.replace_folder(tmp, out)
+    except OSError as exc:
+        return fail(f"cannot write {out}: {exc.strerror or exc}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         print(json.dumps({**result, "out": str(out)}, indent=2))
     else:

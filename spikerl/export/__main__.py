@@ -57,21 +57,6 @@ def default_out(path: Path, quantized: str | None = None) -> Path:
     return path / name if path.is_dir() else path.with_name(f"{path.stem}_{name}")
 
 
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished bundle into place; an existing `out` (allowed by --force) is swapped out
-    first and removed only once the new one is in place."""
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old.exists():
-            os.replace(old, out)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m spikerl.export", description=__doc__.splitlines()[0])
     parser.add_argument("path", help="a run folder (uses checkpoints/last.pt) or a checkpoint file")
@@ -206,7 +191,7 @@ def write_checked(bundle, out: Path, fail, check, extra: dict | None = None) -> 
         if problem:
             return fail(problem, 1), None
         try:
-            _replace(tmp, out)
+            checkpoint.replace_folder(tmp, out)
         except OSError as exc:
             return fail(f"cannot write {out}: {exc.strerror or exc}"), None
         return None, info

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -159,6 +160,21 @@ def save_atomic(state: dict, path: str | Path) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Move a finished folder `tmp` into place as `out`; an existing `out` is swapped out first and
+    removed only once the new one is in place (put back if the move fails)."""
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    if out.exists():
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old.exists():
+            os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def run_folder(path: str | Path) -> Path:
