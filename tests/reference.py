@@ -37,6 +37,18 @@ def popsan_neuron_reference(current: torch.Tensor) -> torch.Tensor:
     return torch.stack(out)
 
 
+def relative_error(theirs: torch.Tensor, ours: torch.Tensor) -> float:
+    """The largest difference relative to the reference's largest magnitude (how gradients are compared)."""
+    return ((theirs - ours.reshape(theirs.shape)).abs().max() / theirs.abs().max().clamp(min=1e-6)).item()
+
+
+def assert_same(found: dict[str, float], what: str) -> None:
+    """Every difference `found` within float32 rounding: gradients ("grad ..." keys, relative) to 1e-4,
+    actions, spikes and membranes (absolute) to 1e-5."""
+    bad = {k: v for k, v in found.items() if v > (1e-4 if k.startswith("grad") else 1e-5)}
+    assert not bad, f"differs from {what}: {bad}"
+
+
 def import_published(folder, name: str):
     """Module `name` of a published repository's `folder` (a checkout the tests are pointed at), imported
     as its own scripts import it: with the folder first on the path."""

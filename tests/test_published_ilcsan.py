@@ -27,7 +27,7 @@ import pytest
 import torch
 from torch import nn
 
-from reference import import_published, popsan_spike
+from reference import assert_same, import_published, popsan_spike, relative_error
 from spikerl.snn.actors import PopSpikingActor
 from spikerl.snn.connections import connection_kinds
 from spikerl.snn.decoders import MembraneDecoder, PopulationDecoder
@@ -286,15 +286,12 @@ def compare(reference: str, encode="pop-det", decode="last-mem", v_decay=1.0, co
         if mine is None:
             found[f"grad {name}"] = math.inf
             continue
-        theirs = param.grad.reshape(mine.shape)
-        scale = theirs.abs().max().clamp(min=1e-6)
-        found[f"grad {name}"] = ((theirs - mine).abs().max() / scale).item()
+        found[f"grad {name}"] = relative_error(param.grad.reshape(mine.shape), mine)
     return found
 
 
 def assert_equal(found: dict[str, float]) -> None:
-    bad = {k: v for k, v in found.items() if v > (1e-4 if k.startswith("grad") else 1e-5)}
-    assert not bad, f"differs from the published ILC-SAN: {bad}"
+    assert_same(found, "the published ILC-SAN")
 
 
 @pytest.mark.parametrize("reference", REFERENCES)

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference import StepRecorder, import_published, popsan_spike
+from reference import StepRecorder, assert_same, import_published, popsan_spike, relative_error
 from spikerl.config import compose
 from spikerl.rl.learners import TD3
 from spikerl.rl.networks import QEnsemble
@@ -217,14 +217,12 @@ def compare(reference: str, neurons: str = "LIF", *, reversion=None, **kwargs) -
     mine = dict(ours.named_parameters())
     for name, param in params.items():
         grad = mine[name].grad
-        theirs_grad = param.grad.reshape(grad.shape)
-        found[f"grad {name}"] = ((theirs_grad - grad).abs().max() / theirs_grad.abs().max().clamp(min=1e-6)).item()
+        found[f"grad {name}"] = relative_error(param.grad.reshape(grad.shape), grad)
     return found
 
 
 def assert_equal(found: dict[str, float]) -> None:
-    bad = {k: v for k, v in found.items() if v > (1e-4 if k.startswith("grad") else 1e-5)}
-    assert not bad, f"differs from the published Proxy Target actor: {bad}"
+    assert_same(found, "the published Proxy Target actor")
 
 
 @pytest.mark.parametrize("reference", REFERENCES)
