@@ -65,6 +65,16 @@ def execution(rc: RunConfig, spec: dict) -> dict:
     return {key: value for key, value in settings.items() if key in takes}
 
 
+def spiking_actor(rc: RunConfig) -> bool:
+    """Whether the run's actor is spiking (its class's `spiking`; a class that says nothing counts as one)."""
+    from hydra.utils import get_class
+
+    try:
+        return bool(getattr(get_class(str(rc.actor.get("_target_"))), "spiking", True))
+    except Exception:  # a target that names no class: building the actor says so
+        return True
+
+
 def build_components(rc: RunConfig, obs_dim: int, act_dim: int) -> tuple[torch.nn.Module, torch.nn.Module]:
     """Instantiate the actor and critic specs for these dimensions, the actor with the run's execution
     settings; the critic has as many Q-networks as the algorithm uses."""
@@ -218,7 +228,8 @@ def train_run(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo | No
                **energy,
                "run_dir": str(run_dir),  # what produced it (flat, as every summary key):
                **{f"code_{k}": v for k, v in code.items()}, **{f"machine_{k}": v for k, v in host().items()}}
-    summary["compile_payoff"] = compile_plan.payoff(compile_plan.load(rc.compile_cache).get(timing_key), summary)
+    summary["compile_payoff"] = compile_plan.payoff(compile_plan.load(rc.compile_cache).get(timing_key), summary,
+                                                    spiking_actor(rc))
     write_summary(run_dir, summary)
     compile_plan.record(rc.compile_cache, timing_key, summary, rc.compile)
     return summary
@@ -232,7 +243,7 @@ def plan_compile(rc: RunConfig, world_size: int) -> tuple[RunConfig, str, str]:
     if rc.compile != "auto":
         return rc, key, "as configured"
     decision = compile_plan.decide(compile_plan.planned_updates(rc.train, world_size),
-                                   compile_plan.load(rc.compile_cache).get(key))
+                                   compile_plan.load(rc.compile_cache).get(key), spiking_actor(rc))
     return compile_plan.with_compile(rc, decision.compile), key, decision.reason
 
 

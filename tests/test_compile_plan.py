@@ -94,3 +94,24 @@ def test_a_short_auto_run_runs_eagerly_says_why_and_records_its_speed(tiny_run, 
     assert entry == {"eager_update_seconds": pytest.approx(1 / summary["steady_updates_per_second"])}
     summary, _ = tiny_run("compile=false", f"compile_cache={cache}", name="explicit")
     assert summary["compile"] is False and summary["compile_reason"] == "as configured"
+
+
+def test_without_a_record_the_mlp_runs_eagerly_and_its_payoff_uses_no_default_saving():
+    """The MLP has no time steps to fuse: its update measured slower compiled (bench_proxy), so the default
+    figures never compile it, however long the run; this machine's own figures still decide once recorded."""
+    assert decide(10**7, None).compile and not decide(10**7, None, spiking=False).compile
+    assert "0.00 ms saved" in decide(10**7, None, spiking=False).reason
+    record = {"eager_update_seconds": 0.020, "compiled_update_seconds": 0.012, "compile_seconds": 5.0}
+    assert decide(700, record, spiking=False).compile
+    summary = {"compile": True, "updates": 10_000, "steady_updates_per_second": 80.0, "compile_seconds": 40.0}
+    assert compile_plan.payoff(None, summary, spiking=False).startswith("did not pay off: 0 s saved")
+
+
+def test_the_run_plans_by_its_actors_kind():
+    from spikerl.job import plan_compile
+
+    for preset, compiles in (("popsan", True), ("td3", False)):
+        rc = validate(compose([f"experiment={preset}", "compile=auto", "train.total_steps=1000000",
+                               "compile_cache=null"]))
+        planned, _, reason = plan_compile(rc, 1)
+        assert planned.compile is compiles, reason

@@ -13,8 +13,9 @@ algorithm, the batch, the precision asked for, ranks and threads). Each figure k
 runs on record (the fastest update, the shortest compile), so that a run slowed by other work on the
 machine cannot make later runs decide from its figures; and the first compile, from an empty cache, is
 kept apart from the later ones, which load the graphs that run left in the same cache. Until both an
-eager and a compiled run are on record, the figures missing are the project's defaults below (issue
-21's AVX2 measurement).
+eager and a compiled run are on record, the figures missing are the project's defaults below, which
+depend on the actor: compiling a spiking actor fuses its time steps (issue 21's AVX2 measurement), while
+the MLP has nothing to fuse and no saving is assumed for it.
 The acting's own savings are left out, so the rule leans to running eagerly. The decision and its
 reason go into the run's summary (`compile`, `compile_reason`). A record that cannot be read or written
 is ignored: it never stops a run.
@@ -34,6 +35,9 @@ TIMINGS_FILE = "spikerl-timings.json"
 # 5.6 ms per update in the 8,000-step loop ((124 - 96) s over 5,000 updates), so it paid from ~11,000 updates
 DEFAULT_COMPILE_SECONDS = 60.0
 DEFAULT_SAVED_SECONDS = 0.0056
+# a non-spiking actor (the MLP): bench_proxy (Xeon AVX512, one thread, batch 256) measured its update slower
+# compiled than eager (7.07 against 6.40 ms), so without this machine's own figures it runs eagerly
+DENSE_SAVED_SECONDS = 0.0
 MIN_RECORDED_UPDATES = 200  # fewer updates give no steady figure worth keeping
 
 
@@ -75,15 +79,20 @@ class Decision:
     reason: str
 
 
-def decide(planned: int, record: dict | None) -> Decision:
+def default_saving(spiking: bool) -> float:
+    """Seconds compiling saves per update where this machine has not measured it, by the actor's kind."""
+    return DEFAULT_SAVED_SECONDS if spiking else DENSE_SAVED_SECONDS
+
+
+def decide(planned: int, record: dict | None, spiking: bool = True) -> Decision:
     """Whether `planned` updates repay compiling, from this machine's `record` for these sizes (or the
-    defaults for what it lacks)."""
+    defaults for what it lacks, for a spiking actor or not)."""
     record = record or {}
     eager, compiled = record.get("eager_update_seconds"), record.get("compiled_update_seconds")
     # a compiled run on record left its graphs in this cache: the next compile loads them (the warm figure)
     cost = record.get("warm_compile_seconds", record.get("compile_seconds"))
     measured = eager is not None and compiled is not None
-    saved = eager - compiled if measured else DEFAULT_SAVED_SECONDS
+    saved = eager - compiled if measured else default_saving(spiking)
     cost = DEFAULT_COMPILE_SECONDS if cost is None else cost
     gain = planned * saved
     source = "as measured here before" if measured and "compile_seconds" in record else (
@@ -98,16 +107,16 @@ def with_compile(rc, flag: bool):
     return dataclasses.replace(rc, compile=flag)
 
 
-def payoff(record: dict | None, summary: dict) -> str | None:
+def payoff(record: dict | None, summary: dict, spiking: bool = True) -> str | None:
     """Whether a compiled run's compiling paid off: its updates x the seconds compiling saved each (the
-    eager figure this machine measured before, else the project's default saving) against its compile
-    seconds; None for an eager run or one without a steady rate."""
+    eager figure this machine measured before, else the project's default saving for the actor's kind)
+    against its compile seconds; None for an eager run or one without a steady rate."""
     rate = summary.get("steady_updates_per_second")
     if not summary.get("compile") or not rate:
         return None
     compiled, eager = 1.0 / rate, (record or {}).get("eager_update_seconds")
     saved_each, source = (eager - compiled, "eager as measured here before") if eager is not None else (
-        DEFAULT_SAVED_SECONDS, "the project's default saving per update")
+        default_saving(spiking), "the project's default saving per update")
     updates, cost = summary.get("updates", 0), float(summary.get("compile_seconds", 0.0))
     verdict = "paid off" if updates * saved_each > cost else "did not pay off"
     return (f"{verdict}: {updates * saved_each:.0f} s saved over {updates:,} updates against {cost:.0f} s "
