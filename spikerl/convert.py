@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -265,17 +263,15 @@ def _convert(args, argv: list[str], timesteps: list[int], fail) -> int:
               "ann": {"return_mean": float(np.mean(ann_returns)), "returns": ann_returns,
                       "macs": ann_energy["totals"]["macs"], "energy_uj": ann_energy["energy_uj"]},
               "converted": rows}
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
-        tmp.mkdir(parents=True)
-        for name, cstate in checkpoints.items():
-            checkpoint.save_atomic(cstate, tmp / name)
-        (tmp / "convert.json").write_text(json.dumps(result, indent=2) + "\n")
-        checkpoint.replace_folder(tmp, out)
-    except OSError as exc:
-        return fail(f"cannot write {out}: {exc.strerror or exc}")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with checkpoint.staging_folder(out) as tmp:
+        try:
+            tmp.mkdir(parents=True)
+            for name, cstate in checkpoints.items():
+                checkpoint.save_atomic(cstate, tmp / name)
+            (tmp / "convert.json").write_text(json.dumps(result, indent=2) + "\n")
+            checkpoint.replace_folder(tmp, out)
+        except OSError as exc:
+            return fail(f"cannot write {out}: {exc.strerror or exc}")
     if args.json:
         print(json.dumps({**result, "out": str(out)}, indent=2))
     else:

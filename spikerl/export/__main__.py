@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -178,8 +176,7 @@ def write_checked(bundle, out: Path, fail, check, extra: dict | None = None) -> 
     bundle.json's content and a one-line problem (or None); move the folder into place only without one
     (an existing `out`, allowed by --force, is swapped out). `extra`: checkpoints to write beside the
     bundle, by file name. Returns (exit code of a failure, or None; the info written)."""
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    try:
+    with checkpoint.staging_folder(out) as tmp:
         try:
             write_bundle(bundle, tmp)
             for name, state in (extra or {}).items():
@@ -195,8 +192,6 @@ def write_checked(bundle, out: Path, fail, check, extra: dict | None = None) -> 
         except OSError as exc:
             return fail(f"cannot write {out}: {exc.strerror or exc}"), None
         return None, info
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _quantize_args(args) -> str | None:

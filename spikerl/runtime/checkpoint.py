@@ -162,6 +162,17 @@ def save_atomic(state: dict, path: str | Path) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def staging_folder(out: Path):
+    """The temporary folder beside `out` that a result is written into before `replace_folder` moves it
+    into place; removed on leaving, whether it was moved, abandoned or half-written."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def replace_folder(tmp: Path, out: Path) -> None:
     """Move a finished folder `tmp` into place as `out`; an existing `out` is swapped out first and
     removed only once the new one is in place (put back if the move fails)."""
