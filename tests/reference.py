@@ -38,7 +38,8 @@ def popsan_neuron_reference(current: torch.Tensor) -> torch.Tensor:
 
 
 def relative_error(theirs: torch.Tensor, ours: torch.Tensor) -> float:
-    """The largest difference relative to the reference's largest magnitude (how gradients are compared)."""
+    """The largest difference relative to the reference's largest magnitude (how gradients are compared);
+    `ours` is compared in the reference's shape (a published layer may keep its weights in another)."""
     return ((theirs - ours.reshape(theirs.shape)).abs().max() / theirs.abs().max().clamp(min=1e-6)).item()
 
 

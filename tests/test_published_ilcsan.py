@@ -286,7 +286,7 @@ def compare(reference: str, encode="pop-det", decode="last-mem", v_decay=1.0, co
         if mine is None:
             found[f"grad {name}"] = math.inf
             continue
-        found[f"grad {name}"] = relative_error(param.grad.reshape(mine.shape), mine)
+        found[f"grad {name}"] = relative_error(param.grad, mine)
     return found
 
 

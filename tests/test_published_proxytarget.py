@@ -217,7 +217,7 @@ def compare(reference: str, neurons: str = "LIF", *, reversion=None, **kwargs) -
     mine = dict(ours.named_parameters())
     for name, param in params.items():
         grad = mine[name].grad
-        found[f"grad {name}"] = relative_error(param.grad.reshape(grad.shape), grad)
+        found[f"grad {name}"] = relative_error(param.grad, grad)
     return found
 
 
