@@ -50,12 +50,25 @@ def assert_same(found: dict[str, float], what: str) -> None:
     assert not bad, f"differs from {what}: {bad}"
 
 
+_PUBLISHED_FOLDERS: set[str] = set()
+
+
 def import_published(folder, name: str):
     """Module `name` of a published repository's `folder` (a checkout the tests are pointed at), imported
-    as its own scripts import it: with the folder first on the path."""
+    as its own scripts import it: with the folder first on the path. Published repositories name their
+    modules alike (Proxy Target's and CaRe-BN's both have SAN.py, actor_critic.py, utils.py), so modules
+    another one's folder left in sys.modules are dropped first: in one test process each gets its own."""
+    import os
     import sys
 
-    sys.path.insert(0, str(folder))
+    folder = os.path.realpath(folder)
+    others = _PUBLISHED_FOLDERS - {folder}
+    for key, module in list(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if where and os.path.dirname(os.path.realpath(where)) in others:
+            del sys.modules[key]
+    _PUBLISHED_FOLDERS.add(folder)
+    sys.path.insert(0, folder)
     try:
         return __import__(name)
     finally:
