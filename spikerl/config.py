@@ -1,8 +1,9 @@
 """Config schemas and validation: compose a config with Hydra and check it into a typed RunConfig.
 
 Sections with fixed keys (train, replay, normalizer, env, precision, dist, energy, logger) are checked
-against dataclass schemas that live with the code that owns them (unknown keys, wrong types, and the
-allowed values each schema declares); the instantiated parts (algo, actor, encoder, critic) are checked
+against dataclass schemas kept in torch-free modules of the packages that own them (`sections.py`:
+unknown keys, wrong types, and the allowed values each schema declares), first and before torch is
+imported; the instantiated parts (algo, actor, encoder, critic) are checked
 by building them, so their choices too are the owning module's (the algorithm's keys are its class's
 keyword arguments, checked here before anything is built). Every problem becomes a `ConfigError` whose
 message is one line naming the key and, where there is a choice, the valid options. `preflight`
@@ -11,7 +12,6 @@ message is one line naming the key and, where there is a choice, the valid optio
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import re
@@ -24,21 +24,17 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import BAD_INPUT, SpikeRLError
+from .rl.sections import EnvConfig, NormalizerConfig, ReplayConfig, TrainConfig
+from .runtime.sections import DistConfig, PrecisionConfig
+from .telemetry.energy import EnergyConfig
+from .telemetry.sections import LoggerConfig
 
 if TYPE_CHECKING:
-    from .rl.envs import EnvConfig
     from .rl.learners import Learner
-    from .rl.loop import TrainConfig
-    from .rl.normalizer import NormalizerConfig
-    from .rl.replay import ReplayConfig
-    from .runtime.distributed import DistConfig
-    from .runtime.precision import PrecisionConfig
-    from .telemetry.energy import EnergyConfig
-    from .telemetry.metrics import LoggerConfig
 
-# The schemas and the allowed values live with the code that owns them, in modules that import torch; this
-# module imports them when a check needs them, so that composing a config, and the one-line answer to most
-# mistakes, come without torch's second of importing (spikerl.run answers those before importing it).
+# What needs torch (the learners, devices, compiler modes, neuron backends) is imported by the check that
+# needs it, after the torch-free ones (`check_sections`): composing a config, and the one-line answer to
+# most mistakes, come without torch's second of importing (spikerl.run answers those before importing it).
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 TOP_LEVEL_KEYS = {
@@ -157,23 +153,10 @@ for _name, _resolver in (("ranks_per_node", ranks_per_node), ("memory_gb", memor
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/joblib' is validated against ConfigStore schema")
 
 
-SCHEMA_SECTIONS = ("train", "replay", "normalizer", "env", "precision", "dist", "energy", "logger")
-
-
-@functools.cache
-def schemas() -> dict[str, type]:
-    """The sections with fixed keys and the dataclass each is checked against (imported when first asked)."""
-    from .rl.envs import EnvConfig
-    from .rl.loop import TrainConfig
-    from .rl.normalizer import NormalizerConfig
-    from .rl.replay import ReplayConfig
-    from .runtime.distributed import DistConfig
-    from .runtime.precision import PrecisionConfig
-    from .telemetry.energy import EnergyConfig
-    from .telemetry.metrics import LoggerConfig
-
-    return {"train": TrainConfig, "replay": ReplayConfig, "normalizer": NormalizerConfig, "env": EnvConfig,
-            "precision": PrecisionConfig, "dist": DistConfig, "energy": EnergyConfig, "logger": LoggerConfig}
+# The sections with fixed keys and the dataclass each is checked against.
+SCHEMAS: dict[str, type] = {
+    "train": TrainConfig, "replay": ReplayConfig, "normalizer": NormalizerConfig, "env": EnvConfig,
+    "precision": PrecisionConfig, "dist": DistConfig, "energy": EnergyConfig, "logger": LoggerConfig}
 
 
 @dataclass
@@ -207,7 +190,7 @@ class RunConfig:
 
 
 def _typed(section: str, node) -> object:
-    schema = schemas()[section]
+    schema = SCHEMAS[section]
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), node)
         return OmegaConf.to_object(merged)
@@ -235,30 +218,23 @@ def _check_declared(section: str, values) -> None:
             raise ConfigError(f"{section}.{key} must not be negative, got {getattr(values, key)}")
 
 
-def _check_values(rc: RunConfig, devices: bool = True, rendezvous: bool = True) -> None:
-    """Each section's declared rules, then the rules that tie keys or sections together. `devices`:
-    check the device, precision and backend against this machine (not where a scheduler runs the job
-    on other machines); `rendezvous`: a multi-node job must name its rendezvous (not where the
-    scheduler gives it, as SLURM does)."""
-    for section in schemas():
-        _check_declared(section, getattr(rc, section))
-    e, d = rc.env, rc.dist
-    if d.world_size > 1 and (rc.actor.get("normalization") or None) is not None:
+def _check_values(sections: dict, actor: dict, rendezvous: bool = True) -> None:
+    """Each section's declared rules, then the rules that tie keys or sections together (none needs torch).
+    `rendezvous`: a multi-node job must name its rendezvous (not where the scheduler gives it, as SLURM does)."""
+    for section, values in sections.items():
+        _check_declared(section, values)
+    train, replay, env, dist = sections["train"], sections["replay"], sections["env"], sections["dist"]
+    if dist.world_size > 1 and (actor.get("normalization") or None) is not None:
         raise ConfigError("actor.normalization (CaRe-BN) keeps its statistics per process and nothing averages them "
                           "across ranks yet; run it with dist.world_size=1")
-    if rc.train.batch_size > rc.replay.size:
-        raise ConfigError(f"train.batch_size ({rc.train.batch_size}) is larger than replay.size ({rc.replay.size})")
-    if e.max_episode_steps is not None and e.max_episode_steps <= 0:
-        raise ConfigError(f"env.max_episode_steps must be positive or null, got {e.max_episode_steps}")
-    from .runtime.device import DEVICES
-
-    if rc.device not in DEVICES:
-        raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {rc.device!r}")
-    if len(rc.energy.country) != 3 or not rc.energy.country.isalpha():
-        raise ConfigError(f"energy.country must be a 3-letter ISO code (e.g. USA), got {rc.energy.country!r}")
-    _check_dist(d, rendezvous)
-    if devices:
-        _check_devices(rc)
+    if train.batch_size > replay.size:
+        raise ConfigError(f"train.batch_size ({train.batch_size}) is larger than replay.size ({replay.size})")
+    if env.max_episode_steps is not None and env.max_episode_steps <= 0:
+        raise ConfigError(f"env.max_episode_steps must be positive or null, got {env.max_episode_steps}")
+    country = sections["energy"].country
+    if len(country) != 3 or not country.isalpha():
+        raise ConfigError(f"energy.country must be a 3-letter ISO code (e.g. USA), got {country!r}")
+    _check_dist(dist, rendezvous)
 
 
 def _check_devices(rc: RunConfig) -> None:
@@ -297,11 +273,12 @@ def _check_dist(d, rendezvous: bool = True) -> None:
         raise ConfigError(f"dist.master_port must be in [0, 65535], got {d.master_port}")
 
 
-def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, overrides=None) -> RunConfig:
-    """Check a composed config; return its typed view or raise ConfigError. `devices=False` leaves the
-    hardware checks to the machine that runs the job (a SLURM node), `rendezvous=False` the multi-node
-    rendezvous to the scheduler that starts the ranks. `overrides`: the command line's (the job's), which
-    name a variant of a preset (`label`)."""
+def check_sections(cfg: DictConfig, rendezvous: bool = True) -> tuple[dict, dict]:
+    """The checks that need no torch (the top-level keys, and the sections with fixed keys: their keys,
+    types, declared values and the rules that tie them together): the config resolved to plain
+    containers and each section's typed values, or ConfigError. `validate` starts with it; spikerl.run
+    runs it on every job of a command line before importing torch, so that these mistakes are answered
+    in well under a second."""
     unknown = set(cfg.keys()) - TOP_LEVEL_KEYS - {"hydra"}
     if unknown:
         first = sorted(unknown)[0]
@@ -318,6 +295,21 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, ove
         raise ConfigError(f"seed must be an integer, got {resolved['seed']!r}")
     if not isinstance(resolved.get("compile", False), bool) and resolved.get("compile") != "auto":
         raise ConfigError(f"compile must be true, false or auto, got {resolved['compile']!r}")
+    for key in EXECUTION_KEYS:
+        if key in (resolved.get("actor") or {}):
+            raise ConfigError(f"actor.{key}: how the actor computes is the top-level `{key}` (set {key}=...), "
+                              f"not part of its spec")
+    sections = {name: _typed(name, resolved.get(name, {})) for name in SCHEMAS}
+    _check_values(sections, resolved.get("actor") or {}, rendezvous)
+    return resolved, sections
+
+
+def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, overrides=None) -> RunConfig:
+    """Check a composed config; return its typed view or raise ConfigError. `devices=False` leaves the
+    hardware checks to the machine that runs the job (a SLURM node), `rendezvous=False` the multi-node
+    rendezvous to the scheduler that starts the ranks. `overrides`: the command line's (the job's), which
+    name a variant of a preset (`label`)."""
+    resolved, sections = check_sections(cfg, rendezvous)
     compile_mode = resolved.get("compile_mode", "default")
     from .runtime.compiler import MODES as COMPILE_MODES
     from .snn.through_time import NEURON_BACKENDS
@@ -327,11 +319,6 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, ove
     backend = resolved.get("neuron_backend", "bptt")
     if backend not in NEURON_BACKENDS:
         raise ConfigError(f"neuron_backend must be one of {', '.join(NEURON_BACKENDS)}; got {backend!r}")
-    for key in EXECUTION_KEYS:
-        if key in (resolved.get("actor") or {}):
-            raise ConfigError(f"actor.{key}: how the actor computes is the top-level `{key}` (set {key}=...), "
-                              f"not part of its spec")
-    sections = {name: _typed(name, resolved.get(name, {})) for name in schemas()}
     algo = resolved.get("algo") or {}
     learner = _check_algo(algo, resolved.get("critic") or {})
     rc = RunConfig(
@@ -344,7 +331,12 @@ def validate(cfg: DictConfig, devices: bool = True, rendezvous: bool = True, ove
         **sections,
         algo=algo, actor=resolved["actor"], encoder=resolved.get("encoder", {}), critic=resolved["critic"],
     )
-    _check_values(rc, devices, rendezvous)
+    from .runtime.device import DEVICES
+
+    if rc.device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}; got {rc.device!r}")
+    if devices:
+        _check_devices(rc)
     proxy_set = next((o for o in rc.variant if o.lstrip("~").startswith("algo.proxy.")), None)
     if proxy_set and algo.get("target") != "proxy":
         raise ConfigError(f"{proxy_set.split('=', 1)[0]}: the proxy's settings apply with algo.target=proxy "
@@ -483,8 +475,8 @@ def _unknown_key(key: str, rest: list[str] | None = None) -> str:
         return f"{key} is now the top-level `{key[len('actor.'):]}` (how the actor computes, not part of its spec)"
     listed = "(`python -m spikerl.run --cfg job` lists every key)"
     section, _, leaf = key.partition(".")
-    if section in SCHEMA_SECTIONS and leaf:
-        names = [f.name for f in fields(schemas()[section])]
+    if section in SCHEMAS and leaf:
+        names = [f.name for f in fields(SCHEMAS[section])]
         return (f"unknown key {key!r}{did_you_mean(leaf, names, f'{section}.')} "
                 f"(valid keys of {section}: {', '.join(names)})")
     if not leaf:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 # Only the config's composition is imported up front: a mistake in the command line is answered before
 # torch (about a second of importing) is; what runs a job is imported by the functions that need it.
-from .config import CONF_DIR, ConfigError, compose, expand_overrides, parse_overrides, validate
+from .config import CONF_DIR, ConfigError, check_sections, compose, expand_overrides, parse_overrides, validate
 from .errors import FAILED, SpikeRLError, error_line, exit_code, report
 
 # What Hydra and the job write into a run folder before its ranks have started. A single run into an
@@ -147,6 +147,8 @@ def preflight(args: list[str]) -> None:
     if not multirun:
         parse_overrides(overrides)  # a line Hydra cannot parse is answered as in a sweep
     jobs = [(job, compose(job)) for job in (expand_overrides(overrides) if multirun else [single])]
+    for _, cfg in jobs:  # and the sections' keys and values (the rendezvous is the launcher's, checked below)
+        check_sections(cfg, rendezvous=False)
     from . import launchers
     from .job import check, expected_meta
     from .rl.envs import notices_held

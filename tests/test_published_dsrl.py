@@ -29,11 +29,11 @@ import torch
 
 from reference import import_published
 from spikerl.rl.collector import Collector
-from spikerl.rl.envs import EnvConfig
 from spikerl.rl.learners import TD3
 from spikerl.rl.networks import QEnsemble
 from spikerl.rl.normalizer import ObsNormalizer
 from spikerl.rl.replay import Batch, ReplayBuffer
+from spikerl.rl.sections import EnvConfig
 from spikerl.snn.actors import DSRLSpikingActor
 from spikerl.snn.encoders import TwoNeuronEncoder
 from spikerl.snn.through_time import lif_forward

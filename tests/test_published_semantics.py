@@ -11,9 +11,9 @@ import numpy as np
 import torch
 
 from spikerl.rl.collector import Collector
-from spikerl.rl.envs import EnvConfig
 from spikerl.rl.normalizer import ObsNormalizer
 from spikerl.rl.replay import ReplayBuffer
+from spikerl.rl.sections import EnvConfig
 from spikerl.snn.actors import PopSpikingActor
 from spikerl.snn.encoders import PopulationEncoder
 from spikerl.telemetry.metrics import RunningMeans

@@ -176,9 +176,9 @@ def refill(state: dict, learner, normalizer, steps: int, seed: int):
     learner's explore action and act_noise, as the run's collector after its random start), the
     normaliser frozen; returns (replay, mean return of the episodes that ended)."""
     from ..rl.collector import Collector
-    from ..rl.envs import EnvConfig
     from ..rl.evaluation import greedy_policy
     from ..rl.replay import ReplayBuffer
+    from ..rl.sections import EnvConfig
     from ..telemetry.metrics import RunningMeans
 
     meta = state["meta"]

@@ -12,9 +12,10 @@ import torch
 from ..errors import FAILED, SpikeRLError
 from ..runtime.distributed import all_reduce_
 from ..telemetry.metrics import RunningMeans
-from .envs import ActionScaler, EnvConfig, get_env_states, make_vec_env, real_next_obs, set_env_states
+from .envs import ActionScaler, get_env_states, make_vec_env, real_next_obs, set_env_states
 from .normalizer import ObsNormalizer
 from .replay import ReplayBuffer
+from .sections import EnvConfig
 
 
 class EnvFault(SpikeRLError, RuntimeError):

@@ -7,9 +7,7 @@ import hashlib
 import os
 import sys
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -202,14 +200,3 @@ def set_env_states(envs: gym.vector.SyncVectorEnv, states: list[dict]) -> bool:
             exact = False
     return exact
 
-
-@dataclass
-class EnvConfig:
-    """The `env` config section: which gymnasium task, and how many copies each rank steps."""
-
-    name: str  # short name used in run folders and comparisons
-    id: str  # gymnasium task id
-    num_envs: int = 1  # vector-env copies per rank
-    max_episode_steps: Optional[int] = None  # noqa: UP045 (OmegaConf needs typing.Optional); None: the task's limit
-
-    POSITIVE = ("num_envs",)

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from ..runtime.distributed import DistInfo, all_reduce_
-from .envs import ActionScaler, EnvConfig, make_vec_env
+from .envs import ActionScaler, make_vec_env
 from .normalizer import ObsNormalizer
 from .protocols import Learner
+from .sections import EnvConfig
 from .seeding import EVAL_SEED_OFFSET
 
 Policy = Callable[[torch.Tensor], torch.Tensor]  # raw observations (CPU) -> actions in [-1, 1]

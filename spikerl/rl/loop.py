@@ -8,7 +8,6 @@ import contextlib
 import signal
 import threading
 import time
-from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -20,32 +19,8 @@ from .collector import Collector
 from .evaluation import Evaluator
 from .protocols import MetricWriter
 from .run_state import RunState, Tick
+from .sections import TrainConfig
 from .updates import UpdateSchedule
-
-
-@dataclass
-class TrainConfig:
-    """The `train` config section. Step counts are global env steps (summed over ranks)."""
-
-    total_steps: int
-    start_steps: int  # random actions (`start_actions`) before the actor acts
-    update_after: int  # no gradient updates before this many env steps
-    eval_every: int
-    eval_episodes: int
-    checkpoint_every: int
-    log_every: int
-    batch_size: int  # replay samples per update (per rank)
-    update_every: int  # every update_every env steps of a rank ...
-    gradient_steps: int  # ... this many updates
-    progress: bool = True
-    save_replay: bool = False  # put the replay buffer in checkpoints/last.pt (exact resume)
-    keep_best: bool = True  # also keep checkpoints/best.pt, the actor with the best evaluation
-    start_actions: str = "uniform"  # uniform over the action box | normal: N(0, start_action_std) + exploration noise
-    start_action_std: float = 0.1
-
-    CHOICES = {"start_actions": ("uniform", "normal")}
-    POSITIVE = ("total_steps", "eval_episodes", "batch_size", "update_every", "start_action_std")
-    NON_NEGATIVE = ("start_steps", "update_after", "eval_every", "checkpoint_every", "log_every", "gradient_steps")
 
 
 class TrainingLoop:

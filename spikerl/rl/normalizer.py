@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-KINDS = ("zscore", "maxabs", "none")
-
-
-@dataclass
-class NormalizerConfig:
-    """The `normalizer` config section."""
-
-    kind: str = "zscore"
-    clip: float = 3.0  # zscore: clip to +-clip
-
-    CHOICES = {"kind": KINDS}
-    POSITIVE = ("clip",)
+from .sections import NORMALIZER_KINDS
 
 
 class ObsNormalizer:
@@ -34,8 +21,8 @@ class ObsNormalizer:
     the collector also syncs at every env step where `every_step`."""
 
     def __init__(self, dim: int, kind: str = "zscore", clip: float = 3.0, eps: float = 1e-8):
-        if kind not in KINDS:
-            raise ValueError(f"normalizer kind must be one of {KINDS}, got {kind!r}")
+        if kind not in NORMALIZER_KINDS:
+            raise ValueError(f"normalizer kind must be one of {NORMALIZER_KINDS}, got {kind!r}")
         self.dim, self.kind, self.clip, self.eps = dim, kind, float(clip), eps
         self.count = 0
         self.mean = np.zeros(dim)

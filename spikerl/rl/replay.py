@@ -10,15 +10,6 @@ import torch
 
 
 @dataclass
-class ReplayConfig:
-    """The `replay` config section."""
-
-    size: int  # transitions kept per rank
-
-    POSITIVE = ("size",)
-
-
-@dataclass
 class Batch:
     obs: torch.Tensor  # [B, obs_dim], normalised
     act: torch.Tensor  # [B, act_dim], in [-1, 1]

@@ -16,24 +16,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import FAILED, SpikeRLError
-
-BACKENDS = ("auto", "gloo", "nccl", "mpi")
-
-
-@dataclass
-class DistConfig:
-    """The `dist` config section."""
-
-    world_size: int = 1  # processes in the job, over all nodes
-    backend: str = "auto"  # auto | gloo | nccl | mpi
-    nnodes: int = 1
-    node_rank: int = 0
-    master_addr: str = "127.0.0.1"
-    master_port: int = 0  # 0: a free port (single node only)
-    timeout_s: float = 300.0  # a collective waiting longer than this fails the job
-
-    CHOICES = {"backend": BACKENDS}
-    POSITIVE = ("world_size", "nnodes", "timeout_s")
+from .sections import BACKENDS
 
 
 @dataclass(frozen=True)

@@ -14,21 +14,12 @@ from dataclasses import dataclass
 
 import torch
 
-MODES = ("fp32", "bf16", "fp16")  # what a run computes in
-CHOICES = (*MODES, "auto")  # what a user may ask for: auto is bf16 where it pays, else fp32
+from .sections import PRECISION_MODES
+
 # On a CPU, auto takes bf16 only where the probe measures it at least this much faster than fp32: where the
 # two are about even (AVX512-BF16 without AMX) the probe's noise would otherwise pick bf16, which then
 # runs no faster and computes with 8 bits of mantissa.
 AUTO_BF16_MARGIN = 1.1
-
-
-@dataclass
-class PrecisionConfig:
-    """The `precision` config section."""
-
-    mode: str = "fp32"
-
-    CHOICES = {"mode": CHOICES}
 
 
 @dataclass(frozen=True)
@@ -127,8 +118,8 @@ class Precision:
         """`scaler` (fp16 only) replaces the CUDA GradScaler built here: tests pass a CPU one to
         exercise the skip logic without a GPU. Without it, fp16 off CUDA is refused, as in config
         validation."""
-        if mode not in MODES:
-            raise ValueError(f"precision must be one of {MODES}, got {mode!r}")
+        if mode not in PRECISION_MODES:
+            raise ValueError(f"precision must be one of {PRECISION_MODES}, got {mode!r}")
         if scaler is not None and mode != "fp16":
             raise ValueError(f"a GradScaler is only used with precision=fp16, not {mode!r}")
         self.mode = mode

@@ -6,26 +6,9 @@ import json
 import uuid
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import torch
-
-KINDS = ("wandb", "tensorboard", "jsonl", "none")  # wandb and tensorboard write the JSON lines too
-WANDB_MODES = ("offline", "online", "disabled")
-
-
-@dataclass
-class LoggerConfig:
-    """The `logger` config section."""
-
-    kind: str = "wandb"
-    mode: str = "offline"  # W&B: offline (no network, no key; `wandb sync` later) | online | disabled
-    project: str = "spikerl"
-    entity: Optional[str] = None  # noqa: UP045 (OmegaConf needs typing.Optional)
-
-    CHOICES = {"kind": KINDS, "mode": WANDB_MODES}
 
 
 class RunningMeans:
