@@ -73,6 +73,8 @@ def machine_line(machine: dict) -> str:
         parts.append(f"{cpus} CPUs" + (f", {usable} usable (CPU affinity)" if usable and usable != cpus else ""))
     capability = machine.get("cpu_capability")
     parts.append(f"cpu_capability `{capability}`" if capability else "cpu_capability not recorded")
+    if machine.get("isa_limits"):
+        parts.append(f"kernels held below the CPU's by `{machine['isa_limits']}`")
     threads = machine.get("threads")
     parts.append(f"{threads} torch thread{'s' * (threads != 1)}" if threads else "threads not recorded")
     if machine.get("torch"):
@@ -319,10 +321,11 @@ def allreduce_table(report: dict) -> str:
 
 def threads_table(report: dict) -> str:
     """bench_threads.py: the default run on one thread or every core, on a quiet machine and beside a busy core."""
-    rows = [[r["variant"], r["threads"], f"{r['wall_seconds']:.1f}", f"{r['steady_env_steps_per_second']:.1f}",
-             f"{r['steady_updates_per_second']:.1f}", times(r["vs_one_thread_quiet"])] for r in report["results"]]
-    return markdown(["variant", "torch threads", "wall s", "steady env steps/s", "steady updates/s",
-                     "vs one thread, quiet"], rows)
+    rows = [[r["variant"], r["threads"], f"`{r['cpu_capability']}`" if r.get("cpu_capability") else "not recorded", f"{r['wall_seconds']:.1f}",
+             f"{r['steady_env_steps_per_second']:.1f}", f"{r['steady_updates_per_second']:.1f}",
+             times(r["vs_one_thread_quiet"])] for r in report["results"]]
+    return markdown(["variant", "torch threads", "the run's kernels", "wall s", "steady env steps/s",
+                     "steady updates/s", "vs one thread, quiet"], rows)
 
 
 RANKS_LABELS = {"solo": "one process, the other core idle", "alone": "two processes, each training alone",

@@ -310,3 +310,24 @@ def test_bench_seeds_stops_before_timing_when_the_seed_axis_is_mixed_up(capsys):
         bench_seeds.check_equivalence(learners, batched, batches, "mixed up")
     err = capsys.readouterr().err
     assert stop.value.code == 1 and "equivalence check FAILED" in err and "seed 0 actions" in err
+
+
+
+def machine_record(**limits: str) -> dict:
+    """spikerl.runtime.machine.host() in a fresh process whose environment sets only these kernel limits."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")}
+    proc = subprocess.run([sys.executable, "-c", "import json; from spikerl.runtime.machine import host; "
+                           "print(json.dumps(host()))"], env={**env, **limits}, capture_output=True, text=True,
+                          timeout=120, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_a_figure_taken_with_kernels_held_below_the_cpu_says_so():
+    """bench_threads.py --kernels avx2 (an AVX2 machine's kernels on this CPU): every record of the machine
+    names the limit, and torch's capability follows it."""
+    from readme_tables import machine_line
+
+    held = machine_record(ATEN_CPU_CAPABILITY="avx2")
+    assert held["cpu_capability"] == "AVX2" and held["isa_limits"] == "ATEN_CPU_CAPABILITY=avx2"
+    assert "kernels held below the CPU's by `ATEN_CPU_CAPABILITY=avx2`" in machine_line(held)
+    assert "isa_limits" not in machine_record() and "kernels held" not in machine_line(machine_record())

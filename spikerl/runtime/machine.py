@@ -21,11 +21,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# Environment variables that hold torch's kernels (and oneDNN's matrix multiplies) below what the CPU has:
+# a figure taken under them is not the CPU's own, so it says so
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+
+
 def host() -> dict:
     """The machine's facts the figures depend on (AVX2-only CPUs emulate bf16; threads set the pace)."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     gpu = {"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda} if torch.cuda.is_available() else {}
+    limits = " ".join(f"{name}={os.environ[name]}" for name in ISA_LIMITS if os.environ.get(name))
     return {"platform": platform.platform(), "cpu": cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpus": os.cpu_count(),
             "cpus_usable": usable, "threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, **gpu}
+            "torch": torch.__version__, **gpu, **({"isa_limits": limits} if limits else {})}
