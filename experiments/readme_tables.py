@@ -321,9 +321,9 @@ def allreduce_table(report: dict) -> str:
 
 def threads_table(report: dict) -> str:
     """bench_threads.py: the default run on one thread or every core, on a quiet machine and beside a busy core."""
-    rows = [[r["variant"], r["threads"], f"`{r['cpu_capability']}`" if r.get("cpu_capability") else "not recorded", f"{r['wall_seconds']:.1f}",
-             f"{r['steady_env_steps_per_second']:.1f}", f"{r['steady_updates_per_second']:.1f}",
-             times(r["vs_one_thread_quiet"])] for r in report["results"]]
+    rows = [[r["variant"], r["threads"], f"`{r['cpu_capability']}`" if r.get("cpu_capability") else "not recorded",
+             f"{r['wall_seconds']:.1f}", f"{r['steady_env_steps_per_second']:.1f}",
+             f"{r['steady_updates_per_second']:.1f}", times(r["vs_one_thread_quiet"])] for r in report["results"]]
     return markdown(["variant", "torch threads", "the run's kernels", "wall s", "steady env steps/s",
                      "steady updates/s", "vs one thread, quiet"], rows)
 
