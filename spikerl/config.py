@@ -452,7 +452,11 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
         key = _unknown_override(exc)
         rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
         if key and key.startswith("algo."):  # the chosen algorithm's own keys say what is valid
-            _check_algo({**OmegaConf.to_container(compose(rest).algo), key[len("algo."):]: None}, {})
+            algo = OmegaConf.to_container(compose(rest).algo)
+            _check_algo({**algo, key[len("algo."):]: None}, {})
+            if "." not in key[len("algo."):]:  # a keyword of the class that its config leaves at the default
+                raise ConfigError(f"{key}: an argument of {algo['_target_'].rsplit('.', 1)[-1]} that its config "
+                                  f"(conf/algo/) leaves at its default; add it with +{key}=...") from None
         raise ConfigError(_unknown_key(key, rest) if key else _short(exc)) from None
     finally:
         GlobalHydra.instance().clear()

@@ -163,6 +163,8 @@ BAD_INPUTS = [
     (["algo.name=sac"], "unknown key 'algo.name' for algo=td3 (valid keys: gamma, polyak, actor_lr,"),
     (["algo=sac", "algo.target_noise=0.1"], "unknown key 'algo.target_noise' for algo=sac (valid keys: gamma,"),
     (["algo=ddpg", "+algo.policy_delay=2"], "unknown key 'algo.policy_delay' for algo=ddpg"),
+    (["algo=ddpg", "algo.shared_noise=true"], "algo.shared_noise: an argument of DDPG that its config (conf/algo/) "
+                                              "leaves at its default; add it with +algo.shared_noise=..."),
     (["~algo.gamma"], "algo.gamma is missing (algo=td3 needs gamma)"),
     (["algo._target_=torch.nn.Linear"], "algo._target_: 'torch.nn.Linear' is not a SpikeRL learner"),
     (["algo=sac", "algo.alpha=-0.5"], "algo.alpha must not be negative, got -0.5"),
