@@ -356,17 +356,45 @@ def _check_algo(spec: dict, critic: dict) -> type[Learner]:
     cls = learner_class(spec)
     hyper = cls.hyperparameters()
     unknown = sorted(set(spec) - {"_target_"} - set(hyper))
-    if unknown and not cls.uses_actor_target and unknown[0] in TARGET_KEYS:
-        raise ConfigError(f"algo.{unknown[0]}: {cls.name} keeps no target actor (its TD target samples the policy), "
-                          f"so there is none to choose; algo.target applies to td3 and ddpg")
     if unknown:
-        raise ConfigError(f"unknown key 'algo.{unknown[0]}' for algo={cls.name} (valid keys: {', '.join(hyper)})")
+        raise _unknown_algo_key(unknown[0], cls.name, hyper, cls.uses_actor_target)
     missing = [key for key, required in hyper.items() if required and key not in spec]
     if missing:
         raise ConfigError(f"algo.{missing[0]} is missing (algo={cls.name} needs {', '.join(missing)})")
     if "n" in critic:
         raise ConfigError(f"critic.n: the algorithm sets how many Q-networks the critic has ({cls.name}: {cls.num_q})")
     return cls
+
+
+def _unknown_algo_key(key: str, name: str, hyper, keeps_target: bool) -> ConfigError:
+    """The message for `algo.<key>` that learner `name`, whose keys are `hyper`, does not take."""
+    if not keeps_target and key.split(".")[0] in TARGET_KEYS:
+        return ConfigError(f"algo.{key.split('.')[0]}: {name} keeps no target actor (its TD target samples the "
+                           f"policy), so there is none to choose; algo.target applies to td3 and ddpg")
+    return ConfigError(f"unknown key 'algo.{key}' for algo={name}{did_you_mean(key, hyper, 'algo.')} "
+                       f"(valid keys: {', '.join(hyper)})")
+
+
+def learner_keywords(target: str) -> dict[str, bool] | None:
+    """`Learner.hyperparameters` of a SpikeRL learner class (the keyword-only arguments of its own
+    `__init__`, name -> required), read from its source without importing it and torch, so that a
+    mistyped `algo.` key is answered at once; None where the source does not say (a class of another
+    package, an inherited `__init__`). A test holds it equal to `hyperparameters` for every conf/algo."""
+    import ast
+
+    module, _, name = str(target).rpartition(".")
+    if not module.startswith("spikerl."):
+        return None
+    try:
+        tree = ast.parse(Path(__file__).parent.joinpath(*module.split(".")[1:]).with_suffix(".py").read_text())
+    except (OSError, SyntaxError):
+        return None
+    cls = next((node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name), None)
+    init = next((node for node in cls.body if isinstance(node, ast.FunctionDef) and node.name == "__init__"), None) \
+        if cls is not None else None
+    if init is None:
+        return None
+    return {arg.arg: default is None for arg, default in zip(init.args.kwonlyargs, init.args.kw_defaults)}
 
 
 def did_you_mean(word: str, candidates, prefix: str = "") -> str:
@@ -452,10 +480,16 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
         key = _unknown_override(exc)
         rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
         if key and key.startswith("algo."):  # the chosen algorithm's own keys say what is valid
-            algo = OmegaConf.to_container(compose(rest).algo)
-            _check_algo({**algo, key[len("algo."):]: None}, {})
-            if "." not in key[len("algo."):]:  # a keyword of the class that its config leaves at the default
-                raise ConfigError(f"{key}: an argument of {algo['_target_'].rsplit('.', 1)[-1]} that its config "
+            composed = compose(rest, with_hydra=True)
+            target, leaf = str(composed.algo.get("_target_")), key[len("algo."):]
+            hyper = learner_keywords(target)
+            if hyper is None:  # read from the class itself (imports torch)
+                _check_algo({**OmegaConf.to_container(composed.algo), leaf: None}, {})
+            elif leaf.split(".")[0] not in hyper:
+                raise _unknown_algo_key(leaf, composed.hydra.runtime.choices.get("algo"), hyper,
+                                        "target" in hyper) from None
+            if "." not in leaf:  # a keyword of the class that its config leaves at the default
+                raise ConfigError(f"{key}: an argument of {target.rsplit('.', 1)[-1]} that its config "
                                   f"(conf/algo/) leaves at its default; add it with +{key}=...") from None
         raise ConfigError(_unknown_key(key, rest) if key else _short(exc)) from None
     finally:

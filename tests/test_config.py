@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from spikerl import job, run
-from spikerl.config import ConfigError, compose, expand_overrides, validate
+from spikerl.config import CONF_DIR, ConfigError, compose, expand_overrides, validate
 
 ENVS = ["inverted_pendulum", "halfcheetah", "ant", "hopper", "walker2d", "humanoid"]
 EXPERIMENTS = [None, "popsan", "spikerl", "dsrl", "td3"]
@@ -161,7 +161,8 @@ BAD_INPUTS = [
     (["replay.size=0"], "replay.size must be positive"),
     (["algo=ppo"], "choose one of: ddpg, sac, td3"),
     (["algo.name=sac"], "unknown key 'algo.name' for algo=td3 (valid keys: gamma, polyak, actor_lr,"),
-    (["algo=sac", "algo.target_noise=0.1"], "unknown key 'algo.target_noise' for algo=sac (valid keys: gamma,"),
+    (["algo=sac", "algo.target_noise=0.1"], "unknown key 'algo.target_noise' for algo=sac (did you mean "
+                                              "algo.shared_noise?) (valid keys: gamma,"),
     (["algo=ddpg", "+algo.policy_delay=2"], "unknown key 'algo.policy_delay' for algo=ddpg"),
     (["algo=ddpg", "algo.shared_noise=true"], "algo.shared_noise: an argument of DDPG that its config (conf/algo/) "
                                               "leaves at its default; add it with +algo.shared_noise=..."),
@@ -220,7 +221,18 @@ ANSWERED_WITHOUT_TORCH = [
     ["train.batch_size=2048", "replay.size=1024"],
     ["logger.kind=slack"], ["dist.world_size=0"], ["precision.mode=bf17"], ["normalizer.kind=x"], ["env.num_envs=0"],
     ["energy.country=France"], ["-m", "seed=0,1", "train.eval_episodes=0"],
+    ["algo.actor_lrr=1e-3"], ["algo=sac", "algo.target=proxy"], ["algo=ddpg", "algo.shared_noise=true"],
 ]
+
+
+@pytest.mark.parametrize("algo", sorted(p.stem for p in (Path(CONF_DIR) / "algo").glob("*.yaml")))
+def test_learner_keys_read_from_the_source_are_the_classes_own(algo):
+    from spikerl.config import learner_class, learner_keywords
+
+    target = OmegaConf.load(Path(CONF_DIR) / "algo" / f"{algo}.yaml")["_target_"]
+    assert learner_keywords(target) == learner_class({"_target_": target}).hyperparameters()
+    assert learner_keywords("spikerl.rl.learners.td3.Nothing") is None  # then the class itself answers
+    assert learner_keywords("torch.nn.Linear") is None
 
 
 def test_mistakes_in_the_sections_are_answered_before_torch_is_imported(tmp_path):
