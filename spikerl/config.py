@@ -357,7 +357,7 @@ def _check_algo(spec: dict, critic: dict) -> type[Learner]:
     hyper = cls.hyperparameters()
     unknown = sorted(set(spec) - {"_target_"} - set(hyper))
     if unknown:
-        raise _unknown_algo_key(unknown[0], cls.name, hyper, cls.uses_actor_target)
+        raise _unknown_algo_key(unknown[0], cls.name, hyper)
     missing = [key for key, required in hyper.items() if required and key not in spec]
     if missing:
         raise ConfigError(f"algo.{missing[0]} is missing (algo={cls.name} needs {', '.join(missing)})")
@@ -366,9 +366,10 @@ def _check_algo(spec: dict, critic: dict) -> type[Learner]:
     return cls
 
 
-def _unknown_algo_key(key: str, name: str, hyper, keeps_target: bool) -> ConfigError:
-    """The message for `algo.<key>` that learner `name`, whose keys are `hyper`, does not take."""
-    if not keeps_target and key.split(".")[0] in TARGET_KEYS:
+def _unknown_algo_key(key: str, name: str, hyper) -> ConfigError:
+    """The message for `algo.<key>` that learner `name`, whose keys are `hyper`, does not take. A learner
+    without a `target` argument has no target actor to choose (SAC)."""
+    if "target" not in hyper and key.split(".")[0] in TARGET_KEYS:
         return ConfigError(f"algo.{key.split('.')[0]}: {name} keeps no target actor (its TD target samples the "
                            f"policy), so there is none to choose; algo.target applies to td3 and ddpg")
     return ConfigError(f"unknown key 'algo.{key}' for algo={name}{did_you_mean(key, hyper, 'algo.')} "
@@ -486,8 +487,7 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
             if hyper is None:  # read from the class itself (imports torch)
                 _check_algo({**OmegaConf.to_container(composed.algo), leaf: None}, {})
             elif leaf.split(".")[0] not in hyper:
-                raise _unknown_algo_key(leaf, composed.hydra.runtime.choices.get("algo"), hyper,
-                                        "target" in hyper) from None
+                raise _unknown_algo_key(leaf, composed.hydra.runtime.choices.get("algo"), hyper) from None
             if "." not in leaf:  # a keyword of the class that its config leaves at the default
                 raise ConfigError(f"{key}: an argument of {target.rsplit('.', 1)[-1]} that its config "
                                   f"(conf/algo/) leaves at its default; add it with +{key}=...") from None
