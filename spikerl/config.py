@@ -376,11 +376,10 @@ def _unknown_algo_key(key: str, name: str, hyper) -> ConfigError:
                        f"(valid keys: {', '.join(hyper)})")
 
 
-def learner_keywords(target: str) -> dict[str, bool] | None:
-    """`Learner.hyperparameters` of a SpikeRL learner class (the keyword-only arguments of its own
-    `__init__`, name -> required), read from its source without importing it and torch, so that a
-    mistyped `algo.` key is answered at once; None where the source does not say (a class of another
-    package, an inherited `__init__`). A test holds it equal to `hyperparameters` for every conf/algo."""
+def _learner_signature(target: str):
+    """The keyword-only arguments of a SpikeRL learner class's own `__init__` as (name, default node or
+    None) pairs, read from its source without importing it and torch; None where the source does not say
+    (a class of another package, an inherited `__init__`)."""
     import ast
 
     module, _, name = str(target).rpartition(".")
@@ -395,7 +394,30 @@ def learner_keywords(target: str) -> dict[str, bool] | None:
         if cls is not None else None
     if init is None:
         return None
-    return {arg.arg: default is None for arg, default in zip(init.args.kwonlyargs, init.args.kw_defaults)}
+    return [(arg.arg, default) for arg, default in zip(init.args.kwonlyargs, init.args.kw_defaults)]
+
+
+def learner_keywords(target: str) -> dict[str, bool] | None:
+    """`Learner.hyperparameters` of a SpikeRL learner class (name -> required), read from its source so
+    that a mistyped `algo.` key is answered before torch is imported; None where the source does not say.
+    A test holds it equal to `hyperparameters` for every conf/algo."""
+    signature = _learner_signature(target)
+    return None if signature is None else {name: default is None for name, default in signature}
+
+
+def learner_defaults(target: str) -> dict:
+    """The literal defaults of a SpikeRL learner class's keyword arguments (name -> value; a default that
+    is not a literal is left out), from its source; {} where the source does not say."""
+    import ast
+
+    defaults = {}
+    for name, node in _learner_signature(target) or []:
+        try:
+            if node is not None:
+                defaults[name] = ast.literal_eval(node)
+        except ValueError:  # not a literal
+            pass
+    return defaults
 
 
 def did_you_mean(word: str, candidates, prefix: str = "") -> str:

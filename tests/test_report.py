@@ -11,7 +11,7 @@ import pytest
 
 from conftest import TINY, make_run_folder
 from spikerl.analysis.report import EQUIVALENTS, write_report
-from spikerl.analysis.results import preset_of
+from spikerl.analysis.results import find_runs, preset_of
 
 
 def summary(method, seed, wall, final, history, energy_kwh=None, emissions_kg=None):
@@ -127,6 +127,20 @@ def test_report_of_no_finished_runs_writes_nothing(tmp_path):
     make_run_folder(tmp_path, "a", None)
     report = write_report([tmp_path], tmp_path / "out")
     assert report.files == [] and not (tmp_path / "out").exists()
+
+
+def test_a_finished_run_copied_without_hydras_record_is_still_found(tmp_path):
+    """A run folder copied without `.hydra/` (its summary.json beside the config.yaml the run wrote) is
+    read; a config.yaml alone (W&B writes one under wandb/) is no run."""
+    make_run_folder(tmp_path, "hydra", summary("popsan", 0, 10.0, 1.0, [[5, 1.0, 0]]))
+    make_run_folder(tmp_path, "copied", summary("dsrl", 0, 12.0, 2.0, [[5, 2.0, 0]]))
+    shutil.rmtree(tmp_path / "copied" / ".hydra")
+    (tmp_path / "copied" / "config.yaml").write_text("train: {update_after: 7}\n")
+    (tmp_path / "hydra" / "wandb" / "files").mkdir(parents=True)
+    (tmp_path / "hydra" / "wandb" / "files" / "config.yaml").write_text("x: 1\n")
+    summaries, skipped = find_runs([tmp_path])
+    assert sorted(s["method"] for s in summaries) == ["dsrl", "popsan"] and skipped == []
+    assert next(s for s in summaries if s["method"] == "dsrl")["update_after"] == 7
 
 
 def test_the_compare_command_lists_its_options(tmp_path):

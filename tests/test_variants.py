@@ -112,3 +112,14 @@ def test_a_report_never_pools_runs_composed_differently_under_one_name(tmp_path)
     assert len(rows) == 2 and "popsan" in rows and any(m.startswith("popsan#") for m in rows)
     assert rows["popsan"]["runs"] == "2" and float(rows["popsan"]["final_return_mean"]) == 15.0
     assert any("composed differently under one name" in note for note in report.notes)
+
+
+def test_a_learner_key_its_config_leaves_to_the_class_default_composes_as_that_default():
+    """A key added to a conf/algo file at the class's default (DDPG's `shared_noise`, which ddpg.yaml
+    leaves out) does not split the runs before it from those after it; another value does."""
+    from spikerl.analysis.results import composition
+
+    ddpg = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / "algo" / "ddpg.yaml"))
+    assert "shared_noise" not in ddpg
+    assert composition({"algo": {**ddpg, "shared_noise": False}}) == composition({"algo": ddpg})
+    assert composition({"algo": {**ddpg, "shared_noise": True}}) != composition({"algo": ddpg})

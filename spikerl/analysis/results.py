@@ -35,13 +35,16 @@ def _update_after(config: Path) -> int | None:
 
 def composition(config: dict) -> str | None:
     """A short fingerprint of what a run composed (its parts, learner and trainer settings: the
-    sections spikerl.config names), from its resolved config; how it computed (neuron_backend, compile)
-    and its own settings (seed, steps, devices) are left out. None where the config cannot be read."""
-    from ..config import EXECUTION_KEYS, PART_SECTIONS, TRAINER_KEYS
+    sections spikerl.config names), from its resolved config, a learner argument it leaves out counted at
+    the class's default; how it computed (neuron_backend, compile) and its own settings (seed, steps,
+    devices) are left out. None where the config cannot be read."""
+    from ..config import EXECUTION_KEYS, PART_SECTIONS, TRAINER_KEYS, learner_defaults
 
     if not isinstance(config, dict):
         return None
     parts = {section: config.get(section) for section in PART_SECTIONS}
+    if isinstance(parts["algo"], dict):  # so that adding a defaulted key to conf/algo splits no method
+        parts["algo"] = {**learner_defaults(parts["algo"].get("_target_", "")), **parts["algo"]}
     if isinstance(parts["actor"], dict):  # runs before execution settings left the actor's spec held them
         parts["actor"] = {k: v for k, v in parts["actor"].items() if k not in EXECUTION_KEYS}
     if "encoder" not in (parts["actor"] or {}):
@@ -101,11 +104,17 @@ def resolve_baseline(summaries: list[dict], baseline: str) -> tuple[str, list[st
 def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
     """(summaries, each with the run's `eval_history` and `update_after` (its first update's env step,
     from its config); run folders without a readable summary.json: failed or unfinished). A run folder
-    is one Hydra made (it has `.hydra/config.yaml`)."""
+    is one Hydra made (it has `.hydra/config.yaml`), or a finished run's copied without Hydra's record
+    (its summary.json beside the config.yaml the run wrote)."""
     summaries, skipped = [], []
     for root in roots:
-        for config in sorted(Path(root).rglob(".hydra/config.yaml")):
-            run_dir = config.parent.parent
+        made = {config.parent.parent for config in Path(root).rglob(".hydra/config.yaml")}
+        copied = {found.parent for found in Path(root).rglob("summary.json")
+                  if (found.parent / "config.yaml").is_file()}
+        for run_dir in sorted(made | copied):
+            config = run_dir / ".hydra" / "config.yaml"
+            if not config.is_file():
+                config = run_dir / "config.yaml"
             try:
                 summary = json.loads((run_dir / "summary.json").read_text())
             except (OSError, json.JSONDecodeError):
