@@ -13,8 +13,11 @@ The actor: the same weights and observations give the same actions, the same spi
 the same weight gradients, for LIF, CLIF and DN neurons, every neuron backend and compiled. The update: two
 `PT_TD3.train` calls (a critic-only one, then one with the actor step) and two of our updates, on the same
 weights, replay batches and smoothing noise, give the same proxy, critic and actor losses, the same
-gradients at every optimizer step and the same weights after. `test_each_published_difference_is_needed`
-puts back, one at a time, a way ours could differ and requires the comparison to fail.
+gradients at every optimizer step and the same weights after. Without the proxy (`--proxy No`: the
+`proxytarget_vanilla` and `proxytarget_ann` rows), two `TD3.train` calls and two of our updates agree the
+same way, for the LIF actor and the ANN, each learner built from its preset; and every preset's schedule is
+`main.py`'s. `test_each_published_difference_is_needed` puts back, one at a time, a way ours could differ
+and requires the comparison to fail.
 
 Kept on purpose (docs/configuration.md, "Proxy Target"): the proxy loss does not back-propagate into the
 spiking actor (the published code does, and the actor's own step clears that gradient before use).
@@ -31,12 +34,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 from torch import nn
 
 from reference import StepRecorder, assert_same, import_published, popsan_spike, relative_error
 from spikerl.config import compose
 from spikerl.rl.learners import TD3
-from spikerl.rl.networks import QEnsemble
+from spikerl.rl.networks import MLPActor, QEnsemble
 from spikerl.rl.replay import Batch
 from spikerl.snn.actors import PopSpikingActor
 from spikerl.snn.encoders import PopulationEncoder
@@ -256,11 +260,16 @@ def smoothing_noise(n: int) -> list[torch.Tensor]:
 
 
 def our_learner(neurons: str = "LIF", target: str = "proxy", **kwargs) -> TD3:
+    """TD3 as the presets compose it: `neurons` LIF, CLIF or DN (`proxytarget`, its variants), or ANN
+    (`proxytarget_ann`: SAN.py 328-342, a 256 x 256 ReLU MLP with a tanh output)."""
+    preset = compose([f"experiment={'proxytarget_ann' if neurons == 'ANN' else 'proxytarget'}"])
+    algo = {k: v for k, v in OmegaConf.to_container(preset.algo).items() if k != "_target_"}
+    assert (algo["proxy"]["lr"], algo["proxy"]["iters"]) == (PROXY_LR, ITERS)
+    algo["proxy"]["hidden_sizes"] = list(PROXY_HIDDEN)  # smaller than its 512 x 512, for time
     torch.manual_seed(0)
-    actor = our_actor(neurons, hidden=(256, 256))
-    return TD3(actor, QEnsemble(OBS, ACT, (256, 256), n=2), OBS, ACT, gamma=0.99, polyak=0.995, actor_lr=3e-4,
-               critic_lr=3e-4, policy_delay=2, act_noise=0.1, target_noise=0.2, noise_clip=0.5, target=target,
-               proxy={"hidden_sizes": list(PROXY_HIDDEN), "lr": PROXY_LR, "iters": ITERS}, **kwargs)
+    actor = MLPActor(OBS, ACT, (256, 256)) if neurons == "ANN" else our_actor(neurons, hidden=(256, 256))
+    critic = QEnsemble(OBS, ACT, tuple(preset.critic.hidden_sizes), n=2)
+    return TD3(actor, critic, OBS, ACT, **{**algo, "target": target}, **kwargs)
 
 
 def named(nets: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
@@ -277,12 +286,13 @@ def run_ours(monkeypatch, updates: int = 2, reversion=None, **kwargs) -> dict:
     if reversion is not None:
         reversion(learner)
     before = {k: v.detach().clone() for k, v in named(our_nets(learner)).items()}
-    batches, draws = replay_batches(ITERS * updates), smoothing_noise(updates)
+    per = learner.batches_per_update  # ITERS with the proxy (each fit on its own batch), else 1
+    batches, draws = replay_batches(per * updates), smoothing_noise(updates)
     with monkeypatch.context() as patch:
         patch.setattr(torch, "randn_like", lambda t, *a, **k: draws.pop(0))
         record = StepRecorder(patch, {id(p): n for n, p in named(our_nets(learner)).items()})
         for u in range(updates):
-            mine = batches[u * ITERS:(u + 1) * ITERS]
+            mine = batches[u * per:(u + 1) * per]
             learner.update(mine[-1], mine[:-1])
     after = {k: v.detach().clone() for k, v in named(our_nets(learner)).items()}
     return {"losses": record.losses, "grads": record.grads, "before": before, "after": after}
@@ -369,9 +379,9 @@ def published_update(state: dict, monkeypatch, updates: int = 2) -> dict:
     return {"losses": record.losses, "grads": grads, "after": after}
 
 
-def assert_same_update(mine: dict, theirs: dict) -> None:
-    # 2 x (3 proxy steps and a critic step) and one actor step
-    assert len(mine["losses"]) == len(theirs["losses"]) == 2 * (ITERS + 1) + 1
+def assert_same_update(mine: dict, theirs: dict, steps: int = 2 * (ITERS + 1) + 1) -> None:
+    """`steps` optimizer steps (by default 2 x (3 proxy steps and a critic step) and one actor step)."""
+    assert len(mine["losses"]) == len(theirs["losses"]) == steps
     for i, (a, b) in enumerate(zip(mine["losses"], theirs["losses"])):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"loss {i}")
     assert set(theirs["grads"]) == set(mine["grads"]) and mine["grads"]
@@ -396,6 +406,136 @@ def test_an_update_computes_what_pt_td3_train_computes(reference, monkeypatch):
 def test_the_compiled_update_computes_what_pt_td3_train_computes(monkeypatch):
     mine = run_ours(monkeypatch, compile=True)
     assert_same_update(mine, restated_update(mine["before"]))
+
+
+# ---- without the proxy: TD3.train, the `proxytarget_vanilla` and `proxytarget_ann` rows ----------------
+
+def restated_vanilla_update(state: dict, neurons: str, updates: int = 2) -> dict:
+    """`TD3.train` (actor_critic.py 106-152, Fujimoto's TD3) written out, on our networks holding `state`."""
+    nets = our_nets(our_learner(neurons, target="polyak"))  # the networks only
+    with torch.no_grad():
+        for name, p in named(nets).items():
+            p.copy_(state[name])
+    actor, actor_t, critic, critic_t = nets["actor"], nets["actor_target"], nets["critic"], nets["critic_target"]
+    adam = {"actor": torch.optim.Adam(actor.parameters(), lr=3e-4),  # 87, 90
+            "critic": torch.optim.Adam(critic.parameters(), lr=3e-4)}
+    batches, draws = replay_batches(updates), smoothing_noise(updates)
+    losses, grads = [], {}
+
+    def step(loss, key, net):
+        losses.append(loss.detach())
+        params = dict(net.named_parameters())
+        for (n, p), g in zip(params.items(), torch.autograd.grad(loss, list(params.values()))):
+            grads.setdefault(f"{key}.{n}", []).append(g)
+            p.grad = g.clone()
+        adam[key].step()
+
+    q = lambda net, i, s, a: getattr(net, f"q{i}")(torch.cat([s, a], 1))  # noqa: E731 (Critic, 43-55)
+    for it in range(1, updates + 1):  # 107: total_it counts from 1
+        b = batches[it - 1]
+        s, a, r, s2, nd = b.obs, b.act, b.rew[:, None], b.next_obs, 1.0 - b.terminated[:, None]
+        with torch.no_grad():  # 112-124: the target actor's smoothed action
+            a2 = (actor_t(s2) + (draws[it - 1] * 0.2).clamp(-0.5, 0.5)).clamp(-1.0, 1.0)
+            target = r + nd * 0.99 * torch.min(q(critic_t, 1, s2, a2), q(critic_t, 2, s2, a2))
+        step(F.mse_loss(q(critic, 1, s, a), target) + F.mse_loss(q(critic, 2, s, a), target), "critic", critic)
+        if it % 2 == 0:  # 135-152: the actor's step, then both targets averaged
+            step(-q(critic, 1, s, actor(s)).mean(), "actor", actor)
+            with torch.no_grad():
+                for net, net_t in ((critic, critic_t), (actor, actor_t)):
+                    for p, p_t in zip(net.parameters(), net_t.parameters()):
+                        p_t.copy_(0.005 * p + 0.995 * p_t)
+    return {"losses": losses, "grads": grads, "after": {k: v.detach().clone() for k, v in named(nets).items()}}
+
+
+def published_vanilla_update(state: dict, neurons: str, monkeypatch, updates: int = 2) -> dict:
+    """`TD3.train` itself (`main.py --proxy No`), its networks holding `state`."""
+    monkeypatch.syspath_prepend(REPO)
+    ac = published("actor_critic")
+    policy = ac.TD3(OBS, ACT, 1.0, neurons, policy_noise=0.2, noise_clip=0.5)
+
+    def critic_params(critic):  # Critic's l1-l3 and l4-l6 (actor_critic.py 31-41) as our q1 and q2
+        return {f"q{i}.{2 * j}.{w}": getattr(getattr(critic, f"l{3 * (i - 1) + j + 1}"), w)
+                for i in (1, 2) for j in range(3) for w in ("weight", "bias")}
+
+    def actor_params(actor):  # ANN_Actor's l1-l3 (SAN.py 333-335) as our net.0, net.2, net.4
+        if neurons != "ANN":
+            return published_parameters(actor, "published")
+        return {f"net.{2 * j}.{w}": getattr(getattr(actor, f"l{j + 1}"), w)
+                for j in range(3) for w in ("weight", "bias")}
+
+    theirs = {"actor": actor_params(policy.actor), "critic": critic_params(policy.critic)}
+    with torch.no_grad():
+        for key, params in theirs.items():
+            for n, p in params.items():
+                p.copy_(state[f"{key}.{n}"].reshape(p.shape))
+    policy.actor_target = copy.deepcopy(policy.actor)  # 85, 92: copies of the networks as they start
+    policy.critic_target = copy.deepcopy(policy.critic)
+    theirs["actor_target"] = actor_params(policy.actor_target)
+    theirs["critic_target"] = critic_params(policy.critic_target)
+    names = {id(p): f"{key}.{n}" for key, params in theirs.items() for n, p in params.items()}
+    batches, draws = replay_batches(updates), smoothing_noise(updates)
+
+    class Replay:
+        def sample(self, batch_size):
+            b = batches.pop(0)
+            return b.obs, b.act, b.next_obs, b.rew[:, None], 1.0 - b.terminated[:, None]
+
+    monkeypatch.setattr(torch, "randn_like", lambda t, *a, **k: draws.pop(0))
+    record = StepRecorder(monkeypatch, names)
+    for _ in range(updates):
+        policy.train(Replay(), BATCH)
+    after = {f"{key}.{n}": p.detach().clone().reshape(state[f"{key}.{n}"].shape)
+             for key, params in theirs.items() for n, p in params.items()}
+    grads = {n: [g.reshape(state[n].shape) for g in gs] for n, gs in record.grads.items()}
+    return {"losses": record.losses, "grads": grads, "after": after}
+
+
+@pytest.mark.parametrize("neurons", ["LIF", "ANN"])
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_an_update_without_the_proxy_computes_what_td3_train_computes(reference, neurons, monkeypatch):
+    """The vanilla LIF actor and the ANN on the paper's schedule (`--proxy No`): two critic steps, one
+    actor step, both targets averaged after it."""
+    mine = run_ours(monkeypatch, neurons=neurons, target="polyak")
+    theirs = restated_vanilla_update(mine["before"], neurons) if reference == "restated" else \
+        published_vanilla_update(mine["before"], neurons, monkeypatch)
+    assert_same_update(mine, theirs, steps=3)
+
+
+# main.py 20-34 (its argument defaults), actor_critic.py 87 and 90 (both learning rates), utils.py 51 (ten
+# evaluation episodes): the schedule every row of the paper trains on
+PUBLISHED_DEFAULTS = {"proxy_hidden_sizes": [512, 512], "proxy_lr": 1e-3, "proxy_iters": 3, "start_timesteps": 25e3,
+                      "eval_freq": 5e3, "expl_noise": 0.1, "batch_size": 256, "discount": 0.99, "tau": 0.005,
+                      "policy_noise": 0.2, "noise_clip": 0.5, "policy_freq": 2}
+
+
+def published_defaults() -> dict:
+    """main.py's `add_argument` defaults, read from the checkout."""
+    import ast
+    import re
+
+    text = (Path(REPO) / "main.py").read_text()
+    return {name: ast.literal_eval(value.strip()) for name, value in
+            re.findall(r'add_argument\("--(\w+)", default=(\[[^]]*\]|[^,)]+)', text) if name in PUBLISHED_DEFAULTS}
+
+
+@pytest.mark.parametrize("experiment", ["proxytarget", "proxytarget_vanilla", "proxytarget_ann"])
+@pytest.mark.parametrize("reference", REFERENCES)
+def test_the_presets_train_on_the_published_schedule(reference, experiment):
+    given = PUBLISHED_DEFAULTS if reference == "restated" else published_defaults()
+    assert given == PUBLISHED_DEFAULTS
+    cfg = compose([f"experiment={experiment}"])
+    train, algo = cfg.train, cfg.algo
+    assert train.start_steps == train.update_after == given["start_timesteps"] and train.start_actions == "uniform"
+    assert (train.batch_size, train.update_every, train.gradient_steps) == (given["batch_size"], 1, 1)
+    assert (train.eval_every, train.eval_episodes) == (given["eval_freq"], 10)
+    assert (algo.gamma, 1 - algo.polyak, algo.policy_delay) == pytest.approx(
+        (given["discount"], given["tau"], given["policy_freq"]))
+    assert (algo.act_noise, algo.target_noise, algo.noise_clip) == (given["expl_noise"], given["policy_noise"],
+                                                                     given["noise_clip"])
+    assert (algo.actor_lr, algo.critic_lr, list(cfg.critic.hidden_sizes)) == (3e-4, 3e-4, [256, 256])
+    assert (list(algo.proxy.hidden_sizes), algo.proxy.lr, algo.proxy.iters) == (
+        given["proxy_hidden_sizes"], given["proxy_lr"], given["proxy_iters"])
+    assert algo.target == ("proxy" if experiment == "proxytarget" else "polyak")
 
 
 # ---- each published difference is needed ------------------------------------------------------------
