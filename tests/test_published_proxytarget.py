@@ -341,28 +341,32 @@ def restated_update(state: dict, updates: int = 2) -> dict:
     return {"losses": losses, "grads": grads, "after": after}
 
 
-def published_update(state: dict, monkeypatch, updates: int = 2) -> dict:
-    """`PT_TD3.train` itself, its networks holding `state` (our names mapped onto its own)."""
-    monkeypatch.syspath_prepend(REPO)
-    ac = published("actor_critic")
-    san = published("SAN")
-    policy = ac.PT_TD3(OBS, ACT, 1.0, "LIF", list(PROXY_HIDDEN), PROXY_LR, ITERS, policy_noise=0.2, noise_clip=0.5)
-    def critic_params(critic):  # Critic's l1-l3 and l4-l6 (actor_critic.py 31-41) as our q1 and q2
-        return {f"q{i}.{2 * j}.{w}": getattr(getattr(critic, f"l{3 * (i - 1) + j + 1}"), w)
-                for i in (1, 2) for j in range(3) for w in ("weight", "bias")}
+def published_critic(critic) -> dict[str, torch.Tensor]:
+    """`Critic`'s l1-l3 and l4-l6 (actor_critic.py 31-41) as our q1 and q2."""
+    return {f"q{i}.{2 * j}.{w}": getattr(getattr(critic, f"l{3 * (i - 1) + j + 1}"), w)
+            for i in (1, 2) for j in range(3) for w in ("weight", "bias")}
 
-    theirs = {"actor": published_parameters(policy.actor, "published"), "critic": critic_params(policy.critic),
-              "proxy": {f"net.{2 * j}.{w}": getattr(getattr(policy.actor_target, f"l{j + 1}"), w)
-                        for j in range(3) for w in ("weight", "bias")}}
-    assert isinstance(policy.actor, san.SNN_Actor)
+
+def published_mlp(net) -> dict[str, torch.Tensor]:
+    """A published 3-layer MLP's l1-l3 (`Proxy_target`, actor_critic.py 15-29; `ANN_Actor`, SAN.py 328-342)
+    as our net.0, net.2, net.4."""
+    return {f"net.{2 * j}.{w}": getattr(getattr(net, f"l{j + 1}"), w) for j in range(3) for w in ("weight", "bias")}
+
+
+def train_published(policy, theirs: dict, copies: dict, state: dict, batches: list[Batch], monkeypatch,
+                    updates: int) -> dict:
+    """`policy.train` `updates` times on `batches` and the smoothing noises, its networks `theirs` (key ->
+    our parameter name -> its parameter) holding `state`, and each target in `copies` (attribute -> its
+    parameters) a copy of its network as it starts."""
     with torch.no_grad():
         for key, params in theirs.items():
             for n, p in params.items():
                 p.copy_(state[f"{key}.{n}"].reshape(p.shape))
-    policy.critic_target = copy.deepcopy(policy.critic)  # 199: a copy of the critic as it starts
-    theirs["critic_target"] = critic_params(policy.critic_target)
+    for attr, params_of in copies.items():
+        setattr(policy, attr, copy.deepcopy(getattr(policy, attr.removesuffix("_target"))))
+        theirs[attr] = params_of(getattr(policy, attr))
     names = {id(p): f"{key}.{n}" for key, params in theirs.items() for n, p in params.items()}
-    batches, draws = replay_batches(ITERS * updates), smoothing_noise(updates)
+    draws = smoothing_noise(updates)
 
     class Replay:
         def sample(self, batch_size):
@@ -377,6 +381,19 @@ def published_update(state: dict, monkeypatch, updates: int = 2) -> dict:
              for key, params in theirs.items() for n, p in params.items()}
     grads = {n: [g.reshape(state[n].shape) for g in gs] for n, gs in record.grads.items()}
     return {"losses": record.losses, "grads": grads, "after": after}
+
+
+def published_update(state: dict, monkeypatch, updates: int = 2) -> dict:
+    """`PT_TD3.train` itself, its networks holding `state` (our names mapped onto its own)."""
+    monkeypatch.syspath_prepend(REPO)
+    ac = published("actor_critic")
+    policy = ac.PT_TD3(OBS, ACT, 1.0, "LIF", list(PROXY_HIDDEN), PROXY_LR, ITERS, policy_noise=0.2, noise_clip=0.5)
+    assert isinstance(policy.actor, published("SAN").SNN_Actor)
+    theirs = {"actor": published_parameters(policy.actor, "published"), "critic": published_critic(policy.critic),
+              "proxy": published_mlp(policy.actor_target)}  # its proxy is named actor_target
+    # 199: the critic's target a copy of the critic as it starts
+    return train_published(policy, theirs, {"critic_target": published_critic}, state,
+                           replay_batches(ITERS * updates), monkeypatch, updates)
 
 
 def assert_same_update(mine: dict, theirs: dict, steps: int = 2 * (ITERS + 1) + 1) -> None:
@@ -450,44 +467,12 @@ def restated_vanilla_update(state: dict, neurons: str, updates: int = 2) -> dict
 def published_vanilla_update(state: dict, neurons: str, monkeypatch, updates: int = 2) -> dict:
     """`TD3.train` itself (`main.py --proxy No`), its networks holding `state`."""
     monkeypatch.syspath_prepend(REPO)
-    ac = published("actor_critic")
-    policy = ac.TD3(OBS, ACT, 1.0, neurons, policy_noise=0.2, noise_clip=0.5)
-
-    def critic_params(critic):  # Critic's l1-l3 and l4-l6 (actor_critic.py 31-41) as our q1 and q2
-        return {f"q{i}.{2 * j}.{w}": getattr(getattr(critic, f"l{3 * (i - 1) + j + 1}"), w)
-                for i in (1, 2) for j in range(3) for w in ("weight", "bias")}
-
-    def actor_params(actor):  # ANN_Actor's l1-l3 (SAN.py 333-335) as our net.0, net.2, net.4
-        if neurons != "ANN":
-            return published_parameters(actor, "published")
-        return {f"net.{2 * j}.{w}": getattr(getattr(actor, f"l{j + 1}"), w)
-                for j in range(3) for w in ("weight", "bias")}
-
-    theirs = {"actor": actor_params(policy.actor), "critic": critic_params(policy.critic)}
-    with torch.no_grad():
-        for key, params in theirs.items():
-            for n, p in params.items():
-                p.copy_(state[f"{key}.{n}"].reshape(p.shape))
-    policy.actor_target = copy.deepcopy(policy.actor)  # 85, 92: copies of the networks as they start
-    policy.critic_target = copy.deepcopy(policy.critic)
-    theirs["actor_target"] = actor_params(policy.actor_target)
-    theirs["critic_target"] = critic_params(policy.critic_target)
-    names = {id(p): f"{key}.{n}" for key, params in theirs.items() for n, p in params.items()}
-    batches, draws = replay_batches(updates), smoothing_noise(updates)
-
-    class Replay:
-        def sample(self, batch_size):
-            b = batches.pop(0)
-            return b.obs, b.act, b.next_obs, b.rew[:, None], 1.0 - b.terminated[:, None]
-
-    monkeypatch.setattr(torch, "randn_like", lambda t, *a, **k: draws.pop(0))
-    record = StepRecorder(monkeypatch, names)
-    for _ in range(updates):
-        policy.train(Replay(), BATCH)
-    after = {f"{key}.{n}": p.detach().clone().reshape(state[f"{key}.{n}"].shape)
-             for key, params in theirs.items() for n, p in params.items()}
-    grads = {n: [g.reshape(state[n].shape) for g in gs] for n, gs in record.grads.items()}
-    return {"losses": record.losses, "grads": grads, "after": after}
+    policy = published("actor_critic").TD3(OBS, ACT, 1.0, neurons, policy_noise=0.2, noise_clip=0.5)
+    actor_params = published_mlp if neurons == "ANN" else partial(published_parameters, reference="published")
+    theirs = {"actor": actor_params(policy.actor), "critic": published_critic(policy.critic)}
+    # 85, 92: both targets copies of their networks as they start
+    return train_published(policy, theirs, {"actor_target": actor_params, "critic_target": published_critic}, state,
+                           replay_batches(updates), monkeypatch, updates)
 
 
 @pytest.mark.parametrize("neurons", ["LIF", "ANN"])
