@@ -227,10 +227,16 @@ ANSWERED_WITHOUT_TORCH = [
 
 @pytest.mark.parametrize("algo", sorted(p.stem for p in (Path(CONF_DIR) / "algo").glob("*.yaml")))
 def test_learner_keys_read_from_the_source_are_the_classes_own(algo):
-    from spikerl.config import learner_class, learner_keywords
+    import inspect
+
+    from spikerl.config import learner_class, learner_defaults, learner_keywords
 
     target = OmegaConf.load(Path(CONF_DIR) / "algo" / f"{algo}.yaml")["_target_"]
-    assert learner_keywords(target) == learner_class({"_target_": target}).hyperparameters()
+    cls = learner_class({"_target_": target})
+    assert learner_keywords(target) == cls.hyperparameters()
+    params = inspect.signature(cls.__init__).parameters.values()
+    assert learner_defaults(target) == {p.name: p.default for p in params
+                                        if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
     assert learner_keywords("spikerl.rl.learners.td3.Nothing") is None  # then the class itself answers
     assert learner_keywords("torch.nn.Linear") is None
 
