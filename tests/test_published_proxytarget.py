@@ -298,47 +298,62 @@ def run_ours(monkeypatch, updates: int = 2, reversion=None, **kwargs) -> dict:
     return {"losses": record.losses, "grads": record.grads, "before": before, "after": after}
 
 
+def restated_q(net, i: int, s, a):
+    """`Critic`'s i-th head (actor_critic.py 43-55) on our critic."""
+    return getattr(net, f"q{i}")(torch.cat([s, a], 1))
+
+
+class RestatedSteps:
+    """Our networks for `neurons` and `target` holding `state`, stepped as the published code steps them:
+    Adam at `lrs` (network -> learning rate), each step's loss and gradients recorded."""
+
+    def __init__(self, state: dict, lrs: dict[str, float], neurons: str = "LIF", target: str = "proxy"):
+        self.nets = our_nets(our_learner(neurons, target=target))  # the networks only
+        with torch.no_grad():
+            for name, p in named(self.nets).items():
+                p.copy_(state[name])
+        self.adam = {key: torch.optim.Adam(self.nets[key].parameters(), lr=lr) for key, lr in lrs.items()}
+        self.losses, self.grads = [], {}
+
+    def step(self, loss, key: str) -> None:
+        self.losses.append(loss.detach())
+        params = dict(self.nets[key].named_parameters())
+        for (n, p), g in zip(params.items(), torch.autograd.grad(loss, list(params.values()))):
+            self.grads.setdefault(f"{key}.{n}", []).append(g)
+            p.grad = g.clone()
+        self.adam[key].step()
+
+    def average(self, key: str) -> None:
+        """`key`'s target moved towards it, tau 0.005."""
+        with torch.no_grad():
+            for p, p_t in zip(self.nets[key].parameters(), self.nets[f"{key}_target"].parameters()):
+                p_t.copy_(0.005 * p + 0.995 * p_t)
+
+    def result(self) -> dict:
+        return {"losses": self.losses, "grads": self.grads,
+                "after": {k: v.detach().clone() for k, v in named(self.nets).items()}}
+
+
 def restated_update(state: dict, updates: int = 2) -> dict:
     """`PT_TD3.train` (actor_critic.py 216-269) written out, on our architecture holding `state`."""
-    learner = our_learner()  # the networks only; the computation below is the published one
-    nets = our_nets(learner)
-    with torch.no_grad():
-        for name, p in named(nets).items():
-            p.copy_(state[name])
-    actor, critic, critic_t, proxy = nets["actor"], nets["critic"], nets["critic_target"], nets["proxy"]
-    adam = {"actor": torch.optim.Adam(actor.parameters(), lr=3e-4),  # 194-200
-            "critic": torch.optim.Adam(critic.parameters(), lr=3e-4),
-            "proxy": torch.optim.Adam(proxy.parameters(), lr=PROXY_LR)}
+    run = RestatedSteps(state, {"actor": 3e-4, "critic": 3e-4, "proxy": PROXY_LR})  # 194-200
+    actor, critic, critic_t, proxy = (run.nets[k] for k in ("actor", "critic", "critic_target", "proxy"))
     batches, draws = replay_batches(ITERS * updates), smoothing_noise(updates)
-    losses, grads = [], {}
-
-    def step(loss, key, net):
-        losses.append(loss.detach())
-        params = dict(net.named_parameters())
-        values = torch.autograd.grad(loss, list(params.values()))
-        for (n, p), g in zip(params.items(), values):
-            grads.setdefault(f"{key}.{n}", []).append(g)
-            p.grad = g.clone()
-        adam[key].step()
-
-    q = lambda net, i, s, a: getattr(net, f"q{i}")(torch.cat([s, a], 1))  # noqa: E731 (Critic, 43-55)
+    q = restated_q
     for it in range(1, updates + 1):
         for k in range(ITERS):  # 221-228: the proxy regressed onto the actor, a fresh batch each time
             b = batches[(it - 1) * ITERS + k]
-            step(F.mse_loss(actor(b.obs), proxy(b.obs)), "proxy", proxy)
+            run.step(F.mse_loss(actor(b.obs), proxy(b.obs)), "proxy")
         s, a, r, s2, nd = b.obs, b.act, b.rew[:, None], b.next_obs, 1.0 - b.terminated[:, None]  # the last batch
         with torch.no_grad():  # 231-244
             noise = (draws[it - 1] * 0.2).clamp(-0.5, 0.5)
             a2 = (proxy(s2) + noise).clamp(-1.0, 1.0)
             target = r + nd * 0.99 * torch.min(q(critic_t, 1, s2, a2), q(critic_t, 2, s2, a2))
-        step(F.mse_loss(q(critic, 1, s, a), target) + F.mse_loss(q(critic, 2, s, a), target), "critic", critic)
+        run.step(F.mse_loss(q(critic, 1, s, a), target) + F.mse_loss(q(critic, 2, s, a), target), "critic")
         if it % 2 == 0:  # 256-269: the actor's step, then only the critic's target is averaged
-            step(-q(critic, 1, s, actor(s)).mean(), "actor", actor)
-            with torch.no_grad():
-                for p, p_t in zip(critic.parameters(), critic_t.parameters()):
-                    p_t.copy_(0.005 * p + 0.995 * p_t)
-    after = {k: v.detach().clone() for k, v in named(nets).items()}
-    return {"losses": losses, "grads": grads, "after": after}
+            run.step(-q(critic, 1, s, actor(s)).mean(), "actor")
+            run.average("critic")
+    return run.result()
 
 
 def published_critic(critic) -> dict[str, torch.Tensor]:
@@ -429,39 +444,22 @@ def test_the_compiled_update_computes_what_pt_td3_train_computes(monkeypatch):
 
 def restated_vanilla_update(state: dict, neurons: str, updates: int = 2) -> dict:
     """`TD3.train` (actor_critic.py 106-152, Fujimoto's TD3) written out, on our networks holding `state`."""
-    nets = our_nets(our_learner(neurons, target="polyak"))  # the networks only
-    with torch.no_grad():
-        for name, p in named(nets).items():
-            p.copy_(state[name])
-    actor, actor_t, critic, critic_t = nets["actor"], nets["actor_target"], nets["critic"], nets["critic_target"]
-    adam = {"actor": torch.optim.Adam(actor.parameters(), lr=3e-4),  # 87, 90
-            "critic": torch.optim.Adam(critic.parameters(), lr=3e-4)}
+    run = RestatedSteps(state, {"actor": 3e-4, "critic": 3e-4}, neurons, target="polyak")  # 87, 90
+    actor, actor_t, critic, critic_t = (run.nets[k] for k in ("actor", "actor_target", "critic", "critic_target"))
     batches, draws = replay_batches(updates), smoothing_noise(updates)
-    losses, grads = [], {}
-
-    def step(loss, key, net):
-        losses.append(loss.detach())
-        params = dict(net.named_parameters())
-        for (n, p), g in zip(params.items(), torch.autograd.grad(loss, list(params.values()))):
-            grads.setdefault(f"{key}.{n}", []).append(g)
-            p.grad = g.clone()
-        adam[key].step()
-
-    q = lambda net, i, s, a: getattr(net, f"q{i}")(torch.cat([s, a], 1))  # noqa: E731 (Critic, 43-55)
+    q = restated_q
     for it in range(1, updates + 1):  # 107: total_it counts from 1
         b = batches[it - 1]
         s, a, r, s2, nd = b.obs, b.act, b.rew[:, None], b.next_obs, 1.0 - b.terminated[:, None]
         with torch.no_grad():  # 112-124: the target actor's smoothed action
             a2 = (actor_t(s2) + (draws[it - 1] * 0.2).clamp(-0.5, 0.5)).clamp(-1.0, 1.0)
             target = r + nd * 0.99 * torch.min(q(critic_t, 1, s2, a2), q(critic_t, 2, s2, a2))
-        step(F.mse_loss(q(critic, 1, s, a), target) + F.mse_loss(q(critic, 2, s, a), target), "critic", critic)
+        run.step(F.mse_loss(q(critic, 1, s, a), target) + F.mse_loss(q(critic, 2, s, a), target), "critic")
         if it % 2 == 0:  # 135-152: the actor's step, then both targets averaged
-            step(-q(critic, 1, s, actor(s)).mean(), "actor", actor)
-            with torch.no_grad():
-                for net, net_t in ((critic, critic_t), (actor, actor_t)):
-                    for p, p_t in zip(net.parameters(), net_t.parameters()):
-                        p_t.copy_(0.005 * p + 0.995 * p_t)
-    return {"losses": losses, "grads": grads, "after": {k: v.detach().clone() for k, v in named(nets).items()}}
+            run.step(-q(critic, 1, s, actor(s)).mean(), "actor")
+            run.average("critic")
+            run.average("actor")
+    return run.result()
 
 
 def published_vanilla_update(state: dict, neurons: str, monkeypatch, updates: int = 2) -> dict:
