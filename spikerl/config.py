@@ -12,6 +12,7 @@ message is one line naming the key and, where there is a choice, the valid optio
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import re
@@ -376,7 +377,8 @@ def _unknown_algo_key(key: str, name: str, hyper) -> ConfigError:
                        f"(valid keys: {', '.join(hyper)})")
 
 
-def _learner_signature(target: str):
+@functools.cache  # a report reads it for every run folder
+def _learner_signature(target: str) -> tuple | None:
     """The keyword-only arguments of a SpikeRL learner class's own `__init__` as (name, default node or
     None) pairs, read from its source without importing it and torch; None where the source does not say
     (a class of another package, an inherited `__init__`)."""
@@ -394,7 +396,7 @@ def _learner_signature(target: str):
         if cls is not None else None
     if init is None:
         return None
-    return [(arg.arg, default) for arg, default in zip(init.args.kwonlyargs, init.args.kw_defaults)]
+    return tuple(zip((arg.arg for arg in init.args.kwonlyargs), init.args.kw_defaults))
 
 
 def learner_keywords(target: str) -> dict[str, bool] | None:
@@ -411,10 +413,11 @@ def learner_defaults(target: str) -> dict:
     import ast
 
     defaults = {}
-    for name, node in _learner_signature(target) or []:
+    for name, node in _learner_signature(target) or ():
+        if node is None:  # required
+            continue
         try:
-            if node is not None:
-                defaults[name] = ast.literal_eval(node)
+            defaults[name] = ast.literal_eval(node)
         except ValueError:  # not a literal
             pass
     return defaults
