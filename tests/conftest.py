@@ -37,14 +37,15 @@ TINY = [
 
 
 def make_run_folder(root, name: str, summary: dict | None) -> None:
-    """A run folder as Hydra and a run leave it: `.hydra/config.yaml`, and unless `summary` is None
-    (a failed or unfinished run) `summary.json`, plus `evaluations.csv` from an `eval_history` key
-    (rows of step, mean, std and optionally wall and training seconds)."""
+    """A run folder as Hydra and a run leave it: `.hydra/config.yaml`, the resolved `config.yaml`, and
+    unless `summary` is None (a failed or unfinished run) `summary.json`, plus `evaluations.csv` from an
+    `eval_history` key (rows of step, mean, std and optionally wall and training seconds)."""
     import json
 
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("method: x\n")
+    (run / "config.yaml").write_text("method: x\n")
     if summary is not None:
         summary = dict(summary)
         history = summary.pop("eval_history", [])

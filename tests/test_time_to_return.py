@@ -108,7 +108,7 @@ def test_a_reach_before_the_first_update_is_flagged_and_left_out_of_speedup(tmp_
     }
     for name, summary in runs.items():
         make_run_folder(tmp_path, name, summary)
-    (tmp_path / "carebn_s0" / ".hydra" / "config.yaml").write_text("method: carebn\ntrain:\n  update_after: 5\n")
+    (tmp_path / "carebn_s0" / "config.yaml").write_text("method: carebn\ntrain:\n  update_after: 5\n")
     summaries, _ = find_runs([tmp_path])
     assert {s["method"]: s["update_after"] for s in summaries} == {"carebn": 5, "popsan": None}
     rows = {r["method"]: r for r in time_to_return(summaries, "popsan", 0.8)}

@@ -22,13 +22,10 @@ def read_evaluations(run_dir: Path) -> list[tuple[int, float, float, float, floa
         return []
 
 
-def _update_after(config: Path) -> int | None:
+def _update_after(config: dict | None) -> int | None:
     """The env step of the run's first gradient update (train.update_after in its resolved config)."""
-    from omegaconf import OmegaConf
-
     try:
-        value = OmegaConf.select(OmegaConf.load(config), "train.update_after")
-        return None if value is None else int(value)
+        return int(config["train"]["update_after"])
     except Exception:  # an unreadable or foreign config: the report then does not flag warm-up hits
         return None
 
@@ -112,15 +109,13 @@ def find_runs(roots: list[Path]) -> tuple[list[dict], list[Path]]:
         copied = {found.parent for found in Path(root).rglob("summary.json")
                   if (found.parent / "config.yaml").is_file()}
         for run_dir in sorted(made | copied):
-            config = run_dir / ".hydra" / "config.yaml"
-            if not config.is_file():
-                config = run_dir / "config.yaml"
             try:
                 summary = json.loads((run_dir / "summary.json").read_text())
             except (OSError, json.JSONDecodeError):
                 skipped.append(run_dir)
                 continue
+            config = _resolved_config(run_dir)  # every run writes config.yaml before it trains
             summary.setdefault("update_after", _update_after(config))
             summaries.append({**summary, "run_dir": str(run_dir), "eval_history": read_evaluations(run_dir),
-                              "composition": composition(_resolved_config(run_dir))})
+                              "composition": composition(config)})
     return summaries, skipped
