@@ -27,7 +27,7 @@ from .rl.replay import ReplayBuffer
 from .rl.run_state import RunState
 from .rl.updates import UpdateSchedule
 from .runtime import checkpoint, compile_plan, distributed
-from .runtime.compiler import use_cache_dir
+from .runtime.compiler import failures, use_cache_dir
 from .runtime.device import rank_device
 from .runtime.distributed import DistInfo, all_reduce_
 from .runtime.precision import Precision, PrecisionChoice, Probe, choose
@@ -315,7 +315,8 @@ def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writer
     meta = loop.state.meta
     return {**result, "world_size": info.world_size, "backend": info.backend, "precision": meta["precision"],
             "precision_requested": meta["precision_requested"], "precision_reason": meta["precision_reason"],
-            "probe_seconds": meta["probe_seconds"], "device": rank_device(rc.device, info.local_rank).type}
+            "probe_seconds": meta["probe_seconds"], "device": rank_device(rc.device, info.local_rank).type,
+            "compile_failed": failures()}  # while the loop's compiled functions are alive
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
@@ -401,6 +402,8 @@ def format_summary(summary: dict) -> str:
           if "compile_seconds" in summary and "probe_seconds" in summary else []),
         *([("compile", f"{'yes' if summary['compile'] else 'no'} ({summary['compile_reason']})")]
           if "compile_reason" in summary else []),
+        *[("ran eagerly", f"{name}: compiling it failed ({why})")
+          for name, why in summary.get("compile_failed", {}).items()],
         *([("compiling", summary["compile_payoff"])] if summary.get("compile_payoff") else []),
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),

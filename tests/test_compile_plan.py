@@ -2,6 +2,7 @@
 recorded timings or the defaults, the record each run leaves, and a run that decides and says why."""
 
 import json
+import re
 
 import pytest
 
@@ -94,6 +95,34 @@ def test_a_short_auto_run_runs_eagerly_says_why_and_records_its_speed(tiny_run, 
     assert entry == {"eager_update_seconds": pytest.approx(1 / summary["steady_updates_per_second"])}
     summary, _ = tiny_run("compile=false", f"compile_cache={cache}", name="explicit")
     assert summary["compile"] is False and summary["compile_reason"] == "as configured"
+
+
+def test_a_compiled_run_that_fell_back_to_eager_says_what_and_records_no_figure(tiny_run, tmp_path, monkeypatch):
+    """A run asked to compile whose compiling fails runs on eagerly: its summary names each function that
+    ran so and why, its printed summary says so, and its speed is neither a compiled nor an eager figure."""
+    import torch
+    from torch._inductor.exc import CppCompileError
+
+    from spikerl.job import format_summary
+    from spikerl.snn import through_time
+
+    def broken_compile(fn, **kwargs):
+        def run(*args, **kw):
+            raise CppCompileError(["g++"], "g++: not found")
+        return run
+
+    monkeypatch.setattr(through_time, "_compiled", {})
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    cache = tmp_path / "cache"
+    with pytest.warns(UserWarning, match="it runs eagerly"):
+        summary, run_dir = tiny_run("compile=true", f"compile_cache={cache}")
+    assert summary["compile"] is True  # what was asked; what ran eagerly (the actor's kernels, then, too):
+    assert set(summary["compile_failed"]) == {"policy_action", "critic_loss", "actor_loss", "the forward kernel",
+                                              "the backward kernel"}
+    assert all(why.startswith("CppCompileError") for why in summary["compile_failed"].values())
+    assert json.loads((run_dir / "summary.json").read_text())["compile_failed"] == summary["compile_failed"]
+    assert re.search(r"ran eagerly +policy_action: compiling it failed \(CppCompileError", format_summary(summary))
+    assert not (cache / compile_plan.TIMINGS_FILE).exists()
 
 
 def test_without_a_record_the_mlp_runs_eagerly_and_its_payoff_uses_no_default_saving():

@@ -1,6 +1,8 @@
 """The learners (TD3, DDPG, SAC on one shell): gradient isolation between the losses, the TD targets,
 delays and target updates, compiled against eager, no host reads, and the saved state."""
 
+import functools
+
 import pytest
 import torch
 
@@ -25,6 +27,9 @@ ACTORS = {
     "dsrl": lambda compile=False: DSRLSpikingActor(OBS, ACT, encoder=TwoNeuronEncoder, hidden_sizes=(32, 32),
                                                    compile=compile),
     "mlp": lambda compile=False: MLPActor(OBS, ACT, hidden_sizes=(32, 32)),
+    "popsan_poisson": lambda compile=False: PopSpikingActor(  # PopSAN's Hopper and Walker2d encoder
+        OBS, ACT, encoder=functools.partial(PopulationEncoder, spikes="poisson"), hidden_sizes=(32, 32),
+        compile=compile),
 }
 
 
@@ -298,6 +303,21 @@ def test_compiled_update_equals_the_eager_one(algo, actor):
     for (name, a), b in zip(eager.networks().items(), compiled.networks().values()):
         for p, q in zip(a.parameters(), b.parameters()):
             torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("actor", ["popsan", "popsan_poisson"])
+def test_compiled_acting_serves_one_env_and_a_vector_of_envs_without_falling_back(actor):
+    """Acting compiles once over a symbolic batch size: a collector's env (batch 1) and an evaluation's
+    envs share the graph. Spikes drawn at random (PopSAN's Bernoulli encoder) once made that graph fail
+    to build, and acting then ran eagerly; integrated spikes give the eager actions."""
+    eager, compiled = learner_pair("td3", actor)
+    for n in (1, 5, 1):
+        obs = torch.randn(n, OBS)
+        action = compiled.act(obs)
+        assert action.shape == (n, ACT) and action.abs().max() <= 1
+        if actor == "popsan":
+            torch.testing.assert_close(action, eager.act(obs), rtol=1e-4, atol=1e-5)
+    assert compiled.policy_action.failed is None
 
 
 @pytest.mark.parametrize("algo,compiled", [("td3", False), ("td3", True), ("sac", False), ("ddpg", False)])

@@ -127,8 +127,8 @@ def record(cache: str | None, key: str, summary: dict, compiled: bool) -> None:
     """Keep this run's steady seconds per update (and, compiled, its compile seconds) for later decisions."""
     path = _path(cache)
     updates, rate = summary.get("updates", 0), summary.get("steady_updates_per_second", 0.0)
-    if path is None or updates < MIN_RECORDED_UPDATES or not rate:
-        return
+    if path is None or updates < MIN_RECORDED_UPDATES or not rate or (compiled and summary.get("compile_failed")):
+        return  # a compiled run that ran some of it eagerly is neither figure
     records = load(cache)
     entry = dict(records.get(key) or {})
     name = "compiled_update_seconds" if compiled else "eager_update_seconds"

@@ -8,9 +8,11 @@ graphs, so it needs a CUDA device (config validation refuses it elsewhere).
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import warnings
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -43,6 +45,7 @@ def use_cache_dir(folder: str | None) -> str | None:
 
 
 _UNUSABLE: set[str] = set()  # cache folders already warned about
+_INSTANCES: weakref.WeakSet = weakref.WeakSet()  # every CompiledOrEager alive, for `failures`
 
 
 # torch's own compile timers (`torch._dynamo.utils.compilation_time_metrics`, torch 2.13): dynamo's compile
@@ -75,6 +78,12 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
+def failures() -> dict[str, str]:
+    """What runs eagerly in this process because compiling it failed: name -> the first line of why."""
+    gc.collect()  # a finished job's learner (its networks reference it back) is not one of this job's
+    return {kernel.name: kernel.failed for kernel in list(_INSTANCES) if kernel.failed}
+
+
 class CompiledOrEager:
     """`fn` through torch.compile(fullgraph, mode); eager once compiling it has failed. torch.compile
     caches graphs by `fn`'s code, so every instance over the same `fn` shares them (a multirun's jobs
@@ -93,6 +102,7 @@ class CompiledOrEager:
         self.compiled = torch.compile(fn, fullgraph=fullgraph, dynamic=dynamic,
                                       mode=None if mode == "default" else mode)
         self.failed: str | None = None  # why compiling failed; then `fn` runs eagerly
+        _INSTANCES.add(self)
 
     def __call__(self, *args, **kwargs):
         if self.failed:

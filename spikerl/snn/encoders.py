@@ -42,7 +42,9 @@ class _BernoulliStraightThrough(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, generator=None):
-        return (torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device) < x).to(x.dtype)
+        # uniform_ on a tensor shaped like x, not torch.rand(x.shape): torch.compile cannot build the latter
+        # over the acting graph's symbolic batch size (the same numbers eagerly)
+        return (torch.empty_like(x).uniform_(generator=generator) < x).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
