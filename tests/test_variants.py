@@ -123,3 +123,22 @@ def test_a_learner_key_its_config_leaves_to_the_class_default_composes_as_that_d
     assert "shared_noise" not in ddpg
     assert composition({"algo": {**ddpg, "shared_noise": False}}) == composition({"algo": ddpg})
     assert composition({"algo": {**ddpg, "shared_noise": True}}) != composition({"algo": ddpg})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_acts_through_one_compiled_graph(preset):
+    """Each preset's acting (and SAC's exploring) compiles over a symbolic batch size, on Hopper, where
+    PopSAN's encoder draws its spikes at random: one env (batch 1) and an evaluation's envs share the
+    graph, and nothing falls back to eager. A draw torch.compile could not build once left PopSAN's
+    Hopper acting eager behind a single warning."""
+    from spikerl.runtime.compiler import CompiledOrEager
+
+    rc = validate(compose([f"experiment={preset}", "env=hopper", "compile=true"]))
+    obs_dim, act_dim = job.env_dims(rc.env.id)
+    learner = job.build_learner(rc, *job.build_components(rc, obs_dim, act_dim), obs_dim, act_dim)
+    for n in (1, 4, 1):
+        obs = torch.randn(n, obs_dim)
+        assert learner.act(obs).shape == learner.explore(obs).shape == (n, act_dim)
+    acting = [f for f in vars(learner).values() if isinstance(f, CompiledOrEager)]
+    assert acting and {f.name: f.failed for f in acting if f.failed} == {}
