@@ -123,6 +123,17 @@ def test_report_without_energy_or_baseline_says_what_it_left_out(tmp_path):
     assert any("baseline 'popsan'" in n for n in report.notes) and any("energy" in n for n in report.notes)
 
 
+def test_the_report_says_which_runs_ran_eagerly_where_compiling_failed(sweep):
+    """A run asked to compile that ran some of it eagerly (its summary's `compile_failed`) has times that
+    are not a compiled run's: the report says so by run."""
+    run = sweep / "2_spikerl_s0" / "summary.json"
+    failed = {"compile_failed": {"policy_action": "TorchRuntimeError"}}
+    run.write_text(json.dumps({**json.loads(run.read_text()), **failed}))
+    notes = write_report([sweep], sweep / "comparison", bootstrap_reps=0, inference_episodes=0).notes
+    assert [n for n in notes if "eagerly" in n] == [f"{sweep / '2_spikerl_s0'} ran policy_action eagerly though asked "
+                                                    "to compile (compiling failed): its times are not a compiled run's"]
+
+
 def test_report_of_no_finished_runs_writes_nothing(tmp_path):
     make_run_folder(tmp_path, "a", None)
     report = write_report([tmp_path], tmp_path / "out")
