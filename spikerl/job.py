@@ -316,7 +316,8 @@ def _train(rc: RunConfig, run_dir: Path, actor_name: str, info: DistInfo, writer
     return {**result, "world_size": info.world_size, "backend": info.backend, "precision": meta["precision"],
             "precision_requested": meta["precision_requested"], "precision_reason": meta["precision_reason"],
             "probe_seconds": meta["probe_seconds"], "device": rank_device(rc.device, info.local_rank).type,
-            "compile_failed": failures()}  # while the loop's compiled functions are alive
+            # read while the loop, and so its compiled functions, are alive
+            "compile_failed": "; ".join(f"{name} ({why})" for name, why in failures().items())}
 
 
 def write_summary(run_dir: Path, summary: dict) -> None:
@@ -402,8 +403,7 @@ def format_summary(summary: dict) -> str:
           if "compile_seconds" in summary and "probe_seconds" in summary else []),
         *([("compile", f"{'yes' if summary['compile'] else 'no'} ({summary['compile_reason']})")]
           if "compile_reason" in summary else []),
-        *[("ran eagerly", f"{name}: compiling it failed ({why})")
-          for name, why in summary.get("compile_failed", {}).items()],
+        *([("ran eagerly", f"compiling failed: {summary['compile_failed']}")] if summary.get("compile_failed") else []),
         *([("compiling", summary["compile_payoff"])] if summary.get("compile_payoff") else []),
         ("final eval return", f"{summary['eval_return_mean']:.1f} +- {summary['eval_return_std']:.1f} "
                               f"over {summary['eval_episodes']} episodes"),

@@ -127,11 +127,12 @@ def test_the_report_says_which_runs_ran_eagerly_where_compiling_failed(sweep):
     """A run asked to compile that ran some of it eagerly (its summary's `compile_failed`) has times that
     are not a compiled run's: the report says so by run."""
     run = sweep / "2_spikerl_s0" / "summary.json"
-    failed = {"compile_failed": {"policy_action": "TorchRuntimeError"}}
+    failed = {"compile_failed": "policy_action (TorchRuntimeError)"}
     run.write_text(json.dumps({**json.loads(run.read_text()), **failed}))
     notes = write_report([sweep], sweep / "comparison", bootstrap_reps=0, inference_episodes=0).notes
-    assert [n for n in notes if "eagerly" in n] == [f"{sweep / '2_spikerl_s0'} ran policy_action eagerly though asked "
-                                                    "to compile (compiling failed): its times are not a compiled run's"]
+    assert [n for n in notes if "eagerly" in n] == [
+        f"{sweep / '2_spikerl_s0'} ran part of its work eagerly though asked to compile (compiling failed: "
+        "policy_action (TorchRuntimeError)): its times are not a compiled run's"]
 
 
 def test_report_of_no_finished_runs_writes_nothing(tmp_path):

@@ -215,8 +215,8 @@ def write_report(roots: list[Path], out: Path, baseline: str = "popsan", thresho
     baseline, notes = resolve_baseline(summaries, baseline)
     report.notes += notes
     report.notes += [f"skipped {p} (no summary.json: failed or unfinished)" for p in skipped]
-    report.notes += [f"{s['run_dir']} ran {', '.join(s['compile_failed'])} eagerly though asked to compile "
-                     f"(compiling failed): its times are not a compiled run's"
+    report.notes += [f"{s['run_dir']} ran part of its work eagerly though asked to compile (compiling failed: "
+                     f"{s['compile_failed']}): its times are not a compiled run's"
                      for s in summaries if s.get("compile_failed")]
     if not summaries:
         report.notes.append("no finished runs: nothing to compare")
