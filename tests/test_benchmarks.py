@@ -100,15 +100,19 @@ def test_quick_run_writes_its_report(script, rate, tmp_path):
     assert "| ours" in proc.stdout or "| fp32 | ours |" in proc.stdout
 
 
-def test_bench_proxy_times_every_proxy_target_preset(tmp_path):
+@pytest.mark.parametrize("family,variants,batch", [("proxytarget", {"vanilla", "proxy", "proxy-k1", "ann"}, 256),
+                                                  ("popsan", {"vanilla", "proxy", "proxy-k1"}, 100)])
+def test_bench_proxy_times_each_familys_presets_at_their_batch(tmp_path, family, variants, batch):
     out = tmp_path / "proxy.json"
-    cmd = [sys.executable, "experiments/bench_proxy.py", "--quick", "--threads", "1", "--out", str(out)]
+    cmd = [sys.executable, "experiments/bench_proxy.py", "--quick", "--threads", "1", "--family", family,
+           "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     rows = {r["variant"]: r for r in report["results"]}
-    assert rows.keys() == {"vanilla", "proxy", "proxy-k1", "ann"} and rows["vanilla"]["time_vs_vanilla"] == 1.0
+    assert rows.keys() == variants and rows["vanilla"]["time_vs_vanilla"] == 1.0
     assert all(r["updates_per_second"] > 0 for r in rows.values())
+    assert report["meta"]["settings"]["batch"] == batch and report["meta"]["settings"]["family"] == family
     assert report["meta"]["command"].startswith("python experiments/bench_proxy.py --quick")
 
 
