@@ -80,7 +80,7 @@ def first_line(exc: BaseException) -> str:
 
 def failures() -> dict[str, str]:
     """What runs eagerly in this process because compiling it failed: name -> the first line of why."""
-    gc.collect()  # a finished job's learner (its networks reference it back) is not one of this job's
+    gc.collect()  # a finished job's learner left in a reference cycle is not one of this job's
     return {kernel.name: kernel.failed for kernel in list(_INSTANCES) if kernel.failed}
 
 
